@@ -1,0 +1,172 @@
+/**
+ * The error classes of tpmkit. Every error tpmkit throws extends {@link TpmkitError} and carries a
+ * stable `code` string (match on it, not on the message), a `shortMessage`, optional `details`
+ * and the `cause` that led to it.
+ *
+ * @packageDocumentation
+ */
+
+/** Options every tpmkit error accepts. */
+export interface TpmkitErrorOptions {
+  /** The error (or value) that caused this one. */
+  cause?: unknown;
+  /** Longer explanation, appended to the message on its own line. */
+  details?: string;
+}
+
+/**
+ * Base class of every error tpmkit throws.
+ *
+ * @example
+ * ```ts
+ * try { await tpm.getRandom(8); } catch (e) {
+ *   if (e instanceof TpmkitError && e.code === "TPM_TIMEOUT") retryLater();
+ * }
+ * ```
+ */
+export class TpmkitError extends Error {
+  /** Stable machine-readable code, e.g. `"TPM_RESPONSE"`. */
+  readonly code: string;
+  /** The message without details. */
+  readonly shortMessage: string;
+  /** Longer explanation, if any. */
+  readonly details: string | undefined;
+
+  constructor(code: string, shortMessage: string, options: TpmkitErrorOptions = {}) {
+    super(options.details ? `${shortMessage}\n${options.details}` : shortMessage, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.shortMessage = shortMessage;
+    this.details = options.details;
+  }
+
+  /**
+   * Walks the `cause` chain and returns the first error for which `predicate` is true (or the
+   * deepest cause when no predicate is given).
+   */
+  walk(predicate?: (e: unknown) => boolean): unknown {
+    let cur: unknown = this;
+    let last: unknown = this;
+    const seen = new Set<unknown>();
+    while (cur !== undefined && cur !== null && !seen.has(cur)) {
+      seen.add(cur);
+      if (predicate?.(cur)) return cur;
+      last = cur;
+      cur = (cur as { cause?: unknown }).cause;
+    }
+    return predicate ? undefined : last;
+  }
+}
+
+/** Bytes that do not parse: a truncated buffer, a size field that lies, a bad tag. */
+export class TpmFormatError extends TpmkitError {
+  constructor(message: string, options?: TpmkitErrorOptions) {
+    super("TPM_FORMAT", message, options);
+  }
+}
+
+/** A caller passed an argument that is out of range or of the wrong shape. */
+export class TpmArgumentError extends TpmkitError {
+  constructor(message: string, options?: TpmkitErrorOptions) {
+    super("TPM_ARGUMENT", message, options);
+  }
+}
+
+/** A wait ran past its bound. `operation` says which wait, `timeoutMs` how long it was. */
+export class TpmTimeoutError extends TpmkitError {
+  readonly operation: string;
+  readonly timeoutMs: number;
+  constructor(operation: string, timeoutMs: number, options?: TpmkitErrorOptions) {
+    super("TPM_TIMEOUT", `${operation} timed out after ${timeoutMs} ms`, options);
+    this.operation = operation;
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/**
+ * The transport below the chip failed: a socket closed, a device returned an errno, a driver saw
+ * a protocol violation. `errno` is set where the failure maps to one (e.g. `"EIO"`, `"E2BIG"`).
+ */
+export class TpmTransportError extends TpmkitError {
+  readonly errno: string | undefined;
+  constructor(message: string, options: TpmkitErrorOptions & { errno?: string } = {}) {
+    super("TPM_TRANSPORT", message, options);
+    this.errno = options.errno;
+  }
+}
+
+/** No TPM is there: no device node, registers that read 0 or 0xFF, an invalid DID/VID. */
+export class TpmNotFoundError extends TpmkitError {
+  constructor(message: string, options?: TpmkitErrorOptions) {
+    super("TPM_NOT_FOUND", message, options);
+  }
+}
+
+/**
+ * A dependency of the transport is not there yet (the kernel's EPROBE_DEFER): try again when it
+ * appears. `dependency` names what is missing.
+ */
+export class ProbeDeferredError extends TpmkitError {
+  readonly dependency: string;
+  constructor(dependency: string, options?: TpmkitErrorOptions) {
+    super("PROBE_DEFERRED", `probe deferred: ${dependency} is not available yet`, options);
+    this.dependency = dependency;
+  }
+}
+
+/** The chip is closed, failed, or not ready for commands. */
+export class TpmStateError extends TpmkitError {
+  constructor(message: string, options?: TpmkitErrorOptions) {
+    super("TPM_STATE", message, options);
+  }
+}
+
+/** A saved TPM state (file or blob) is corrupt, truncated or of another format version. */
+export class TpmStateFileError extends TpmkitError {
+  constructor(message: string, options?: TpmkitErrorOptions) {
+    super("TPM_STATE_FILE", message, options);
+  }
+}
+
+/**
+ * A call was cancelled through its AbortSignal. `name` is `"AbortError"`, as for `fetch`, so code
+ * that checks `err.name === "AbortError"` works unchanged.
+ */
+export class TpmAbortError extends TpmkitError {
+  constructor(message = "the operation was aborted", options?: TpmkitErrorOptions) {
+    super("ABORT_ERR", message, options);
+    this.name = "AbortError";
+  }
+}
+
+/** A GlobalPlatform TEE client API error: `teeCode` (e.g. 0xffff3024) and `origin`. */
+export class TeeError extends TpmkitError {
+  readonly teeCode: number;
+  readonly origin: number;
+  constructor(message: string, teeCode: number, origin: number, options?: TpmkitErrorOptions) {
+    super("TEE_ERROR", message, options);
+    this.teeCode = teeCode >>> 0;
+    this.origin = origin;
+  }
+}
+
+/** An Arm FF-A error or a TPM service status (DEN0138). */
+export class FfaError extends TpmkitError {
+  readonly status: number;
+  constructor(message: string, status: number, options?: TpmkitErrorOptions) {
+    super("FFA_ERROR", message, options);
+    this.status = status;
+  }
+}
+
+/** Throws a {@link TpmAbortError} if `signal` is aborted. */
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw abortErrorFrom(signal);
+}
+
+/** The error to reject with when `signal` aborted: its reason if that is already a tpmkit error. */
+export function abortErrorFrom(signal: AbortSignal): TpmkitError {
+  const r: unknown = signal.reason;
+  if (r instanceof TpmkitError) return r;
+  return new TpmAbortError(undefined, { cause: r });
+}
