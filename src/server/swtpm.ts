@@ -1,0 +1,658 @@
+/**
+ * A swtpm-protocol socket server: exposes any {@link CommandSink} (a `Chip`, a wrapped
+ * `TpmBackend`) the way `swtpm socket --tpm2` does, so tpm2-tools (`-T swtpm:...`), QEMU-style
+ * clients and other TSS stacks can drive a tpmkit stack.
+ *
+ * - Data channel: raw TPM commands framed by their header size field; also swtpm's mssim-compatible
+ *   TPM_SEND_COMMAND prefix (u32 8, u8 locality, u32 size), answered as u32 size + response +
+ *   u32 0 (qemu-swtpm.md §3, "tpm-send-command-header"). One data connection at a time; later
+ *   ones wait, as with swtpm.
+ * - Control channel (swtpm_ioctls(3)): GET_CAPABILITY, INIT, SHUTDOWN, GET_TPMESTABLISHED,
+ *   SET_LOCALITY, HASH_START/DATA/END, CANCEL_TPM_CMD, STORE_VOLATILE (hook), RESET_TPMESTABLISHED,
+ *   GET/SET_STATEBLOB (hooks), STOP, GET_CONFIG, SET_DATAFD (refused as swtpm does with `--server`),
+ *   SET_BUFFERSIZE, GET_INFO. Result codes and reply lengths follow swtpm 0.7.1 as measured.
+ * - Robustness (reliability.md S1–S5): a size field below 10 or above the buffer size gets a
+ *   TPM_RC_COMMAND_SIZE response and the connection is closed before any body is read; a command
+ *   (data) or control message that does not complete within its bound closes the connection; a
+ *   client that disconnects mid-command aborts that command; nothing a client sends can crash the
+ *   server or hang it.
+ *
+ * Node-specific (node:net).
+ *
+ * @packageDocumentation
+ */
+import type * as net from "node:net";
+import { systemClock, type Clock, type TimerHandle } from "../core/clock.js";
+import { TpmArgumentError, TpmTransportError } from "../core/errors.js";
+import { TPM_RC, TPM_ST } from "../tpm/constants.js";
+import {
+  PTM_CAP,
+  PTM_INIT_FLAG_DELETE_VOLATILE,
+  PTM_STATE_FLAG_DECRYPTED,
+  PTM_STATE_FLAG_ENCRYPTED,
+  SWTPM_CMD,
+  SWTPM_HASH_DATA_MAX,
+  SWTPM_RESULT,
+  SWTPM_STATEBLOB_MAX,
+  put32,
+} from "../transports/swtpm/protocol.js";
+import { ByteQueue, listenSerial, type BoundAddress, type CommandSink, type ListenTarget, type SerialListener } from "./common.js";
+
+export type { BoundAddress, CommandSink, ListenTarget } from "./common.js";
+
+/**
+ * Hooks the server calls for control commands that change the TPM's power state or state storage.
+ * All optional; a missing hook means "nothing to do" for INIT/STOP/SHUTDOWN, and "not supported"
+ * (capability bit off, TPM_BAD_ORDINAL) for STORE_VOLATILE and the state blobs. A hook that throws
+ * makes the command answer TPM_FAIL.
+ */
+export interface SwtpmPowerHooks {
+  /** CMD_INIT: (re)start the TPM; `deleteVolatile` = PTM_INIT_FLAG_DELETE_VOLATILE. */
+  init?(deleteVolatile: boolean): void | Promise<void>;
+  /** CMD_SHUTDOWN: the TPM is going away (the server closes after replying). */
+  shutdown?(): void | Promise<void>;
+  /** CMD_STOP: stop the TPM (the server stays up). */
+  stop?(): void | Promise<void>;
+  /** CMD_CANCEL_TPM_CMD, besides aborting the command's signal. */
+  cancel?(): void;
+  /** CMD_STORE_VOLATILE. */
+  storeVolatile?(): void | Promise<void>;
+  /** CMD_GET_STATEBLOB: the blob of `type` (1 permanent, 2 volatile, 3 savestate). */
+  getStateBlob?(type: number, decrypted: boolean): Uint8Array | Promise<Uint8Array>;
+  /** CMD_SET_STATEBLOB: store the blob of `type` (only called while stopped). */
+  setStateBlob?(type: number, blob: Uint8Array, encrypted: boolean): void | Promise<void>;
+  /** CMD_HASH_START: a DRTM hash sequence begins (_TPM_Hash_Start, TPM 2.0 Part 3 §32). Sets the established flag. */
+  hashStart?(): void | Promise<void>;
+  /** CMD_HASH_DATA: bytes of the DRTM hash sequence (_TPM_Hash_Data), at most 4096 per call. */
+  hashData?(data: Uint8Array): void | Promise<void>;
+  /** CMD_HASH_END: the DRTM hash sequence ends (_TPM_Hash_End, extends PCR 17). */
+  hashEnd?(): void | Promise<void>;
+}
+
+/** Options of {@link serveSwtpm}. */
+export interface SwtpmServeOptions {
+  /**
+   * Control-channel address, or `false` for none. Default: data port + 1 (TCP; with port 0 a pair
+   * of free adjacent ports is picked so tcti-swtpm's port + 1 rule holds) or path + ".ctrl".
+   */
+  control?: ListenTarget | false;
+  /** Power and state hooks. */
+  power?: SwtpmPowerHooks;
+  /** Refuse TPM commands until CMD_INIT (swtpm without `--flags not-need-init`). Default false. */
+  needInit?: boolean;
+  /** Refuse locality 4 in SET_LOCALITY (`--locality reject-locality-4`). Default false. */
+  rejectLocality4?: boolean;
+  /** TPM I/O buffer size (largest command and response). Default 4096. */
+  bufferSize?: number;
+  /** Smallest buffer size SET_BUFFERSIZE allows. Default 2808 (swtpm 0.7.1 + libtpms, measured). */
+  minBufferSize?: number;
+  /** Largest buffer size SET_BUFFERSIZE allows. Default 4096 (swtpm 0.7.1, measured). */
+  maxBufferSize?: number;
+  /** A data command must arrive whole within this many ms of its first byte. Default 5000. */
+  commandReadTimeoutMs?: number;
+  /** A control message must arrive whole within this many ms (swtpm: 500). Default 500. */
+  controlReadTimeoutMs?: number;
+  /** Accept swtpm's mssim-compatible TPM_SEND_COMMAND prefix on the data channel. Default true. */
+  sendCommandHeader?: boolean;
+  /** JSON objects CMD_GET_INFO reports. */
+  info?: { specification?: Record<string, unknown>; attributes?: Record<string, unknown> };
+  /** Clock for the read bounds. Default: the system clock. */
+  clock?: Clock;
+}
+
+/** The target of {@link serveSwtpm}: a command sink plus where to listen. */
+export type SwtpmServeTarget = { chip: CommandSink; host?: string; port: number } | { chip: CommandSink; path: string };
+
+/** Observable server state. */
+export interface SwtpmServerState {
+  /** TPM running (INIT done or not needed, no STOP since). */
+  running: boolean;
+  /** Locality for the next TPM command. */
+  locality: number;
+  /** TPM-established flag. */
+  established: boolean;
+  /** Buffer size in use. */
+  bufferSize: number;
+  /** TPM commands executed. */
+  commands: number;
+}
+
+/** A running swtpm-protocol server. */
+export interface SwtpmServer {
+  /** Data-channel address (the real port when 0 was asked for). */
+  readonly address: BoundAddress;
+  /** Control-channel address, if any. */
+  readonly controlAddress: BoundAddress | undefined;
+  /** Current state. */
+  readonly state: Readonly<SwtpmServerState>;
+  /** Resolves when the server has closed (by {@link SwtpmServer.close} or CMD_SHUTDOWN). */
+  readonly closed: Promise<void>;
+  /** Stops listening, ends all connections, aborts a command in flight. Idempotent. */
+  close(): Promise<void>;
+}
+
+const FIXED_BODY: Partial<Record<number, number>> = {
+  [SWTPM_CMD.GET_CAPABILITY]: 0,
+  [SWTPM_CMD.INIT]: 4,
+  [SWTPM_CMD.SHUTDOWN]: 0,
+  [SWTPM_CMD.GET_TPMESTABLISHED]: 0,
+  [SWTPM_CMD.SET_LOCALITY]: 1,
+  [SWTPM_CMD.HASH_START]: 0,
+  [SWTPM_CMD.HASH_END]: 0,
+  [SWTPM_CMD.CANCEL_TPM_CMD]: 0,
+  [SWTPM_CMD.STORE_VOLATILE]: 0,
+  [SWTPM_CMD.RESET_TPMESTABLISHED]: 1,
+  [SWTPM_CMD.GET_STATEBLOB]: 12,
+  [SWTPM_CMD.STOP]: 0,
+  [SWTPM_CMD.GET_CONFIG]: 0,
+  [SWTPM_CMD.SET_DATAFD]: 0,
+  [SWTPM_CMD.SET_BUFFERSIZE]: 4,
+  [SWTPM_CMD.GET_INFO]: 16,
+};
+/** Commands swtpm answers TPM_BAD_PARAMETER when the body is not exactly this long. */
+const STRICT_BODY = new Set<number>([SWTPM_CMD.INIT, SWTPM_CMD.STOP, SWTPM_CMD.SHUTDOWN, SWTPM_CMD.SET_BUFFERSIZE, SWTPM_CMD.GET_STATEBLOB, SWTPM_CMD.GET_INFO]);
+const NEEDS_RUNNING = new Set<number>([
+  SWTPM_CMD.GET_TPMESTABLISHED,
+  SWTPM_CMD.RESET_TPMESTABLISHED,
+  SWTPM_CMD.HASH_START,
+  SWTPM_CMD.HASH_DATA,
+  SWTPM_CMD.HASH_END,
+  SWTPM_CMD.CANCEL_TPM_CMD,
+  SWTPM_CMD.STORE_VOLATILE,
+]);
+const INFO_CHUNK = 3072;
+
+/** A TPM 2.0 error response: tag NO_SESSIONS, size 10, `rc`. TPM 2.0 Part 1 §18.8. */
+export function tpmErrorResponse(rc: number): Uint8Array {
+  const r = new Uint8Array(10);
+  r[0] = TPM_ST.NO_SESSIONS >> 8;
+  r[1] = TPM_ST.NO_SESSIONS & 0xff;
+  put32(r, 2, 10);
+  put32(r, 6, rc);
+  return r;
+}
+
+class SwtpmServerImpl implements SwtpmServer {
+  address!: BoundAddress;
+  controlAddress: BoundAddress | undefined;
+  readonly state: SwtpmServerState;
+  readonly closed: Promise<void>;
+  #resolveClosed!: () => void;
+  #chip: CommandSink;
+  #opt: Required<Pick<SwtpmServeOptions, "commandReadTimeoutMs" | "controlReadTimeoutMs" | "sendCommandHeader" | "rejectLocality4">> & {
+    min: number;
+    max: number;
+  };
+  #power: SwtpmPowerHooks;
+  #info: { specification: Record<string, unknown>; attributes: Record<string, unknown> };
+  #clock: Clock;
+  #data: SerialListener | undefined;
+  #ctrl: SerialListener | undefined;
+  #inflight: AbortController | undefined;
+  #isClosed = false;
+
+  constructor(chip: CommandSink, options: SwtpmServeOptions) {
+    if (!chip || typeof chip.transmit !== "function") throw new TpmArgumentError("serveSwtpm: chip must have a transmit(command, options) method");
+    this.#chip = chip;
+    this.#clock = options.clock ?? systemClock;
+    this.#power = options.power ?? {};
+    const min = options.minBufferSize ?? 2808;
+    const max = options.maxBufferSize ?? 4096;
+    const size = options.bufferSize ?? 4096;
+    for (const [k, v] of [["minBufferSize", min], ["maxBufferSize", max], ["bufferSize", size]] as const) {
+      if (!Number.isInteger(v) || v < 10 || v > 0x100000) throw new TpmArgumentError(`${k} must be an integer 10–1048576, got ${String(v)}`);
+    }
+    if (min > max || size < min || size > max) throw new TpmArgumentError(`buffer sizes must satisfy min ≤ size ≤ max (${min}, ${size}, ${max})`);
+    this.#opt = {
+      commandReadTimeoutMs: options.commandReadTimeoutMs ?? 5000,
+      controlReadTimeoutMs: options.controlReadTimeoutMs ?? 500,
+      sendCommandHeader: options.sendCommandHeader ?? true,
+      rejectLocality4: options.rejectLocality4 ?? false,
+      min,
+      max,
+    };
+    this.#info = {
+      specification: options.info?.specification ?? { family: "2.0", level: 0, revision: 164 },
+      attributes: options.info?.attributes ?? { manufacturer: "id:00000000", version: "id:00000000", model: "tpmkit" },
+    };
+    this.state = { running: !options.needInit, locality: 0, established: false, bufferSize: size, commands: 0 };
+    this.closed = new Promise<void>((r) => (this.#resolveClosed = r));
+  }
+
+  async start(target: ListenTarget, control: ListenTarget | false | undefined): Promise<void> {
+    if (control !== undefined || "path" in target || target.port !== 0) {
+      this.#data = await listenSerial(target, (s) => this.#serveData(s));
+      this.address = this.#data.address;
+      if (control === false) return;
+      const c: ListenTarget =
+        control ?? ("path" in target ? { path: `${target.path}.ctrl` } : { host: target.host ?? "127.0.0.1", port: (this.address as { port: number }).port + 1 });
+      try {
+        this.#ctrl = await listenSerial(c, (s) => this.#serveControl(s));
+      } catch (e) {
+        await this.#data.close();
+        throw e;
+      }
+      this.controlAddress = this.#ctrl.address;
+      return;
+    }
+    // Port 0 with the derived control port: find two adjacent free ports.
+    let last: unknown;
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const d = await listenSerial(target, (s) => this.#serveData(s));
+      const port = (d.address as { port: number }).port;
+      if (port === 0xffff) {
+        await d.close();
+        continue;
+      }
+      try {
+        this.#ctrl = await listenSerial({ host: target.host ?? "127.0.0.1", port: port + 1 }, (s) => this.#serveControl(s));
+        this.#data = d;
+        this.address = d.address;
+        this.controlAddress = this.#ctrl.address;
+        return;
+      } catch (e) {
+        last = e;
+        await d.close();
+      }
+    }
+    throw new TpmTransportError("serveSwtpm: could not find two adjacent free ports for data and control", { errno: "EADDRINUSE", cause: last });
+  }
+
+  async close(): Promise<void> {
+    if (this.#isClosed) return this.closed;
+    this.#isClosed = true;
+    this.#inflight?.abort(new TpmTransportError("swtpm server closed", { errno: "ESHUTDOWN" }));
+    await Promise.all([this.#data?.close(), this.#ctrl?.close()]);
+    this.#resolveClosed();
+  }
+
+  // ---------------------------------------------------------------- data channel
+
+  #serveData(sock: net.Socket): void {
+    const q = new ByteQueue();
+    let busy = false;
+    let gone = false;
+    let timer: TimerHandle | undefined;
+    const highWater = 4 * (this.#opt.max + 9);
+    const clearTimer = () => {
+      timer?.clear();
+      timer = undefined;
+    };
+    sock.on("data", (d: Buffer) => {
+      q.push(d);
+      if (q.length > highWater) sock.pause();
+      void pump();
+    });
+    sock.on("close", () => {
+      gone = true;
+      clearTimer();
+      q.clear();
+    });
+    const send = (b: Uint8Array) => {
+      if (!gone) sock.write(b);
+    };
+    const pump = async () => {
+      if (busy) return;
+      busy = true;
+      try {
+        while (!gone && !this.#isClosed) {
+          const f = this.#frame(q);
+          if (f.kind === "need") {
+            if (q.length > 0 && !timer) {
+              timer = this.#clock.setTimer(this.#opt.commandReadTimeoutMs, () => {
+                timer = undefined;
+                sock.destroy();
+              });
+            }
+            break;
+          }
+          clearTimer();
+          if (f.kind === "bad") {
+            send(f.mssim ? mssimWrap(tpmErrorResponse(f.rc)) : tpmErrorResponse(f.rc));
+            gone = true;
+            sock.end();
+            q.clear();
+            break;
+          }
+          if (f.locality !== undefined) this.state.locality = f.locality;
+          const resp = await this.#execute(f.command);
+          send(f.mssim ? mssimWrap(resp) : resp);
+          if (sock.isPaused() && q.length <= highWater && !gone) sock.resume();
+        }
+      } catch {
+        sock.destroy();
+      } finally {
+        busy = false;
+      }
+    };
+    sock.on("close", () => this.#inflight?.abort(new TpmTransportError("client disconnected", { errno: "ECONNRESET" })));
+  }
+
+  #frame(
+    q: ByteQueue,
+  ): { kind: "need" } | { kind: "bad"; rc: number; mssim: boolean } | { kind: "cmd"; command: Uint8Array; mssim: boolean; locality?: number } {
+    const max = this.state.bufferSize;
+    if (q.length < 4) return { kind: "need" };
+    const tag = q.u16(0);
+    if (this.#opt.sendCommandHeader && tag !== TPM_ST.NO_SESSIONS && tag !== TPM_ST.SESSIONS && q.u32(0) === 8) {
+      if (q.length < 9) return { kind: "need" };
+      const size = q.u32(5);
+      const locality = q.at(4);
+      if (size < 10 || size > max) return { kind: "bad", rc: TPM_RC.COMMAND_SIZE, mssim: true };
+      if (q.length < 9 + size) return { kind: "need" };
+      q.take(9);
+      return { kind: "cmd", command: q.take(size), mssim: true, locality };
+    }
+    if (q.length < 10) return { kind: "need" };
+    const size = q.u32(2);
+    if (size < 10 || size > max) return { kind: "bad", rc: TPM_RC.COMMAND_SIZE, mssim: false };
+    if (q.length < size) return { kind: "need" };
+    return { kind: "cmd", command: q.take(size), mssim: false };
+  }
+
+  async #execute(command: Uint8Array): Promise<Uint8Array> {
+    if (!this.state.running) return tpmErrorResponse(TPM_RC.FAILURE);
+    const ac = new AbortController();
+    this.#inflight = ac;
+    let cancelled = false;
+    const onAbort = () => (cancelled = ac.signal.reason === CANCEL_REASON);
+    ac.signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      const resp: unknown = await this.#chip.transmit(command, { locality: this.state.locality, signal: ac.signal });
+      this.state.commands++;
+      if (!(resp instanceof Uint8Array) || resp.length < 10 || resp.length > this.state.bufferSize) return tpmErrorResponse(TPM_RC.FAILURE);
+      const size = ((resp[2]! << 24) | (resp[3]! << 16) | (resp[4]! << 8) | resp[5]!) >>> 0;
+      if (size !== resp.length) return tpmErrorResponse(TPM_RC.FAILURE);
+      return resp;
+    } catch {
+      return tpmErrorResponse(cancelled ? TPM_RC.CANCELED : TPM_RC.FAILURE);
+    } finally {
+      if (this.#inflight === ac) this.#inflight = undefined;
+    }
+  }
+
+  // ---------------------------------------------------------------- control channel
+
+  #serveControl(sock: net.Socket): void {
+    const q = new ByteQueue();
+    let busy = false;
+    let gone = false;
+    let timer: TimerHandle | undefined;
+    const clearTimer = () => {
+      timer?.clear();
+      timer = undefined;
+    };
+    sock.on("data", (d: Buffer) => {
+      q.push(d);
+      void pump();
+    });
+    sock.on("close", () => {
+      gone = true;
+      clearTimer();
+      q.clear();
+    });
+    const pump = async () => {
+      if (busy) return;
+      busy = true;
+      try {
+        while (!gone && !this.#isClosed && q.length > 0) {
+          const need = q.length >= 4 ? this.#controlLength(q) : undefined;
+          if (need === "bad") {
+            // A length the protocol cannot carry: answer and drop the connection (framing is lost).
+            sock.end(u32(SWTPM_RESULT.BAD_PARAMETER));
+            gone = true;
+            break;
+          }
+          if (need === undefined || q.length < need) {
+            if (!timer) {
+              timer = this.#clock.setTimer(this.#opt.controlReadTimeoutMs, () => {
+                timer = undefined;
+                sock.destroy(); // swtpm closes after 500 ms of an incomplete message (measured)
+              });
+            }
+            break;
+          }
+          clearTimer();
+          const cmd = q.u32(0);
+          // Variable-length commands take exactly their length; fixed ones take the whole arrival,
+          // as swtpm processes one read() per message.
+          const msg = q.take(cmd === SWTPM_CMD.HASH_DATA || cmd === SWTPM_CMD.SET_STATEBLOB ? need : q.length);
+          const reply = await this.#control(cmd, msg.subarray(4));
+          if (!gone) sock.write(reply.bytes);
+          if (reply.terminate) {
+            gone = true;
+            sock.end();
+            void this.close();
+            break;
+          }
+        }
+      } catch {
+        sock.destroy();
+      } finally {
+        busy = false;
+      }
+    };
+  }
+
+  /** Total message length for the command at the head of `q`, undefined if not yet known, "bad" if impossible. */
+  #controlLength(q: ByteQueue): number | undefined | "bad" {
+    const cmd = q.u32(0);
+    if (cmd === SWTPM_CMD.HASH_DATA) {
+      if (q.length < 8) return undefined;
+      const n = q.u32(4);
+      return n > SWTPM_HASH_DATA_MAX ? "bad" : 8 + n;
+    }
+    if (cmd === SWTPM_CMD.SET_STATEBLOB) {
+      if (q.length < 16) return undefined;
+      const n = q.u32(12);
+      return n > SWTPM_STATEBLOB_MAX ? "bad" : 16 + n;
+    }
+    const fixed = FIXED_BODY[cmd];
+    return 4 + (fixed ?? 0);
+  }
+
+  async #control(cmd: number, body: Uint8Array): Promise<{ bytes: Uint8Array; terminate?: boolean }> {
+    const res = (code: number) => ({ bytes: u32(code) });
+    const fixed = FIXED_BODY[cmd];
+    if (fixed !== undefined && STRICT_BODY.has(cmd) && body.length !== fixed) {
+      return cmd === SWTPM_CMD.GET_STATEBLOB ? { bytes: u32s(SWTPM_RESULT.BAD_PARAMETER, 0, 0, 0) } : res(SWTPM_RESULT.BAD_PARAMETER);
+    }
+    if (NEEDS_RUNNING.has(cmd) && !this.state.running) return res(SWTPM_RESULT.BAD_ORDINAL);
+    const p = this.#power;
+    const hook = async (fn: (() => unknown) | undefined): Promise<number> => {
+      if (!fn) return SWTPM_RESULT.SUCCESS;
+      try {
+        await fn();
+        return SWTPM_RESULT.SUCCESS;
+      } catch {
+        return SWTPM_RESULT.FAIL;
+      }
+    };
+    switch (cmd) {
+      case SWTPM_CMD.GET_CAPABILITY:
+        return { bytes: u32s(0, this.#capabilities()) };
+      case SWTPM_CMD.INIT: {
+        const flags = be32(body, 0);
+        this.#inflight?.abort(new TpmTransportError("TPM re-initialised", { errno: "ECANCELED" }));
+        this.state.running = false;
+        const r = await hook(p.init && (() => p.init!((flags & PTM_INIT_FLAG_DELETE_VOLATILE) !== 0)));
+        if (r === 0) this.state.running = true;
+        return res(r);
+      }
+      case SWTPM_CMD.SHUTDOWN: {
+        this.state.running = false;
+        const r = await hook(p.shutdown && (() => p.shutdown!()));
+        return { bytes: u32(r), terminate: true };
+      }
+      case SWTPM_CMD.STOP: {
+        this.state.running = false;
+        this.#inflight?.abort(new TpmTransportError("TPM stopped", { errno: "ECANCELED" }));
+        return res(await hook(p.stop && (() => p.stop!())));
+      }
+      case SWTPM_CMD.GET_TPMESTABLISHED:
+        return { bytes: Uint8Array.of(0, 0, 0, 0, this.state.established ? 1 : 0, 0, 0, 0) };
+      case SWTPM_CMD.SET_LOCALITY: {
+        const loc = body[0]!;
+        if (loc > 4 || (loc === 4 && this.#opt.rejectLocality4)) return res(SWTPM_RESULT.BAD_LOCALITY);
+        this.state.locality = loc;
+        return res(0);
+      }
+      case SWTPM_CMD.RESET_TPMESTABLISHED: {
+        const loc = body[0]!;
+        // Measured on swtpm 0.7.1: refused below locality 3 and above 4.
+        if (loc < 3 || loc > 4) return res(SWTPM_RESULT.BAD_LOCALITY);
+        this.state.locality = loc;
+        this.state.established = false;
+        return res(0);
+      }
+      case SWTPM_CMD.HASH_START: {
+        const r = await hook(p.hashStart && (() => p.hashStart!()));
+        if (r === 0) this.state.established = true;
+        return res(r);
+      }
+      case SWTPM_CMD.HASH_DATA:
+        return res(await hook(p.hashData && (() => p.hashData!(body.slice(4)))));
+      case SWTPM_CMD.HASH_END:
+        return res(await hook(p.hashEnd && (() => p.hashEnd!())));
+      case SWTPM_CMD.CANCEL_TPM_CMD:
+        this.#inflight?.abort(CANCEL_REASON);
+        try {
+          p.cancel?.();
+        } catch {
+          /* best effort */
+        }
+        return res(0);
+      case SWTPM_CMD.STORE_VOLATILE:
+        if (!p.storeVolatile) return res(SWTPM_RESULT.BAD_ORDINAL);
+        return res(await hook(() => p.storeVolatile!()));
+      case SWTPM_CMD.GET_STATEBLOB: {
+        if (!p.getStateBlob) return { bytes: u32s(SWTPM_RESULT.BAD_ORDINAL, 0, 0, 0) };
+        const flags = be32(body, 0);
+        const type = be32(body, 4);
+        const offset = be32(body, 8);
+        let blob: Uint8Array;
+        try {
+          blob = await p.getStateBlob(type, (flags & PTM_STATE_FLAG_DECRYPTED) !== 0);
+          if (!(blob instanceof Uint8Array)) throw new TypeError("not bytes");
+        } catch {
+          return { bytes: u32s(SWTPM_RESULT.FAIL, 0, 0, 0) };
+        }
+        const part = offset >= blob.length ? new Uint8Array(0) : blob.subarray(offset);
+        const out = new Uint8Array(16 + part.length);
+        put32(out, 0, 0);
+        put32(out, 4, 0);
+        put32(out, 8, blob.length);
+        put32(out, 12, part.length);
+        out.set(part, 16);
+        return { bytes: out };
+      }
+      case SWTPM_CMD.SET_STATEBLOB: {
+        if (!p.setStateBlob) return res(SWTPM_RESULT.BAD_ORDINAL);
+        if (this.state.running) return res(SWTPM_RESULT.BAD_ORDINAL);
+        const flags = be32(body, 0);
+        const type = be32(body, 4);
+        const blob = body.slice(12);
+        return res(await hook(() => p.setStateBlob!(type, blob, (flags & PTM_STATE_FLAG_ENCRYPTED) !== 0)));
+      }
+      case SWTPM_CMD.GET_CONFIG:
+        return { bytes: u32s(0, 0) };
+      case SWTPM_CMD.SET_DATAFD:
+        // swtpm answers TPM_IOERROR when it already has a data channel (always, with --server).
+        return res(SWTPM_RESULT.IOERROR);
+      case SWTPM_CMD.SET_BUFFERSIZE: {
+        const want = be32(body, 0);
+        if (want !== 0) {
+          if (this.state.running) return res(SWTPM_RESULT.BAD_ORDINAL);
+          this.state.bufferSize = Math.min(this.#opt.max, Math.max(this.#opt.min, want));
+        }
+        return { bytes: u32s(0, this.state.bufferSize, this.#opt.min, this.#opt.max) };
+      }
+      case SWTPM_CMD.GET_INFO: {
+        const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
+        const flags = view.getBigUint64(0);
+        const offset = be32(body, 8);
+        const obj: Record<string, unknown> = {};
+        if (flags & 1n) obj.TPMSpecification = this.#info.specification;
+        if (flags & 2n) obj.TPMAttributes = this.#info.attributes;
+        const text = new TextEncoder().encode(JSON.stringify(obj) + "\0");
+        if (offset >= text.length) return res(SWTPM_RESULT.BAD_PARAMETER);
+        const part = text.subarray(offset, offset + INFO_CHUNK);
+        const out = new Uint8Array(12 + part.length);
+        put32(out, 4, text.length);
+        put32(out, 8, part.length);
+        out.set(part, 12);
+        return { bytes: out };
+      }
+      default:
+        return res(SWTPM_RESULT.BAD_ORDINAL);
+    }
+  }
+
+  #capabilities(): number {
+    const p = this.#power;
+    let c =
+      PTM_CAP.INIT |
+      PTM_CAP.SHUTDOWN |
+      PTM_CAP.GET_TPMESTABLISHED |
+      PTM_CAP.SET_LOCALITY |
+      PTM_CAP.HASHING |
+      PTM_CAP.CANCEL_TPM_CMD |
+      PTM_CAP.RESET_TPMESTABLISHED |
+      PTM_CAP.STOP |
+      PTM_CAP.GET_CONFIG |
+      PTM_CAP.SET_BUFFERSIZE |
+      PTM_CAP.GET_INFO;
+    if (p.storeVolatile) c |= PTM_CAP.STORE_VOLATILE;
+    if (p.getStateBlob) c |= PTM_CAP.GET_STATEBLOB;
+    if (p.setStateBlob) c |= PTM_CAP.SET_STATEBLOB;
+    if (this.#opt.sendCommandHeader) c |= PTM_CAP.SEND_COMMAND_HEADER;
+    return c >>> 0;
+  }
+}
+
+const CANCEL_REASON = new TpmTransportError("cancelled by CMD_CANCEL_TPM_CMD", { errno: "ECANCELED" });
+
+function u32(v: number): Uint8Array {
+  const b = new Uint8Array(4);
+  put32(b, 0, v);
+  return b;
+}
+function u32s(...v: number[]): Uint8Array {
+  const b = new Uint8Array(4 * v.length);
+  v.forEach((x, i) => put32(b, 4 * i, x));
+  return b;
+}
+function be32(b: Uint8Array, o: number): number {
+  return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+}
+function mssimWrap(resp: Uint8Array): Uint8Array {
+  const out = new Uint8Array(8 + resp.length);
+  put32(out, 0, resp.length);
+  out.set(resp, 4);
+  return out;
+}
+
+/**
+ * Serves a command sink over the swtpm protocols (data + control channel), on TCP or a UNIX
+ * socket, so tpm2-tools (`-T swtpm:host=...,port=...` / `-T swtpm:path=...`), QEMU-style clients and
+ * other TSS stacks can use it. swtpm(8), swtpm_ioctls(3); facts: qemu-swtpm.md §3.
+ *
+ * @param target - `{ chip, host?, port }` (port 0 = pick free adjacent ports) or `{ chip, path }`.
+ * @param options - control address, power hooks, buffer sizes, bounds.
+ * @returns the running server with its bound addresses.
+ * @throws TpmArgumentError on bad options; TpmTransportError when an address cannot be bound.
+ * @example
+ * ```ts
+ * const backend = new SoftTpm();
+ * const server = await serveSwtpm({ chip: { transmit: (c, o) => backend.execute(c, o?.locality ?? 0) }, port: 0 });
+ * // tpm2_getrandom -T swtpm:host=127.0.0.1,port=${server.address.port} 8 --hex
+ * await server.close();
+ * ```
+ */
+export async function serveSwtpm(target: SwtpmServeTarget, options: SwtpmServeOptions = {}): Promise<SwtpmServer> {
+  if (!target || typeof target !== "object") throw new TpmArgumentError("serveSwtpm: expected { chip, host?, port } or { chip, path }");
+  const server = new SwtpmServerImpl(target.chip, options);
+  const listen: ListenTarget = "path" in target ? { path: target.path } : { host: target.host ?? "127.0.0.1", port: target.port };
+  await server.start(listen, options.control);
+  return server;
+}
