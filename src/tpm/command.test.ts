@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { buildCommand, parseResponse } from "./command.js";
+import { buildCommand, parseResponse, type CommandSpec } from "./command.js";
 import * as C from "./commands.js";
 import { TpmReader, TpmWriter, fromHex, toHex, readHeader } from "./buffer.js";
 import { TpmFormatError, TpmArgumentError } from "../core/errors.js";
@@ -87,7 +87,7 @@ describe("parseResponse", () => {
   });
 
   it("never throws anything but tpmkit errors on random response bytes", () => {
-    const specs = [C.getRandomCmd(8), C.pcrReadCmd([{ hash: 0x0b, pcrs: [0] }]), C.getCapabilityCmd(6, 0x100, 8), C.nvReadPublicCmd(0x1000000), C.readClockCmd(), C.pcrEventCmd(1, new Uint8Array(1))];
+    const specs: CommandSpec<unknown>[] = [C.getRandomCmd(8), C.pcrReadCmd([{ hash: 0x0b, pcrs: [0] }]), C.getCapabilityCmd(6, 0x100, 8), C.nvReadPublicCmd(0x1000000), C.readClockCmd(), C.pcrEventCmd(1, new Uint8Array(1))];
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 80 }), fc.boolean(), fc.integer({ min: 0, max: specs.length - 1 }), (bytes, fixSize, k) => {
         const b = bytes.slice();

@@ -1,0 +1,75 @@
+/**
+ * tpmkit: TPM 2.0 for Node and TypeScript. One {@link Tpm} interface over pluggable transports —
+ * the embedded {@link SoftTpm}, register-level TIS and CRB device models, swtpm sockets — with
+ * device models that reproduce real platform failures for tests.
+ *
+ * @example
+ * ```ts
+ * import { Tpm, SoftTpm, memory } from "tpmkit";
+ * await using tpm = await Tpm.open(memory({ backend: new SoftTpm() }));
+ * console.log(await tpm.getRandom(16));
+ * ```
+ *
+ * @packageDocumentation
+ */
+
+// The typed client
+export {
+  Tpm,
+  type TpmOpenOptions,
+  type CallOptions,
+  type AuthCallOptions,
+  type PcrValues,
+  type PcrDigests,
+  type TpmInfo,
+  type NvDefineOptions,
+  type NvAuthOptions,
+} from "./tpm.js";
+
+// Core: chip, transports contract, clock, errors
+export { Chip, checkResponse, type ChipOptions, type TransmitOptions, type Readiness, type ChipCommandEvent } from "./core/chip.js";
+export type { Transport, TpmBackend, SendOptions, OpenContext, TransportPresence, MaybePromise } from "./core/transport.js";
+export { systemClock, FakeClock, type Clock, type TimerHandle } from "./core/clock.js";
+export {
+  TpmkitError,
+  TpmFormatError,
+  TpmArgumentError,
+  TpmTimeoutError,
+  TpmTransportError,
+  TpmNotFoundError,
+  ProbeDeferredError,
+  TpmStateError,
+  TpmStateFileError,
+  TpmAbortError,
+  TeeError,
+  FfaError,
+  type TpmkitErrorOptions,
+} from "./core/errors.js";
+export { chipBackend, type ChipBackendOptions } from "./core/bridge.js";
+export { commandDuration, COMMAND_DURATIONS_MS, DEFAULT_DURATION_MS, TIMEOUTS_TPM2, TIMEOUTS_PROBE, type InterfaceTimeouts } from "./core/durations.js";
+
+// Wire format
+export { TpmResponseError, decodeRc, formatRc, commandName, RC_LAYER, type DecodedRc } from "./tpm/rc.js";
+export { TPM_ST, TPM_SU, TPM_CC, TPM_ALG, TPM_CAP, TPM_PT, TPM_HT, TPM_NT, TPMA_NV, TPM_RH, TPM_RS, TPM_RC } from "./tpm/constants.js";
+export { TpmReader, TpmWriter, toHex, fromHex, readHeader, HEADER_SIZE, type TpmHeader } from "./tpm/buffer.js";
+export { buildCommand, parseResponse, type CommandSpec, type PasswordAuth } from "./tpm/command.js";
+export { HASH_ALGS, HIERARCHIES, hashId, hashName, type HashAlgName, type Hierarchy, type PcrSelection, type PcrSelect } from "./tpm/types.js";
+export type { CapabilityData, NvPublic, TimeInfo, HashResult, TaggedDigest } from "./tpm/commands.js";
+
+// The embedded TPM
+export { SoftTpm, type SoftTpmOptions, type Storage, MemoryStorage, FileStorage, SeededRandom, SystemRandom, type RandomSource } from "./softtpm/index.js";
+
+// Transports
+export { memory, type MemoryTransport, type MemoryTransportOptions } from "./transports/memory/index.js";
+export { tis, type TisOptions, type TisTransport, type TisInfo, type TisTimeouts } from "./transports/tis/index.js";
+export { crb, mmioStart, smcStart, type CrbOptions, type CrbTransport, type CrbInfo, type CrbStartMethod, type CrbStartContext, type CrbProbeContext } from "./transports/crb/index.js";
+export { swtpm, SwtpmControl, SwtpmControlError, type SwtpmTransport, type SwtpmTransportOptions, type SwtpmControlOptions } from "./transports/swtpm/index.js";
+
+// Device models and the register bus
+export { TisDevice, FakeTpmBackend, type TisDeviceOptions, type TisDeviceFaults, type TisDeviceState } from "./devices/tis/index.js";
+export { CrbDevice, type CrbDeviceOptions, type CrbDeviceFaults, type CrbDeviceState } from "./devices/crb/index.js";
+export { traceMmio, countMmio, faultyMmio, type Mmio, type InterruptLine, type TracedMmio, type CountedMmio, type FaultyMmio, type MmioFault, type MmioAccess } from "./bus/index.js";
+
+// Servers
+export { serveSwtpm, type SwtpmServer, type SwtpmServeOptions, type SwtpmPowerHooks } from "./server/swtpm.js";
+export type { CommandSink } from "./server/common.js";

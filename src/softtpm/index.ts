@@ -1,0 +1,32 @@
+/**
+ * `tpmkit/softtpm`: the embedded TPM 2.0 (SoftTpm), its random sources, state codec and the
+ * in-memory storage. FileStorage (Node only) is exported from `./file-storage.js`.
+ *
+ * @packageDocumentation
+ */
+export {
+  SoftTpm,
+  SOFTTPM_MAX_BUFFER,
+  SOFTTPM_MAX_COMMAND_SIZE,
+  SOFTTPM_MAX_RANDOM,
+  type SoftTpmOptions,
+  type SoftTpmPowerState,
+} from "./softtpm.js";
+export { type Storage, MemoryStorage } from "./storage.js";
+export { FileStorage, STATE_FILE_MAX } from "./file-storage.js";
+export { type RandomSource, SeededRandom, SystemRandom } from "./random.js";
+export {
+  decodeState,
+  encodeState,
+  STATE_MAGIC,
+  STATE_VERSION,
+  type NvIndexState,
+  type OrderlyState,
+  type PersistentState,
+  type SavedState,
+} from "./state.js";
+export {
+  COMMAND_ATTRIBUTES as SOFTTPM_COMMAND_ATTRIBUTES,
+  PCR_EXTEND_BY_LOCALITY,
+  PCR_RESET_BY_LOCALITY,
+} from "./tables.js";

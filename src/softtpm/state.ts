@@ -1,0 +1,264 @@
+/**
+ * The SoftTpm state blob: a versioned, checksummed, bounds-checked encoding of everything a TPM
+ * keeps across power cycles (hierarchy auth values, NV indices, clock and reset counters, the
+ * orderly-shutdown flag and, after Shutdown(STATE), the saved PCR state).
+ *
+ * Layout (all integers big-endian):
+ * ```
+ * magic "TKSS" | u16 version (1) | u16 reserved (0) | u32 bodyLength | body | SHA-256(header ‖ body)
+ * ```
+ * The decoder refuses, with {@link TpmStateFileError}, any blob whose magic, version, length,
+ * checksum, field sizes or field values are wrong: a bad state file is never replaced by a fresh
+ * TPM (the lesson of CVE-2021-3623, CVE-2022-23645 and libtpms #614/#616).
+ *
+ * @packageDocumentation
+ */
+import { sha256 } from "@noble/hashes/sha2.js";
+import { TpmFormatError, TpmStateFileError } from "../core/errors.js";
+import { TpmReader, TpmWriter } from "../tpm/buffer.js";
+import { HASH_ALGS, PCR_COUNT, hashAlg } from "./tables.js";
+
+/** Magic bytes at the start of a state blob: "TKSS". */
+export const STATE_MAGIC = 0x544b5353;
+/** The format version this code writes and reads. */
+export const STATE_VERSION = 1;
+/** Largest NV index data size SoftTpm allows (bytes). */
+export const NV_DATA_MAX = 2048;
+/** Largest number of NV indices SoftTpm holds (TPM_PT_NV_INDEX_MAX is per index; this is the count). */
+export const NV_INDICES_MAX = 64;
+/** Largest auth value or policy digest (bytes): the largest digest, SHA-512. */
+export const AUTH_MAX = 64;
+
+const HEADER = 12;
+const TRAILER = 32;
+
+/** One NV index (TPMS_NV_PUBLIC plus its auth value and data). TPM 2.0 Part 2 §13.5. */
+export interface NvIndexState {
+  handle: number;
+  nameAlg: number;
+  /** TPMA_NV, including the WRITTEN / WRITELOCKED / READLOCKED state bits. */
+  attributes: number;
+  authValue: Uint8Array;
+  authPolicy: Uint8Array;
+  dataSize: number;
+  /** Exactly `dataSize` bytes. */
+  data: Uint8Array;
+}
+
+/** What Shutdown(STATE) saves for the next Startup(STATE). TPM 2.0 Part 3 §9.4. */
+export interface SavedState {
+  pcrUpdateCounter: number;
+  platformAuth: Uint8Array;
+  /** One entry per bank, in {@link HASH_ALGS} order: 24 digests back to back. */
+  pcrs: Uint8Array[];
+}
+
+/** Orderly state recorded by the last shutdown: none (power lost), CLEAR or STATE. */
+export type OrderlyState = "none" | "clear" | "state";
+
+/** Everything a SoftTpm persists. */
+export interface PersistentState {
+  disableClear: boolean;
+  clockSafe: boolean;
+  orderly: OrderlyState;
+  /** Milliseconds the TPM has been powered in its life (TPMS_CLOCK_INFO.clock). */
+  clock: number;
+  resetCount: number;
+  restartCount: number;
+  /** Largest value any NV counter ever held (new counters start here, TPM 2.0 Part 3 §31.8). */
+  maxCounter: bigint;
+  /** Dictionary-attack failure count (TPM_PT_LOCKOUT_COUNTER), TPM 2.0 Part 1 §19.8.6. */
+  failedTries: number;
+  /** Secret behind the hierarchy proofs (tickets); replaced by TPM2_Clear. 32 bytes. */
+  proofSeed: Uint8Array;
+  ownerAuth: Uint8Array;
+  endorsementAuth: Uint8Array;
+  lockoutAuth: Uint8Array;
+  nv: NvIndexState[];
+  saved: SavedState | undefined;
+}
+
+/** Index types (TPM_NT, TPMA_NV bits 7:4) SoftTpm implements. TPM 2.0 Part 2 §13.4. */
+export const NT_ORDINARY = 0;
+export const NT_COUNTER = 1;
+export const NT_BITS = 2;
+export const NT_EXTEND = 4;
+
+/**
+ * Checks the invariants of one NV index (shared by the state decoder and NV_DefineSpace).
+ *
+ * @param nv - the index
+ * @returns undefined when valid, else what is wrong
+ */
+export function nvIndexProblem(nv: NvIndexState): string | undefined {
+  if (nv.handle >>> 24 !== 0x01) return `handle 0x${nv.handle.toString(16)} is not an NV index handle`;
+  const alg = hashAlg(nv.nameAlg);
+  if (!alg) return `nameAlg 0x${nv.nameAlg.toString(16)} is not implemented`;
+  const nt = (nv.attributes >>> 4) & 0xf;
+  if (nt !== NT_ORDINARY && nt !== NT_COUNTER && nt !== NT_BITS && nt !== NT_EXTEND) return `index type ${nt} is not implemented`;
+  if (nv.dataSize > NV_DATA_MAX) return `dataSize ${nv.dataSize} exceeds ${NV_DATA_MAX}`;
+  if ((nt === NT_COUNTER || nt === NT_BITS) && nv.dataSize !== 8) return `a counter or bits index must be 8 bytes, not ${nv.dataSize}`;
+  if (nt === NT_EXTEND && nv.dataSize !== alg.size) return `an extend index must be ${alg.size} bytes for its nameAlg, not ${nv.dataSize}`;
+  if (nv.data.length !== nv.dataSize) return `data is ${nv.data.length} bytes, dataSize says ${nv.dataSize}`;
+  if (nv.authValue.length > alg.size) return `authValue longer than the nameAlg digest`;
+  if (nv.authPolicy.length !== 0 && nv.authPolicy.length !== alg.size) return `authPolicy must be empty or a ${alg.name} digest`;
+  return undefined;
+}
+
+/**
+ * Encodes a state into a blob.
+ *
+ * @param s - the state
+ * @returns the blob: header, body, SHA-256 checksum
+ * @throws TpmStateFileError if the state breaks an invariant (a programming error)
+ */
+export function encodeState(s: PersistentState): Uint8Array {
+  const w = new TpmWriter(1024);
+  w.u32(STATE_MAGIC).u16(STATE_VERSION).u16(0).u32(0);
+  w.u8((s.disableClear ? 1 : 0) | (s.clockSafe ? 2 : 0));
+  w.u8(s.orderly === "none" ? 0 : s.orderly === "clear" ? 1 : 2);
+  w.u64(Math.floor(s.clock));
+  w.u32(s.resetCount >>> 0).u32(s.restartCount >>> 0);
+  w.u64(s.maxCounter);
+  w.u32(s.failedTries >>> 0);
+  if (s.proofSeed.length !== 32) throw new TpmStateFileError("proofSeed must be 32 bytes");
+  w.bytes(s.proofSeed);
+  w.tpm2b(s.ownerAuth).tpm2b(s.endorsementAuth).tpm2b(s.lockoutAuth);
+  if (s.nv.length > NV_INDICES_MAX) throw new TpmStateFileError(`state has ${s.nv.length} NV indices, at most ${NV_INDICES_MAX}`);
+  w.u16(s.nv.length);
+  for (const nv of s.nv) {
+    const p = nvIndexProblem(nv);
+    if (p) throw new TpmStateFileError(`cannot encode NV index 0x${nv.handle.toString(16)}: ${p}`);
+    w.u32(nv.handle).u16(nv.nameAlg).u32(nv.attributes >>> 0).tpm2b(nv.authValue).tpm2b(nv.authPolicy).u16(nv.dataSize).bytes(nv.data);
+  }
+  if (s.saved) {
+    w.u8(1).u32(s.saved.pcrUpdateCounter >>> 0).tpm2b(s.saved.platformAuth).u8(HASH_ALGS.length);
+    HASH_ALGS.forEach((a, i) => {
+      const bank = s.saved!.pcrs[i];
+      if (!bank || bank.length !== a.size * PCR_COUNT) throw new TpmStateFileError(`saved PCR bank ${a.name} has the wrong size`);
+      w.u16(a.alg).bytes(bank);
+    });
+  } else {
+    w.u8(0);
+  }
+  const bodyLength = w.length - HEADER;
+  w.patchU32(8, bodyLength);
+  const head = w.finish();
+  const out = new Uint8Array(head.length + TRAILER);
+  out.set(head, 0);
+  out.set(sha256(head), head.length);
+  return out;
+}
+
+/**
+ * Decodes and validates a blob made by {@link encodeState}.
+ *
+ * @param blob - the bytes read from storage
+ * @returns the state
+ * @throws TpmStateFileError if the blob is truncated, of another format or version, fails its
+ *   checksum, or holds a length or value that is out of range
+ */
+export function decodeState(blob: Uint8Array): PersistentState {
+  if (!(blob instanceof Uint8Array)) throw new TpmStateFileError("state blob is not a Uint8Array");
+  if (blob.length < HEADER + TRAILER) throw new TpmStateFileError(`state blob truncated: ${blob.length} bytes, at least ${HEADER + TRAILER} needed`);
+  const magic = ((blob[0]! << 24) | (blob[1]! << 16) | (blob[2]! << 8) | blob[3]!) >>> 0;
+  if (magic !== STATE_MAGIC) throw new TpmStateFileError(`not a SoftTpm state blob: magic 0x${magic.toString(16)}`);
+  const version = (blob[4]! << 8) | blob[5]!;
+  if (version !== STATE_VERSION) throw new TpmStateFileError(`state blob format version ${version} is not supported (this SoftTpm reads version ${STATE_VERSION})`);
+  const reserved = (blob[6]! << 8) | blob[7]!;
+  if (reserved !== 0) throw new TpmStateFileError(`state blob reserved field is 0x${reserved.toString(16)}, must be 0`);
+  const bodyLength = ((blob[8]! << 24) | (blob[9]! << 16) | (blob[10]! << 8) | blob[11]!) >>> 0;
+  if (bodyLength !== blob.length - HEADER - TRAILER) {
+    throw new TpmStateFileError(`state blob length mismatch: body length field says ${bodyLength}, ${blob.length - HEADER - TRAILER} body bytes present`);
+  }
+  const digest = sha256(blob.subarray(0, HEADER + bodyLength));
+  const stored = blob.subarray(HEADER + bodyLength);
+  let diff = 0;
+  for (let i = 0; i < TRAILER; i++) diff |= digest[i]! ^ stored[i]!;
+  if (diff !== 0) throw new TpmStateFileError("state blob checksum mismatch: the file is corrupt");
+  try {
+    return decodeBody(new TpmReader(blob, HEADER, HEADER + bodyLength));
+  } catch (e) {
+    if (e instanceof TpmStateFileError) throw e;
+    if (e instanceof TpmFormatError) throw new TpmStateFileError(`state blob body is malformed: ${e.message}`, { cause: e });
+    throw e;
+  }
+}
+
+function bad(r: TpmReader, what: string): never {
+  throw new TpmStateFileError(`state blob: ${what} (at body offset ${r.offset - HEADER})`);
+}
+
+function decodeBody(r: TpmReader): PersistentState {
+  const flags = r.u8("flags");
+  if (flags & ~3) bad(r, `unknown flag bits 0x${flags.toString(16)}`);
+  const o = r.u8("orderly");
+  if (o > 2) bad(r, `orderly state ${o} out of range`);
+  const clock = r.u64("clock");
+  if (clock > BigInt(Number.MAX_SAFE_INTEGER)) bad(r, "clock out of range");
+  const resetCount = r.u32("resetCount");
+  const restartCount = r.u32("restartCount");
+  const maxCounter = r.u64("maxCounter");
+  const failedTries = r.u32("failedTries");
+  if (failedTries > 0xffff) bad(r, `failedTries ${failedTries} out of range`);
+  const proofSeed = r.bytesN(32, "proofSeed").slice();
+  const ownerAuth = r.tpm2b("ownerAuth", AUTH_MAX).slice();
+  const endorsementAuth = r.tpm2b("endorsementAuth", AUTH_MAX).slice();
+  const lockoutAuth = r.tpm2b("lockoutAuth", AUTH_MAX).slice();
+  const count = r.u16("nvCount");
+  if (count > NV_INDICES_MAX) bad(r, `NV index count ${count} exceeds ${NV_INDICES_MAX}`);
+  const nv: NvIndexState[] = [];
+  const seen = new Set<number>();
+  for (let i = 0; i < count; i++) {
+    const handle = r.u32("nv.handle");
+    const nameAlg = r.u16("nv.nameAlg");
+    const attributes = r.u32("nv.attributes");
+    const authValue = r.tpm2b("nv.authValue", AUTH_MAX).slice();
+    const authPolicy = r.tpm2b("nv.authPolicy", AUTH_MAX).slice();
+    const dataSize = r.u16("nv.dataSize");
+    if (dataSize > NV_DATA_MAX) bad(r, `NV dataSize ${dataSize} exceeds ${NV_DATA_MAX}`);
+    const data = r.bytesN(dataSize, "nv.data").slice();
+    const entry: NvIndexState = { handle, nameAlg, attributes, authValue, authPolicy, dataSize, data };
+    const p = nvIndexProblem(entry);
+    if (p) bad(r, `NV index ${i}: ${p}`);
+    if (seen.has(handle)) bad(r, `NV index 0x${handle.toString(16)} appears twice`);
+    seen.add(handle);
+    nv.push(entry);
+  }
+  const hasSaved = r.u8("hasSaved");
+  let saved: SavedState | undefined;
+  if (hasSaved === 1) {
+    const pcrUpdateCounter = r.u32("pcrUpdateCounter");
+    const platformAuth = r.tpm2b("platformAuth", AUTH_MAX).slice();
+    const banks = r.u8("bankCount");
+    if (banks !== HASH_ALGS.length) bad(r, `saved state has ${banks} PCR banks, expected ${HASH_ALGS.length}`);
+    const pcrs: Uint8Array[] = [];
+    for (const a of HASH_ALGS) {
+      const alg = r.u16("bank.alg");
+      if (alg !== a.alg) bad(r, `saved PCR bank 0x${alg.toString(16)} where 0x${a.alg.toString(16)} was expected`);
+      pcrs.push(r.bytesN(a.size * PCR_COUNT, "bank.pcrs").slice());
+    }
+    saved = { pcrUpdateCounter, platformAuth, pcrs };
+  } else if (hasSaved !== 0) {
+    bad(r, `hasSaved is ${hasSaved}, must be 0 or 1`);
+  }
+  if (r.remaining !== 0) bad(r, `${r.remaining} trailing bytes`);
+  const orderly: OrderlyState = o === 0 ? "none" : o === 1 ? "clear" : "state";
+  if (orderly === "state" && !saved) bad(r, "orderly state STATE without saved PCR state");
+  return {
+    disableClear: (flags & 1) !== 0,
+    clockSafe: (flags & 2) !== 0,
+    orderly,
+    clock: Number(clock),
+    resetCount,
+    restartCount,
+    maxCounter,
+    failedTries,
+    proofSeed,
+    ownerAuth,
+    endorsementAuth,
+    lockoutAuth,
+    nv,
+    saved,
+  };
+}

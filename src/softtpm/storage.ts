@@ -1,0 +1,70 @@
+/**
+ * Where a {@link SoftTpm} keeps its non-volatile state between power cycles. The TPM holds its NV
+ * in memory and hands the storage a complete, self-checking state blob (see `state.ts`) after
+ * every NV-changing command and at Shutdown; `load` returns the last blob saved.
+ *
+ * @packageDocumentation
+ */
+
+/**
+ * Persistent storage for one TPM's state blob (TPM 2.0 Part 1 §37, "Non-Volatile Memory").
+ * Implementations must make `save` atomic: after a crash, `load` returns the old or the new
+ * blob, never a torn mix.
+ *
+ * @example
+ * ```ts
+ * const storage = new MemoryStorage();
+ * const tpm = new SoftTpm({ storage });
+ * await tpm.start();
+ * ```
+ */
+export interface Storage {
+  /**
+   * The last saved blob, or `undefined` if nothing was ever saved (a new TPM).
+   *
+   * @returns the blob or undefined
+   * @throws TpmStateFileError if the storage exists but cannot be read
+   */
+  load(): Promise<Uint8Array | undefined>;
+  /**
+   * Replaces the stored blob atomically.
+   *
+   * @param state - the complete state blob
+   * @returns when the blob is durable
+   */
+  save(state: Uint8Array): Promise<void>;
+}
+
+/**
+ * A {@link Storage} in memory: survives a `SoftTpm` power cycle (or a new `SoftTpm` over the same
+ * storage object), not a process restart. `data` exposes the stored bytes for tests that corrupt
+ * them on purpose.
+ *
+ * @example
+ * ```ts
+ * const storage = new MemoryStorage();
+ * const a = new SoftTpm({ storage }); await a.start(); // ... define NV, Shutdown
+ * await a.flush();
+ * const b = new SoftTpm({ storage }); await b.start(); // same NV
+ * ```
+ */
+export class MemoryStorage implements Storage {
+  /** The stored blob (a private copy), or undefined. Tests may replace it. */
+  data: Uint8Array | undefined;
+  /** Number of completed saves (for tests and benchmarks). */
+  saves = 0;
+
+  /** @param initial - a blob to start with (copied) */
+  constructor(initial?: Uint8Array) {
+    this.data = initial ? initial.slice() : undefined;
+  }
+
+  async load(): Promise<Uint8Array | undefined> {
+    return this.data?.slice();
+  }
+
+  async save(state: Uint8Array): Promise<void> {
+    this.data = state.slice();
+    this.saves++;
+  }
+}
