@@ -290,21 +290,21 @@ export class Tpm {
       if (guard > 64) throw new TpmFormatError("PCR_Read made no progress");
       const r = await this.run(C.pcrReadCmd(want), options);
       let i = 0;
-      let got = 0;
       for (const s of r.selection) {
-        const name = hashName(s.hash);
+        const bank = out[hashName(s.hash) as HashAlgName];
         for (const p of s.pcrs) {
           const d = r.digests[i++];
           if (!d) throw new TpmFormatError("PCR_Read returned fewer digests than selected PCRs");
-          if (name) (out[name] ??= {})[p] = d;
-          got++;
+          if (bank) bank[p] = d;
         }
       }
       if (i !== r.digests.length) throw new TpmFormatError("PCR_Read returned more digests than selected PCRs");
-      const done = new Set(r.selection.flatMap((s) => s.pcrs.map((p) => `${s.hash}:${p}`)));
-      const rest = want.map((s) => ({ hash: s.hash, pcrs: s.pcrs.filter((p) => !done.has(`${s.hash}:${p}`)) })).filter((s) => s.pcrs.length > 0);
-      if (got === 0) break; // the TPM does not have what is left (unallocated bank or PCR)
-      want = rest;
+      if (i === 0) break; // the TPM does not have what is left (unallocated bank or PCR)
+      // Ask again for what the TPM left out (at most 8 digests per response).
+      want = want.map((s) => {
+        const bank = out[hashName(s.hash) as HashAlgName];
+        return { hash: s.hash, pcrs: s.pcrs.filter((p) => bank?.[p] === undefined) };
+      }).filter((s) => s.pcrs.length > 0);
     }
     return out;
   }

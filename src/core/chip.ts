@@ -335,13 +335,24 @@ export class Chip {
     for (;;) {
       let rsp: Uint8Array;
       try {
-        rsp = await this.#sendOnce(job);
+        rsp = await this.#startSend(job);
+      } catch (e) {
+        this.#current = undefined;
+        if (job.settled) return; // already rejected with the abort/timeout reason
+        const err = wrapTransportError(e, this.transport.kind);
+        this.#finish(job, undefined, err);
+        this.#trace(job, start, retries, undefined, err);
+        return;
+      }
+      this.#current = undefined;
+      if (job.settled) return;
+      try {
+        checkResponse(rsp, this.transport.kind);
       } catch (e) {
         this.#finish(job, undefined, e);
         this.#trace(job, start, retries, undefined, e);
         return;
       }
-      if (job.settled) return;
       const rc = ((rsp[6]! << 24) | (rsp[7]! << 16) | (rsp[8]! << 8) | rsp[9]!) >>> 0;
       if (this.#shouldRetry(job, rc) && this.#retry && delay <= this.#retry.max) {
         try {
@@ -377,25 +388,17 @@ export class Chip {
     commandChannel.publish(ev);
   }
 
-  async #sendOnce(job: Job): Promise<Uint8Array> {
+  /** Starts one send of `job` on the transport (no await: the caller awaits the promise). */
+  #startSend(job: Job): Promise<Uint8Array> {
     if (this.#ac.signal.aborted) this.#ac = new AbortController();
-    const signal = this.#ac.signal;
     job.deadline = this.clock.now() + job.timeoutMs;
     this.#current = job;
     this.#armWatchdog(job.deadline);
-    let rsp: Uint8Array;
-    const p = this.transport.send(job.command, { signal, locality: job.locality, timeoutMs: job.timeoutMs, clock: this.clock });
     try {
-      rsp = await p;
+      return this.transport.send(job.command, { signal: this.#ac.signal, locality: job.locality, timeoutMs: job.timeoutMs, clock: this.clock });
     } catch (e) {
-      this.#current = undefined;
-      if (job.settled) return EMPTY; // already rejected with the abort/timeout reason
-      throw wrapTransportError(e, this.transport.kind);
+      return Promise.reject(e);
     }
-    this.#current = undefined;
-    if (job.settled) return EMPTY;
-    checkResponse(rsp, this.transport.kind);
-    return rsp;
   }
 
   #armWatchdog(deadline: number): void {
@@ -446,8 +449,6 @@ export class Chip {
     await this.close();
   }
 }
-
-const EMPTY = new Uint8Array(0);
 
 function checkLocality(l: number): number {
   if (!Number.isInteger(l) || l < 0 || l > 4) throw new TpmArgumentError(`locality must be 0–4, got ${l}`);

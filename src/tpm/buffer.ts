@@ -18,7 +18,6 @@ import { TpmArgumentError, TpmFormatError } from "../core/errors.js";
  */
 export class TpmReader {
   readonly bytes: Uint8Array;
-  #view: DataView;
   /** Current read position. */
   offset: number;
   /** One past the last readable byte. */
@@ -26,7 +25,6 @@ export class TpmReader {
 
   constructor(bytes: Uint8Array, offset = 0, end = bytes.length) {
     this.bytes = bytes;
-    this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.offset = offset;
     this.end = end;
   }
@@ -49,23 +47,25 @@ export class TpmReader {
 
   u16(what = "u16"): number {
     this.#need(2, what);
-    const v = this.#view.getUint16(this.offset);
-    this.offset += 2;
-    return v;
+    const b = this.bytes;
+    const o = this.offset;
+    this.offset = o + 2;
+    return (b[o]! << 8) | b[o + 1]!;
   }
 
   u32(what = "u32"): number {
     this.#need(4, what);
-    const v = this.#view.getUint32(this.offset);
-    this.offset += 4;
-    return v;
+    const b = this.bytes;
+    const o = this.offset;
+    this.offset = o + 4;
+    return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
   }
 
   u64(what = "u64"): bigint {
     this.#need(8, what);
-    const v = this.#view.getBigUint64(this.offset);
-    this.offset += 8;
-    return v;
+    const hi = this.u32(what);
+    const lo = this.u32(what);
+    return (BigInt(hi) << 32n) | BigInt(lo);
   }
 
   /** `n` raw bytes (a view, not a copy). */
@@ -111,12 +111,10 @@ export class TpmReader {
  */
 export class TpmWriter {
   #buf: Uint8Array;
-  #view: DataView;
   #len = 0;
 
   constructor(initial = 64) {
-    this.#buf = new Uint8Array(initial);
-    this.#view = new DataView(this.#buf.buffer);
+    this.#buf = new Uint8Array(Math.max(1, initial));
   }
 
   /** Bytes written so far. */
@@ -132,7 +130,6 @@ export class TpmWriter {
     const nb = new Uint8Array(cap);
     nb.set(this.#buf.subarray(0, this.#len));
     this.#buf = nb;
-    this.#view = new DataView(nb.buffer);
   }
 
   u8(v: number): this {
@@ -145,24 +142,36 @@ export class TpmWriter {
   u16(v: number): this {
     checkUint(v, 0xffff, "u16");
     this.#grow(2);
-    this.#view.setUint16(this.#len, v);
-    this.#len += 2;
+    const b = this.#buf;
+    const o = this.#len;
+    b[o] = v >>> 8;
+    b[o + 1] = v & 0xff;
+    this.#len = o + 2;
     return this;
   }
 
   u32(v: number): this {
     checkUint(v, 0xffffffff, "u32");
     this.#grow(4);
-    this.#view.setUint32(this.#len, v);
+    this.#put32(this.#len, v);
     this.#len += 4;
     return this;
+  }
+
+  #put32(o: number, v: number): void {
+    const b = this.#buf;
+    b[o] = v >>> 24;
+    b[o + 1] = (v >>> 16) & 0xff;
+    b[o + 2] = (v >>> 8) & 0xff;
+    b[o + 3] = v & 0xff;
   }
 
   u64(v: bigint | number): this {
     const b = BigInt(v);
     if (b < 0n || b > 0xffffffffffffffffn) throw new TpmArgumentError(`u64 out of range: ${v}`);
     this.#grow(8);
-    this.#view.setBigUint64(this.#len, b);
+    this.#put32(this.#len, Number(b >> 32n));
+    this.#put32(this.#len + 4, Number(b & 0xffffffffn));
     this.#len += 8;
     return this;
   }
@@ -183,7 +192,13 @@ export class TpmWriter {
   /** Overwrites a u32 at `offset` (for size fields written after the body). */
   patchU32(offset: number, v: number): this {
     if (offset < 0 || offset + 4 > this.#len) throw new TpmArgumentError(`patch offset ${offset} outside ${this.#len}`);
-    this.#view.setUint32(offset, v >>> 0);
+    this.#put32(offset, v >>> 0);
+    return this;
+  }
+
+  /** Forgets what was written, keeping the buffer (for a writer reused across commands). */
+  reset(): this {
+    this.#len = 0;
     return this;
   }
 

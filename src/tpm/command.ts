@@ -41,6 +41,7 @@ export function authBytes(p: Uint8Array | string | undefined): Uint8Array {
   return typeof p === "string" ? encoder.encode(p) : p;
 }
 const EMPTY = new Uint8Array(0);
+const scratch = new TpmWriter(4096);
 
 /**
  * Builds the command bytes for a spec: tag TPM_ST_SESSIONS when it has authorizations (with a
@@ -51,7 +52,8 @@ export function buildCommand(spec: CommandSpec<unknown>): Uint8Array {
   const auths = spec.auths ?? [];
   const handles = spec.handles ?? [];
   if (auths.length > handles.length) throw new TpmArgumentError(`${auths.length} authorizations for ${handles.length} handles`);
-  const w = new TpmWriter(64);
+  // One scratch writer for every command: building is synchronous, and finish() copies out.
+  const w = scratch.reset();
   w.u16(auths.length ? TPM_ST.SESSIONS : TPM_ST.NO_SESSIONS).u32(0).u32(spec.cc);
   for (const h of handles) w.u32(h >>> 0);
   if (auths.length) {
@@ -87,23 +89,22 @@ export function parseResponse<R>(spec: CommandSpec<R>, rsp: Uint8Array): R {
   }
   const handles: number[] = [];
   for (let i = 0; i < (spec.responseHandles ?? 0); i++) handles.push(r.u32("handle"));
-  let end = r.end;
+  const total = r.end;
   if (sessions) {
     const paramSize = r.u32("parameterSize");
     if (paramSize > r.remaining) throw new TpmFormatError(`parameterSize ${paramSize} exceeds the ${r.remaining} bytes left`);
-    end = r.offset + paramSize;
+    r.end = r.offset + paramSize;
   }
-  const pr = new TpmReader(rsp, r.offset, end);
-  const out = spec.response(pr, handles);
-  pr.expectEnd("response parameters");
+  const out = spec.response(r, handles);
+  r.expectEnd("response parameters");
   if (sessions) {
-    const sr = new TpmReader(rsp, end);
+    r.end = total;
     for (let i = 0; i < spec.auths!.length; i++) {
-      sr.tpm2b("nonceTPM");
-      sr.u8("sessionAttributes");
-      sr.tpm2b("hmac");
+      r.tpm2b("nonceTPM");
+      r.u8("sessionAttributes");
+      r.tpm2b("hmac");
     }
-    sr.expectEnd("response sessions");
+    r.expectEnd("response sessions");
   }
   return out;
 }
