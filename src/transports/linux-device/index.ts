@@ -1,0 +1,14 @@
+/**
+ * `linux-device`: /dev/tpmrm0 and /dev/tpm0, with an injectable file layer and a fake device.
+ * @packageDocumentation
+ */
+export {
+  linuxDevice,
+  deviceError,
+  DEFAULT_DEVICE_PATHS,
+  TPM_DEVICE_BUFSIZE,
+  type LinuxDeviceOptions,
+  type LinuxDeviceTransport,
+} from "./linux-device.js";
+export { nodeDeviceFs, type DeviceFile, type DeviceFs } from "./fs.js";
+export { FakeTpmDevice, TPMRM_UNKNOWN_COMMAND_RC, errnoError, type FakeDeviceFaults, type FakeTpmDeviceOptions } from "./fake-device.js";
