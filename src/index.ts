@@ -61,7 +61,7 @@ export { SoftTpm, type SoftTpmOptions, type Storage, MemoryStorage, FileStorage,
 
 // Transports
 export { memory, type MemoryTransport, type MemoryTransportOptions } from "./transports/memory/index.js";
-export { tis, type TisOptions, type TisTransport, type TisInfo, type TisTimeouts } from "./transports/tis/index.js";
+export { tis, type TisOptions, type TisTransport, type TisInfo, type TisTimeouts, type TisDriverEvent } from "./transports/tis/index.js";
 export { crb, mmioStart, smcStart, type CrbOptions, type CrbTransport, type CrbInfo, type CrbStartMethod, type CrbStartContext, type CrbProbeContext } from "./transports/crb/index.js";
 export { swtpm, SwtpmControl, SwtpmControlError, type SwtpmTransport, type SwtpmTransportOptions, type SwtpmControlOptions } from "./transports/swtpm/index.js";
 
@@ -73,3 +73,10 @@ export { traceMmio, countMmio, faultyMmio, type Mmio, type InterruptLine, type T
 // Servers
 export { serveSwtpm, type SwtpmServer, type SwtpmServeOptions, type SwtpmPowerHooks } from "./server/swtpm.js";
 export type { CommandSink } from "./server/common.js";
+export { serveMssim, type MssimServer, type ServeMssimOptions, type ServeMssimTarget, type MssimPlatformHooks } from "./server/mssim.js";
+
+// Host transports and TCTI strings
+export { mssim, MssimPlatform, MssimSwtpmDetectedError, type MssimOptions, type MssimTransport } from "./transports/mssim/index.js";
+export { linuxDevice, FakeTpmDevice, type LinuxDeviceOptions, type LinuxDeviceTransport, type DeviceFs } from "./transports/linux-device/index.js";
+export { parseTcti, formatTcti, defineTcti, TctiDiscoveryError, DEFAULT_DISCOVERY, type TctiSpec, type TctiRegistry, type TctiFactory, type OpenTransportOptions } from "./transports/tcti/index.js";
+export { openTransport, tctiRegistry } from "./transports/registry.js";

@@ -210,7 +210,7 @@ function parseSelection(specs: readonly string[]): PcrSelection {
 
 function asciiOf(v: number): string {
   const bytes = [(v >>> 24) & 0xff, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff];
-  if (bytes.filter((b) => b !== 0).length < 2 || !bytes.some((b) => b >= 0x41)) return "";
+  if (bytes.filter((b) => b !== 0).length < 2) return "";
   if (!bytes.every((b) => b === 0 || (b >= 0x20 && b < 0x7f))) return "";
   return String.fromCharCode(...bytes.filter((b) => b));
 }

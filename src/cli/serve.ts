@@ -1,12 +1,74 @@
 /**
- * `tpmkit serve`: not wired yet (the socket servers land with the host-transports work).
+ * `tpmkit serve`: exposes the `-T` TPM on a swtpm-protocol (data + control) or mssim-protocol
+ * (command + platform) socket, so tpm2-tools and other TSS stacks can drive it. Stops cleanly on
+ * SIGINT/SIGTERM, with SoftTpm state flushed to its file.
+ *
  * @packageDocumentation
  */
+import { serveSwtpm, type SwtpmPowerHooks } from "../server/swtpm.js";
+import { serveMssim, type MssimPlatformHooks } from "../server/mssim.js";
 import type { ParsedArgs } from "./args.js";
 import { UsageError } from "./args.js";
 import type { CliTarget } from "./target.js";
 
-/** Serves the target's TPM on a socket until SIGINT/SIGTERM. */
-export async function serveCli(_args: ParsedArgs, _target: CliTarget, _out: NodeJS.WritableStream): Promise<void> {
-  throw new UsageError("serve is not available in this build yet");
+/** Serves the target's TPM until SIGINT/SIGTERM (or `stop` resolves, for tests). */
+export async function serveCli(args: ParsedArgs, target: CliTarget, out: NodeJS.WritableStream, stop?: Promise<void>): Promise<void> {
+  const protocol = String(args.flags.get("protocol") ?? "swtpm");
+  if (protocol !== "swtpm" && protocol !== "mssim") throw new UsageError(`--protocol must be swtpm or mssim, got "${protocol}"`);
+  const portFlag = args.flags.get("port");
+  const port = portFlag === undefined ? 2321 : Number(portFlag);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be 0-65535, got ${String(portFlag)}`);
+  const host = args.flags.has("host") ? String(args.flags.get("host")) : "127.0.0.1";
+  const path = args.flags.has("path") ? String(args.flags.get("path")) : undefined;
+  const chip = target.tpm.chip;
+  const soft = target.softTpm;
+  // Power cycles from the client reach the SoftTpm: TPM_Init, then the client sends Startup.
+  const powerCycle = soft
+    ? async () => {
+        await soft.powerOff();
+        await soft.powerOn();
+      }
+    : undefined;
+  let close: () => Promise<void>;
+  if (protocol === "swtpm") {
+    const power: SwtpmPowerHooks = powerCycle ? { init: () => powerCycle() } : {};
+    const server = await serveSwtpm(path ? { chip, path } : { chip, host, port }, { power });
+    out.write(`tpmkit: serving ${target.description}\n`);
+    out.write(`tpmkit: swtpm protocol on ${describe(server.address)}, control on ${describe(server.controlAddress)}; TCTI ${tctiOf("swtpm", server.address)}\n`);
+    close = () => server.close();
+  } else {
+    if (path) throw new UsageError("the mssim protocol serves TCP only (--host/--port)");
+    // The simulator starts powered off and clients send POWER_ON first (tcti-mssim does): that is
+    // TPM_Init for the SoftTpm, which then needs Startup from the client.
+    const hooks: MssimPlatformHooks = powerCycle ? { powerOn: () => powerCycle(), powerOff: () => soft!.powerOff() } : {};
+    const server = await serveMssim({ chip, host, port }, { hooks });
+    const addr = { host: server.host, port: server.port };
+    out.write(`tpmkit: serving ${target.description}\n`);
+    out.write(`tpmkit: mssim protocol on ${describe(addr)}, platform on ${describe({ host: server.host, port: server.platformPort })}; TCTI ${tctiOf("mssim", addr)}\n`);
+    close = () => server.close();
+  }
+  await (stop ??
+    new Promise<void>((resolve) => {
+      const done = () => {
+        process.off("SIGINT", done);
+        process.off("SIGTERM", done);
+        resolve();
+      };
+      process.on("SIGINT", done);
+      process.on("SIGTERM", done);
+    }));
+  await close();
+  out.write("tpmkit: stopped\n");
+}
+
+type Addr = { host?: string; port?: number; path?: string } | undefined | null;
+
+function describe(a: Addr): string {
+  if (!a) return "(none)";
+  return a.path ?? `${a.host}:${a.port}`;
+}
+
+function tctiOf(name: string, a: Addr): string {
+  if (!a) return name;
+  return a.path ? `${name}:path=${a.path}` : `${name}:host=${a.host},port=${a.port}`;
 }

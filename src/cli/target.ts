@@ -58,7 +58,10 @@ export async function openCliTarget(tcti: string, options: { locality?: number }
       description: state ? `SoftTpm with state file ${state} (Tpm → Chip → memory transport)` : "SoftTpm, embedded (Tpm → Chip → memory transport → SoftTpm)",
       async finish() {
         if (state) {
-          await tpm.shutdown("state");
+          // Orderly shutdown so the next run resumes; a TPM a client left un-started (serve) just flushes.
+          await tpm.shutdown("state").catch((e) => {
+            if (!(e instanceof TpmResponseError)) throw e;
+          });
           await soft.flush();
         }
         await tpm.close();

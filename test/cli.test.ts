@@ -1,0 +1,130 @@
+import { describe, expect, it } from "vitest";
+import { PassThrough } from "node:stream";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { main } from "../src/cli/main.js";
+import { openCliTarget } from "../src/cli/target.js";
+import { serveCli } from "../src/cli/serve.js";
+import { parseArgs } from "../src/cli/args.js";
+
+const run = promisify(execFile);
+
+async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out = new PassThrough();
+  const err = new PassThrough();
+  const o: Buffer[] = [];
+  const e: Buffer[] = [];
+  out.on("data", (d: Buffer) => o.push(d));
+  err.on("data", (d: Buffer) => e.push(d));
+  const code = await main(argv, out, err);
+  return { code, out: Buffer.concat(o).toString(), err: Buffer.concat(e).toString() };
+}
+
+describe("tpmkit CLI", () => {
+  it("demo shows the TPM, its banks, PCRs, random bytes and an extend", async () => {
+    const r = await cli("demo");
+    expect(r.code).toBe(0);
+    expect(r.err).toBe("");
+    expect(r.out).toMatch(/spec\s+TPM 2\.0/);
+    expect(r.out).toMatch(/PCR banks\s+sha1 \(24\), sha256 \(24\), sha384 \(24\), sha512 \(24\)/);
+    expect(r.out).toMatch(/sha256 PCR 17\s+f{64}/);
+    expect(r.out).toMatch(/random \(16\)\s+[0-9a-f]{32}\n/);
+    // sha256("hello from tpmkit"), computed by the TPM, then extended into PCR 16 from zero
+    expect(r.out).toContain("ec40932cbf95ef76535bd2a0b03e8fa20c616a17504d960d5d3787e992dcecbd");
+  });
+
+  it("demo runs through the TIS and CRB register models", async () => {
+    for (const t of ["tis", "crb"]) {
+      const r = await cli("demo", "-T", t);
+      expect(r.code, r.err).toBe(0);
+      expect(r.out).toContain(t === "tis" ? "TisDevice" : "CrbDevice");
+      expect(r.out).toMatch(/sha256 PCR 16\s+[0-9a-f]{64}/);
+    }
+  });
+
+  it("getrandom prints hex or raw bytes of the asked length", async () => {
+    const hex = await cli("getrandom", "8", "--hex");
+    expect(hex.out).toMatch(/^[0-9a-f]{16}\n$/);
+    const raw = await cli("getrandom", "5");
+    expect(Buffer.byteLength(raw.out, "latin1")).toBeGreaterThan(0);
+  });
+
+  it("pcrextend then pcrread keep state across runs with softtpm:state=FILE (the swtpm known answer)", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tpmkit-cli-"));
+    const T = `softtpm:state=${path.join(dir, "tpm.state")}`;
+    try {
+      expect((await cli("pcrextend", "0:sha256=" + "00".repeat(31) + "01", "-T", T)).code).toBe(0);
+      const r = await cli("pcrread", "sha256:0", "-T", T);
+      expect(r.out).toContain("0 : 0x90F4B39548DF55AD6187A1D20D731ECEE78C545B94AFD16F42EF7592D99CD365");
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("getcap lists fixed properties, banks, algorithms and commands", async () => {
+    expect((await cli("getcap", "properties-fixed")).out).toContain('TPM2_PT_FAMILY_INDICATOR: 0x322E3000 "2.0"');
+    expect((await cli("getcap", "pcrs")).out).toContain("sha256: [ 0, 1, 2");
+    expect((await cli("getcap", "algorithms")).out).toMatch(/sha256: value 0xb/);
+    expect((await cli("getcap", "commands")).out).toContain("TPM2_CC_GetRandom");
+  });
+
+  it("answers bad input with one line and a non-zero exit, never a stack trace", async () => {
+    const cases: [string[], number, RegExp][] = [
+      [["frobnicate"], 2, /unknown verb/],
+      [["getrandom", "x"], 2, /count/],
+      [["pcrread", "md5:0"], 2, /bad PCR selection/],
+      [["pcrextend", "16:sha256=zz"], 2, /not hex/],
+      [["pcrextend", "16:sha256=00"], 2, /32 bytes/],
+      [["getcap", "nope"], 2, /getcap needs/],
+      [["getrandom", "4", "-T", "nosuch"], 1, /unknown TCTI|nosuch/],
+      [["getrandom", "4", "-T", "swtpm:host=127.0.0.1,port=1"], 1, /ECONNREFUSED/],
+      [["pcrextend", "17:sha256=" + "00".repeat(32)], 1, /TPM_RC_LOCALITY/],
+      [["getrandom", "4", "--locality", "9"], 2, /locality/],
+      [["getrandom", "4", "-Q"], 2, /unknown option/],
+    ];
+    for (const [argv, code, msg] of cases) {
+      const r = await cli(...argv);
+      expect(r.code, argv.join(" ")).toBe(code);
+      expect(r.err.trim().split("\n")).toHaveLength(1);
+      expect(r.err).toMatch(msg);
+      expect(r.err).not.toMatch(/\n\s+at /);
+    }
+  });
+
+  it("allows PCR 17 at locality 3", async () => {
+    expect((await cli("pcrextend", "17:sha256=" + "00".repeat(32), "-l", "3")).code).toBe(0);
+  });
+});
+
+describe("tpmkit serve", () => {
+  it("serves SoftTpm on the swtpm protocol to real tpm2-tools, and stops cleanly", async () => {
+    const target = await openCliTarget("memory");
+    const out = new PassThrough();
+    const lines: string[] = [];
+    out.on("data", (d: Buffer) => lines.push(d.toString()));
+    let stop!: () => void;
+    const stopped = new Promise<void>((r) => (stop = r));
+    const serving = serveCli(parseArgs(["serve", "--protocol", "swtpm", "--port", "0"]), target, out, stopped);
+    let tcti: string | undefined;
+    for (let i = 0; i < 100 && !tcti; i++) {
+      tcti = /TCTI (swtpm:host=[^\s]+)/.exec(lines.join(""))?.[1];
+      if (!tcti) await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(tcti).toBeDefined();
+    try {
+      const rnd = await run("tpm2_getrandom", ["-T", tcti!, "8", "--hex"]);
+      expect(rnd.stdout.trim()).toMatch(/^[0-9a-f]{16}$/);
+      await run("tpm2_pcrextend", ["-T", tcti!, "0:sha256=" + "00".repeat(31) + "01"]);
+      const pcr = await run("tpm2_pcrread", ["-T", tcti!, "sha256:0"]);
+      expect(pcr.stdout).toContain("0x90F4B39548DF55AD6187A1D20D731ECEE78C545B94AFD16F42EF7592D99CD365");
+    } finally {
+      stop();
+      await serving;
+      await target.finish();
+    }
+    expect(lines.join("")).toContain("tpmkit: stopped");
+  });
+});
