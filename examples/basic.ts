@@ -1,5 +1,5 @@
 // The embedded default: SoftTpm behind the memory transport.
-//   npx tsx examples/basic.ts   (or after `npm run build`: node --experimental-strip-types examples/basic.ts)
+//   see examples/README.md for how to run it (vitest runs it in test/examples.test.ts)
 import { SoftTpm, Tpm, TpmResponseError, memory } from "../src/index.js";
 
 const tpm = await Tpm.open(memory({ backend: new SoftTpm() }));

@@ -61,14 +61,14 @@ export { SoftTpm, type SoftTpmOptions, type Storage, MemoryStorage, FileStorage,
 
 // Transports
 export { memory, type MemoryTransport, type MemoryTransportOptions } from "./transports/memory/index.js";
-export { tis, type TisOptions, type TisTransport, type TisInfo, type TisTimeouts, type TisDriverEvent } from "./transports/tis/index.js";
-export { crb, mmioStart, smcStart, type CrbOptions, type CrbTransport, type CrbInfo, type CrbStartMethod, type CrbStartContext, type CrbProbeContext } from "./transports/crb/index.js";
+export { tis, TIS_DRIVER_CHANNEL, TIS_PROBE_TIMEOUTS, TIS_TPM2_TIMEOUTS, type TisOptions, type TisTransport, type TisInfo, type TisTimeouts, type TisDriverEvent } from "./transports/tis/index.js";
+export { crb, mmioStart, smcStart, CRB_QEMU_ADDRESS, type CrbOptions, type CrbTransport, type CrbInfo, type CrbStartMethod, type CrbStartContext, type CrbProbeContext } from "./transports/crb/index.js";
 export { swtpm, SwtpmControl, SwtpmControlError, type SwtpmTransport, type SwtpmTransportOptions, type SwtpmControlOptions } from "./transports/swtpm/index.js";
 
 // Device models and the register bus
-export { TisDevice, FakeTpmBackend, type TisDeviceOptions, type TisDeviceFaults, type TisDeviceState } from "./devices/tis/index.js";
-export { CrbDevice, type CrbDeviceOptions, type CrbDeviceFaults, type CrbDeviceState } from "./devices/crb/index.js";
-export { traceMmio, countMmio, faultyMmio, type Mmio, type InterruptLine, type TracedMmio, type CountedMmio, type FaultyMmio, type MmioFault, type MmioAccess } from "./bus/index.js";
+export { TisDevice, FakeTpmBackend, TIS_DEVICE_CHANNEL, type TisDeviceOptions, type TisDeviceFaults, type TisDeviceState } from "./devices/tis/index.js";
+export { CrbDevice, CRB_DEVICE_CHANNEL, type CrbDeviceOptions, type CrbDeviceFaults, type CrbDeviceState } from "./devices/crb/index.js";
+export { traceMmio, countMmio, faultyMmio, formatAccess, MMIO_TRACE_CHANNEL, type MmioTraceMessage, type Mmio, type InterruptLine, type TracedMmio, type CountedMmio, type FaultyMmio, type MmioFault, type MmioAccess } from "./bus/index.js";
 
 // Servers
 export { serveSwtpm, type SwtpmServer, type SwtpmServeOptions, type SwtpmPowerHooks } from "./server/swtpm.js";

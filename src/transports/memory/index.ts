@@ -4,7 +4,7 @@
  *
  * @packageDocumentation
  */
-import { TpmTransportError, abortErrorFrom } from "../../core/errors.js";
+import { TpmkitError, TpmTransportError, abortErrorFrom } from "../../core/errors.js";
 import type { SendOptions, TpmBackend, Transport } from "../../core/transport.js";
 
 /** Options of {@link memory}. */
@@ -41,7 +41,13 @@ export function memory(options: MemoryTransportOptions): MemoryTransport {
     backend,
     localities: [0, 1, 2, 3, 4],
     async open() {
-      if (start) await backend.start?.();
+      if (!start || !backend.start) return;
+      try {
+        await backend.start();
+      } catch (e) {
+        if (e instanceof TpmkitError) throw e;
+        throw new TpmTransportError(`memory: the backend failed to start: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      }
     },
     send(command: Uint8Array, o: SendOptions): Promise<Uint8Array> {
       if (o.signal.aborted) return Promise.reject(abortErrorFrom(o.signal));

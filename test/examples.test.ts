@@ -1,0 +1,181 @@
+// Runs every file in examples/ and checks what it prints, so the examples cannot rot.
+// Each example exports `main(log)`; examples/basic.ts runs at import and prints with console.log.
+import { createHash } from "node:crypto";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
+import { TIMEOUTS_PROBE, TPM_RC, decodeRc } from "../src/index.js";
+import { main as tisMain } from "../examples/tis.js";
+import { main as crbMain } from "../examples/crb.js";
+import { main as backendFailureMain } from "../examples/backend-failure.js";
+import { main as faultsMain } from "../examples/faults.js";
+import { main as traceMain } from "../examples/trace.js";
+
+const EXAMPLES_DIR = fileURLToPath(new URL("../examples/", import.meta.url));
+
+async function run(main: (log: (line: string) => void) => Promise<void>): Promise<string[]> {
+  const lines: string[] = [];
+  await main((line) => lines.push(line));
+  return lines;
+}
+
+function line(lines: string[], prefix: string): string {
+  const found = lines.find((l) => l.startsWith(prefix));
+  if (found === undefined) throw new Error(`no line starting with ${JSON.stringify(prefix)} in:\n${lines.join("\n")}`);
+  return found;
+}
+
+const sha256 = (...parts: Uint8Array[]) => {
+  const h = createHash("sha256");
+  for (const p of parts) h.update(p);
+  return h.digest("hex");
+};
+
+describe("examples", () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  it("every example file is run by this test", () => {
+    const files = readdirSync(EXAMPLES_DIR).filter((f) => f.endsWith(".ts")).sort();
+    expect(files).toEqual(["backend-failure.ts", "basic.ts", "crb.ts", "faults.ts", "tis.ts", "trace.ts"]);
+  });
+
+  it("basic.ts extends PCR 16 and is refused PCR 17 at locality 0", async () => {
+    const lines: string[] = [];
+    vi.spyOn(console, "log").mockImplementation((...args: unknown[]) => {
+      lines.push(args.map(String).join(" "));
+    });
+    await import("../examples/basic.js");
+    expect(line(lines, "random:")).toMatch(/^random: [0-9a-f]{32}$/);
+    // PCR 16 starts at zeros (facts/swtpm-measured.md §5): new = SHA-256(zeros || 0xab × 32)
+    const expected = sha256(new Uint8Array(32), new Uint8Array(32).fill(0xab));
+    expect(line(lines, "sha256 PCR 16:")).toBe(`sha256 PCR 16: ${expected}`);
+    expect(line(lines, "PCR 17 at locality 0:")).toBe("PCR 17 at locality 0: TPM_RC_LOCALITY");
+  });
+
+  it("tis.ts: PCR 17 is refused at locality 0 and extended at locality 3 through the TIS registers", async () => {
+    const lines = await run(tisMain);
+    expect(line(lines, "TIS device:")).toBe("TIS device: did 0x0001 vid 0x1014 rid 1, TPM 2.0"); // QEMU's identity
+    expect(line(lines, "PCR 17 after Startup:")).toBe(`PCR 17 after Startup: ${"ff".repeat(8)}…`);
+    expect(line(lines, "PCR 17 at locality 0:")).toBe(`PCR 17 at locality 0: refused, ${decodeRc(TPM_RC.LOCALITY).name}`);
+    // DRTM PCRs start at all ones: new = SHA-256(0xff × 32 || 0x17 × 32)
+    const expected = sha256(new Uint8Array(32).fill(0xff), new Uint8Array(32).fill(0x17));
+    expect(line(lines, "PCR 17 at locality 3:")).toBe(`PCR 17 at locality 3: extended, now ${expected.slice(0, 16)}…`);
+    expect(line(lines, "active locality between commands:")).toBe("active locality between commands: none");
+  });
+
+  it("crb.ts: commands run with mmioStart and smcStart, and a failing SMC gives EIO once", async () => {
+    const lines = await run(crbMain);
+    expect(line(lines, "mmio start: buffer")).toBe("mmio start: buffer 3968 bytes at 0x80, idle support true, localities 0");
+    expect(line(lines, "mmio start: getRandom(8)")).toMatch(/^mmio start: getRandom\(8\) = [0-9a-f]{16}$/);
+    expect(line(lines, "mmio start: commands")).toBe("mmio start: commands the device ran: 2"); // Startup + GetRandom
+    expect(line(lines, "smc start: idle support")).toBe("smc start: idle support false"); // kernel has_idle for method 11
+    expect(line(lines, "smc start: getRandom(8)")).toMatch(/^smc start: getRandom\(8\) = [0-9a-f]{16}$/);
+    expect(line(lines, "smc start: SMC calls")).toBe("smc start: SMC calls so far: 2");
+    expect(line(lines, "smc start: failing firmware")).toBe("smc start: failing firmware -> TpmTransportError errno EIO: crb: SMC start returned 5 (expected 0)");
+    expect(line(lines, "smc start: after the firmware recovered")).toMatch(/getRandom\(4\) = [0-9a-f]{8}$/);
+    // same seed, same first random bytes whatever the start method
+    expect(line(lines, "mmio start: getRandom(8)").slice(-16)).toBe(line(lines, "smc start: getRandom(8)").slice(-16));
+  });
+
+  it("backend-failure.ts: registers read 0 and Tpm.open fails with TpmNotFoundError after timeout A of virtual time", async () => {
+    const t0 = performance.now();
+    const lines = await run(backendFailureMain);
+    const realMs = performance.now() - t0;
+    expect(line(lines, "device power:")).toBe("device power: failed, TPM version seen by firmware: unspecified");
+    expect(line(lines, "ACCESS (0x000)")).toBe("ACCESS (0x000) reads 0x0, DID_VID (0xF00) reads 0x0");
+    expect(line(lines, "Tpm.open failed:")).toBe(
+      `Tpm.open failed: TpmNotFoundError (TPM_NOT_FOUND): no TPM on the TIS window: ACCESS.tpmRegValidSts not set within ${TIMEOUTS_PROBE.a} ms`,
+    );
+    expect(line(lines, "virtual time spent probing:")).toBe(`virtual time spent probing: ${TIMEOUTS_PROBE.a} ms`);
+    expect(realMs).toBeLessThan(TIMEOUTS_PROBE.a); // the FakeClock jumped; nothing really slept 750 ms
+  });
+
+  it("faults.ts: an injected bus error fails one command with EIO and a bit flip is absorbed by responseRetry", async () => {
+    const lines = await run(faultsMain);
+    expect(line(lines, "1st getRandom:")).toBe("1st getRandom: TpmTransportError errno EIO: injected MMIO fault: writeFifo at 0x24 failed");
+    expect(line(lines, "2nd getRandom:")).toMatch(/^2nd getRandom: [0-9a-f]{16}$/);
+    expect(line(lines, "3rd getRandom:")).toMatch(/^3rd getRandom: [0-9a-f]{16}$/);
+    // bit 7 of byte 2 flipped in the 20-byte response's size field: 20 | 0x80000000
+    expect(line(lines, "driver event:")).toBe(`driver event: response-retry #1 (response size field ${(20 | 0x8000_0000) >>> 0} is outside 10..4096)`);
+    expect(lines.filter((l) => l.startsWith("driver event:"))).toHaveLength(1);
+    expect(line(lines, "faulted accesses:")).toBe("faulted accesses: 2");
+  });
+
+  it("trace.ts: the chip and MMIO channels show one GetRandom and its register accesses in protocol order", async () => {
+    const lines = await run(traceMain);
+    expect(lines[0]).toBe("chip: TPM_CC_GetRandom at locality 0 -> TPM_RC_SUCCESS 0x00000000, 0 retries");
+    const count = Number(/^mmio: (\d+) register accesses/.exec(line(lines, "mmio:"))![1]);
+    const accesses = lines.filter((l) => l.startsWith("  ")).map((l) => l.trim().replace(/\s+/g, " "));
+    expect(accesses).toHaveLength(count);
+    // request locality 0, then commandReady seen, then the command written ...
+    expect(accesses[0]).toBe("write8 L0 ACCESS <- 0x02");
+    expect(accesses[1]).toMatch(/^read8 L0 ACCESS = 0x(a0|a1)$/); // valid | active (| establishment inverse)
+    const write = accesses.findIndex((a) => a.startsWith("writeFifo"));
+    expect(accesses[write]).toBe("writeFifo L0 DATA_FIFO 12 bytes"); // GetRandom is a 12-byte command
+    const go = accesses.indexOf("write8 L0 STS <- 0x20");
+    expect(go).toBeGreaterThan(write);
+    // ... the 20-byte response (10-byte header, u16 size, 8 bytes) read after GO ...
+    const reads = accesses.map((a, i) => ({ a, i })).filter(({ a }) => a.startsWith("readFifo"));
+    expect(reads.every(({ i }) => i > go)).toBe(true);
+    expect(reads.reduce((n, { a }) => n + Number(/(\d+) bytes$/.exec(a)![1]), 0)).toBe(20);
+    // ... and commandReady then relinquish at the end
+    expect(accesses.slice(-2)).toEqual(["write8 L0 STS <- 0x40", "write8 L0 ACCESS <- 0x20"]);
+  });
+});
+
+// The TypeScript snippets in docs/ that start with an import are complete programs: run each one,
+// so the documentation cannot rot either. `"tpmkit"` and `"./src/..."` resolve to this repository.
+const DOCS_DIR = fileURLToPath(new URL("../docs/", import.meta.url));
+const SRC_DIR = fileURLToPath(new URL("../src/", import.meta.url));
+
+function docSnippets(): { page: string; index: number; code: string }[] {
+  const pages = readdirSync(DOCS_DIR, { recursive: true, encoding: "utf8" }).filter((f) => f.endsWith(".md")).sort();
+  const out: { page: string; index: number; code: string }[] = [];
+  for (const page of pages) {
+    const text = readFileSync(join(DOCS_DIR, page), "utf8");
+    let index = 0;
+    for (const m of text.matchAll(/```ts\n([\s\S]*?)```/g)) {
+      const code = m[1]!;
+      if (!code.startsWith("import")) continue;
+      index++;
+      out.push({
+        page,
+        index,
+        code: code.replaceAll('from "tpmkit"', `from ${JSON.stringify(join(SRC_DIR, "index.js"))}`).replaceAll('from "./src/', `from "${SRC_DIR}`),
+      });
+    }
+  }
+  return out;
+}
+
+describe("docs snippets", () => {
+  const snippets = docSnippets();
+  const dir = mkdtempSync(join(tmpdir(), "tpmkit-docs-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  it("there are runnable snippets on every page that documents an API", () => {
+    const pages = new Set(snippets.map((s) => s.page));
+    for (const page of ["errors.md", "fault-injection.md", "transports/memory.md", "transports/tis.md", "transports/crb.md", "transports/swtpm.md", "transports/mssim.md", "transports/linux-device.md"]) {
+      expect(pages.has(page), page).toBe(true);
+    }
+  });
+
+  it.each(snippets.map((s) => [`${s.page} #${s.index}`, s] as const))("%s runs to completion and prints", async (_name, s) => {
+    const lines: string[] = [];
+    vi.spyOn(console, "log").mockImplementation((...args: unknown[]) => {
+      lines.push(args.map((a) => (typeof a === "string" ? a : JSON.stringify(a, (_k, v) => (typeof v === "bigint" ? v.toString() : v)))).join(" "));
+    });
+    const file = join(dir, `${s.page.replaceAll("/", "_").replace(/\.md$/, "")}-${s.index}.ts`);
+    writeFileSync(file, s.code);
+    await import(pathToFileURL(file).href);
+    expect(lines.length).toBeGreaterThan(0);
+    expect(lines.join("\n")).not.toMatch(/unexpected/i);
+  });
+});
