@@ -31,11 +31,14 @@ export function describeConformance(name: string, make: () => Promise<Conformanc
   describe(`conformance: ${name}`, () => {
     async function withTpm(fn: (tpm: Tpm) => Promise<void>): Promise<void> {
       const target = await make();
-      const tpm = await Tpm.open(target.transport);
+      let tpm: Tpm | undefined;
       try {
+        tpm = await Tpm.open(target.transport);
         await fn(tpm);
       } finally {
-        await tpm.close().catch(() => {});
+        // also when open fails: cleanup stops external peers (swtpm processes) the target started
+        await tpm?.close().catch(() => {});
+        await target.transport.close?.().catch(() => {});
         await target.cleanup?.();
       }
     }
@@ -116,11 +119,14 @@ export function describeConformance(name: string, make: () => Promise<Conformanc
 
     it("is closed after close(): calls reject with TpmStateError", async () => {
       const target = await make();
-      const tpm = await Tpm.open(target.transport);
-      await tpm.close();
-      await tpm.close();
-      await expect(tpm.getRandom(4)).rejects.toBeInstanceOf(TpmStateError);
-      await target.cleanup?.();
+      try {
+        const tpm = await Tpm.open(target.transport);
+        await tpm.close();
+        await tpm.close();
+        await expect(tpm.getRandom(4)).rejects.toBeInstanceOf(TpmStateError);
+      } finally {
+        await target.cleanup?.();
+      }
     });
   });
 }
