@@ -135,9 +135,14 @@ export class Tpm {
    * Runs a command descriptor: builds it, transmits it, parses the response.
    * @throws TpmResponseError for a non-success response code
    */
-  async run<R>(spec: CommandSpec<R>, options?: CallOptions): Promise<R> {
-    const rsp = await this.chip.transmit(buildCommand(spec), options);
-    return parseResponse(spec, rsp);
+  run<R>(spec: CommandSpec<R>, options?: CallOptions): Promise<R> {
+    let cmd: Uint8Array;
+    try {
+      cmd = buildCommand(spec);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.chip.transmit(cmd, options).then((rsp) => parseResponse(spec, rsp));
   }
 
   /** TPM2_Startup. Part 3 §9.3. */
@@ -165,10 +170,12 @@ export class Tpm {
    * `count` random bytes from the TPM (TPM2_GetRandom, Part 3 §16.1), asking again while the TPM
    * returns fewer than asked (it returns at most its largest digest size per call).
    */
-  async getRandom(count: number, options?: CallOptions): Promise<Uint8Array> {
-    if (!Number.isInteger(count) || count < 0 || count > 0xffff) throw new TpmArgumentError(`getRandom: count must be 0–65535, got ${count}`);
-    const first = await this.run(C.getRandomCmd(count), options);
-    if (first.length >= count) return first.length === count ? first : first.subarray(0, count);
+  getRandom(count: number, options?: CallOptions): Promise<Uint8Array> {
+    if (!Number.isInteger(count) || count < 0 || count > 0xffff) return Promise.reject(new TpmArgumentError(`getRandom: count must be 0–65535, got ${count}`));
+    return this.run(C.getRandomCmd(count), options).then((first) => (first.length >= count ? (first.length === count ? first : first.subarray(0, count)) : this.#moreRandom(first, count, options)));
+  }
+
+  async #moreRandom(first: Uint8Array, count: number, options?: CallOptions): Promise<Uint8Array> {
     const out = new Uint8Array(count);
     out.set(first);
     let have = first.length;

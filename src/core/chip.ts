@@ -91,6 +91,11 @@ interface Job {
   reject: (e: unknown) => void;
   settled: boolean;
   deadline: number;
+  /** When the first attempt started (chip clock). */
+  start: number;
+  retries: number;
+  /** The next retry delay. */
+  delay: number;
 }
 
 /**
@@ -267,13 +272,16 @@ export class Chip {
         reject,
         settled: false,
         deadline: Infinity,
+        start: 0,
+        retries: 0,
+        delay: 0,
       };
       if (signal) {
         job.onAbort = () => this.#abortJob(job, abortErrorFrom(signal));
         signal.addEventListener("abort", job.onAbort, { once: true });
       }
       this.#queue.push(job);
-      if (!this.#busy) void this.#pump();
+      if (!this.#busy) this.#pump();
     });
   }
 
@@ -305,71 +313,87 @@ export class Chip {
     }
   }
 
-  async #pump(): Promise<void> {
+  /**
+   * Runs queued jobs one at a time. Written as callbacks rather than an async loop: a command
+   * through the memory transport costs about a microsecond, and every async frame on this path
+   * adds a promise and a microtask hop.
+   */
+  #pump(): void {
     this.#busy = true;
-    try {
-      while (this.#head < this.#queue.length) {
-        const job = this.#queue[this.#head++]!;
-        if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
-          this.#queue = this.#queue.slice(this.#head);
-          this.#head = 0;
-        }
-        if (job.settled) continue;
-        if (this.#readiness !== "ready") {
-          this.#finish(job, undefined, new TpmStateError(`chip is ${this.#readiness}`, { cause: this.#readinessError }));
-          continue;
-        }
-        await this.#run(job);
-      }
-      this.#queue.length = 0;
-      this.#head = 0;
-    } finally {
-      this.#busy = false;
-    }
+    this.#next();
   }
 
-  async #run(job: Job): Promise<void> {
-    const start = this.clock.now();
-    let retries = 0;
-    let delay = this.#retry ? this.#retry.first : 0;
-    for (;;) {
-      let rsp: Uint8Array;
-      try {
-        rsp = await this.#startSend(job);
-      } catch (e) {
-        this.#current = undefined;
-        if (job.settled) return; // already rejected with the abort/timeout reason
-        const err = wrapTransportError(e, this.transport.kind);
-        this.#finish(job, undefined, err);
-        this.#trace(job, start, retries, undefined, err);
-        return;
+  #next(): void {
+    while (this.#head < this.#queue.length) {
+      const job = this.#queue[this.#head++]!;
+      if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+        this.#queue = this.#queue.slice(this.#head);
+        this.#head = 0;
       }
-      this.#current = undefined;
-      if (job.settled) return;
-      try {
-        checkResponse(rsp, this.transport.kind);
-      } catch (e) {
-        this.#finish(job, undefined, e);
-        this.#trace(job, start, retries, undefined, e);
-        return;
-      }
-      const rc = ((rsp[6]! << 24) | (rsp[7]! << 16) | (rsp[8]! << 8) | rsp[9]!) >>> 0;
-      if (this.#shouldRetry(job, rc) && this.#retry && delay <= this.#retry.max) {
-        try {
-          await this.clock.sleep(delay, job.signal);
-        } catch (e) {
-          this.#finish(job, undefined, e);
-          return;
-        }
-        if (job.settled) return;
-        delay *= 2;
-        retries++;
+      if (job.settled) continue;
+      if (this.#readiness !== "ready") {
+        this.#finish(job, undefined, new TpmStateError(`chip is ${this.#readiness}`, { cause: this.#readinessError }));
         continue;
       }
-      this.#finish(job, rsp);
-      if (commandChannel.hasSubscribers) this.#trace(job, start, retries, rc);
+      job.delay = this.#retry ? this.#retry.first : 0;
+      this.#attempt(job);
+      job.start = job.deadline - job.timeoutMs;
       return;
     }
+    this.#queue.length = 0;
+    this.#head = 0;
+    this.#busy = false;
+  }
+
+  // Bound once: a command's completion allocates no closures.
+  #onSent = (rsp: Uint8Array): void => this.#onResponse(this.#sending!, rsp);
+  #onSendFailed = (e: unknown): void => {
+    const job = this.#sending!;
+    this.#current = undefined;
+    if (!job.settled) {
+      const err = wrapTransportError(e, this.transport.kind);
+      this.#finish(job, undefined, err);
+      this.#trace(job, err);
+    } // else: already rejected with the abort/timeout reason
+    this.#next();
+  };
+  /** The job whose send is outstanding (stays set after an abort until the transport settles). */
+  #sending: Job | undefined;
+
+  #attempt(job: Job): void {
+    this.#sending = job;
+    this.#startSend(job).then(this.#onSent, this.#onSendFailed);
+  }
+
+  #onResponse(job: Job, rsp: Uint8Array): void {
+    this.#current = undefined;
+    if (job.settled) return this.#next();
+    try {
+      checkResponse(rsp, this.transport.kind);
+    } catch (e) {
+      this.#finish(job, undefined, e);
+      this.#trace(job, e);
+      return this.#next();
+    }
+    const rc = ((rsp[6]! << 24) | (rsp[7]! << 16) | (rsp[8]! << 8) | rsp[9]!) >>> 0;
+    if (this.#retry && job.delay <= this.#retry.max && this.#shouldRetry(job, rc)) {
+      this.clock.sleep(job.delay, job.signal).then(
+        () => {
+          if (job.settled) return this.#next();
+          job.delay *= 2;
+          job.retries++;
+          this.#attempt(job);
+        },
+        (e) => {
+          this.#finish(job, undefined, e);
+          this.#next();
+        },
+      );
+      return;
+    }
+    this.#finish(job, rsp);
+    if (commandChannel.hasSubscribers) this.#trace(job, undefined, rc);
+    this.#next();
   }
 
   #shouldRetry(job: Job, rc: number): boolean {
@@ -380,9 +404,9 @@ export class Chip {
     return false;
   }
 
-  #trace(job: Job, start: number, retries: number, rc?: number, error?: unknown): void {
+  #trace(job: Job, error?: unknown, rc?: number): void {
     if (!commandChannel.hasSubscribers) return;
-    const ev: ChipCommandEvent = { chip: this, commandCode: job.commandCode, locality: job.locality, retries, durationMs: this.clock.now() - start };
+    const ev: ChipCommandEvent = { chip: this, commandCode: job.commandCode, locality: job.locality, retries: job.retries, durationMs: this.clock.now() - job.start };
     if (rc !== undefined) ev.rc = rc;
     if (error !== undefined) ev.error = error;
     commandChannel.publish(ev);
