@@ -201,3 +201,13 @@ export class ByteQueue {
     this.#length = 0;
   }
 }
+
+/**
+ * The port to try for attempt `attempt` when a caller asked for "any free pair" (port 0 with a
+ * derived port + 1): first random ports in 20000–31999, below Linux's default ephemeral range
+ * (32768–60999), where no outgoing connection can hold port + 1 (tcti-swtpm opens a connection per
+ * command and leaves thousands of TIME-WAIT sockets in the ephemeral range); then port 0.
+ */
+export function portPairCandidate(attempt: number): number {
+  return attempt < 30 ? 20000 + Math.floor(Math.random() * 12000) : 0;
+}

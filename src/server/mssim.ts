@@ -18,6 +18,7 @@ import { TpmArgumentError, TpmTransportError } from "../core/errors.js";
 import type { MaybePromise } from "../core/transport.js";
 import { TPM_RC, TPM_ST } from "../tpm/constants.js";
 import { HEADER_SIZE, readHeader } from "../tpm/buffer.js";
+import { portPairCandidate } from "./common.js";
 import {
   MSSIM_CMD,
   MSSIM_DEFAULT_MAX_SIZE,
@@ -451,9 +452,10 @@ export async function serveMssim(target: ServeMssimTarget, options: ServeMssimOp
   const pairWanted = target.platformPort === undefined;
   for (let attempt = 0; ; attempt++) {
     try {
-      port = await listen(commandServer, host, wantPort);
+      port = await listen(commandServer, host, pairWanted && wantPort === 0 ? portPairCandidate(attempt) : wantPort);
     } catch (e) {
       const errno = (e as { code?: string }).code;
+      if (pairWanted && wantPort === 0 && errno === "EADDRINUSE" && attempt < 50) continue;
       throw new TpmTransportError(`serveMssim: cannot bind ${host}:${wantPort} (${errno ?? "error"})`, { cause: e, errno });
     }
     const pp = pairWanted ? port + 1 : target.platformPort!;

@@ -36,7 +36,7 @@ import {
   SWTPM_STATEBLOB_MAX,
   put32,
 } from "../transports/swtpm/protocol.js";
-import { ByteQueue, listenSerial, type BoundAddress, type CommandSink, type ListenTarget, type SerialListener } from "./common.js";
+import { ByteQueue, listenSerial, portPairCandidate, type BoundAddress, type CommandSink, type ListenTarget, type SerialListener } from "./common.js";
 
 export type { BoundAddress, CommandSink, ListenTarget } from "./common.js";
 
@@ -237,8 +237,14 @@ class SwtpmServerImpl implements SwtpmServer {
     }
     // Port 0 with the derived control port: find two adjacent free ports.
     let last: unknown;
-    for (let attempt = 0; attempt < 20; attempt++) {
-      const d = await listenSerial(target, (s) => this.#serveData(s));
+    for (let attempt = 0; attempt < 50; attempt++) {
+      let d: Awaited<ReturnType<typeof listenSerial>>;
+      try {
+        d = await listenSerial({ ...target, port: portPairCandidate(attempt) }, (s) => this.#serveData(s));
+      } catch (e) {
+        last = e;
+        continue;
+      }
       const port = (d.address as { port: number }).port;
       if (port === 0xffff) {
         await d.close();

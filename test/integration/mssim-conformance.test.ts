@@ -17,16 +17,10 @@ import { Chip } from "../../src/core/chip.js";
 import { serveMssim } from "../../src/server/mssim.js";
 import { mssim } from "../../src/transports/mssim/index.js";
 import { describeConformance } from "../conformance.js";
+import { freePort } from "./ports.js";
 
 const run = promisify(execFile);
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const p = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return p;
-}
 
 async function startSwtpm(): Promise<{ port: number; stop(): Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), "tpmkit-mssim-conf-"));

@@ -16,23 +16,8 @@ import { Chip } from "../../src/core/chip.js";
 import { serveSwtpm } from "../../src/server/swtpm.js";
 import { swtpm } from "../../src/transports/swtpm/index.js";
 import { describeConformance } from "../conformance.js";
+import { freePortPair } from "./ports.js";
 
-async function freePortPair(): Promise<number> {
-  for (let i = 0; i < 20; i++) {
-    const a = net.createServer();
-    await new Promise<void>((r) => a.listen(0, "127.0.0.1", r));
-    const port = (a.address() as net.AddressInfo).port;
-    const b = net.createServer();
-    const ok = await new Promise<boolean>((r) => {
-      b.once("error", () => r(false));
-      b.listen(port + 1, "127.0.0.1", () => r(true));
-    });
-    await new Promise((r) => a.close(r));
-    if (ok) await new Promise((r) => b.close(r));
-    if (ok && port < 0xfffe) return port;
-  }
-  throw new Error("no free adjacent port pair");
-}
 
 async function startSwtpm(): Promise<{ port: number; dir: string; stop(): Promise<void> }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "tpmkit-swtpm-conf-"));

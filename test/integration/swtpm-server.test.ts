@@ -16,6 +16,7 @@ import { systemClock } from "../../src/core/clock.js";
 import { serveSwtpm, type SwtpmServer } from "../../src/server/swtpm.js";
 import type { CommandSink } from "../../src/server/common.js";
 import { swtpm, type SwtpmTransport } from "../../src/transports/swtpm/transport.js";
+import { freePortPair } from "./ports.js";
 
 function requireTool(tool: string, args: string[]): void {
   const r = spawnSync(tool, args, { encoding: "utf8" });
@@ -101,22 +102,6 @@ describe("tpm2-tools against serveSwtpm backed by a fake TPM", () => {
 
 // ---------------------------------------------------------------- bridged to a real swtpm
 
-async function freePortPair(): Promise<number> {
-  for (let i = 0; i < 20; i++) {
-    const a = net.createServer();
-    await new Promise<void>((r) => a.listen(0, "127.0.0.1", r));
-    const port = (a.address() as net.AddressInfo).port;
-    const b = net.createServer();
-    const ok = await new Promise<boolean>((r) => {
-      b.once("error", () => r(false));
-      b.listen(port + 1, "127.0.0.1", () => r(true));
-    });
-    await new Promise((r) => a.close(r));
-    if (ok) await new Promise((r) => b.close(r));
-    if (ok && port < 0xfffe) return port;
-  }
-  throw new Error("no free adjacent port pair");
-}
 
 async function waitListening(port: number, child: ChildProcess): Promise<void> {
   const deadline = Date.now() + 5000;

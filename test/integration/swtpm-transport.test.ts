@@ -15,6 +15,7 @@ import { swtpm, type SwtpmTransport } from "../../src/transports/swtpm/transport
 import { SwtpmControl } from "../../src/transports/swtpm/control.js";
 import { PTM_BLOB_TYPE, PTM_CAP, SwtpmControlError } from "../../src/transports/swtpm/protocol.js";
 import type { SwtpmEndpoint } from "../../src/transports/swtpm/socket.js";
+import { freePortPair } from "./ports.js";
 
 // ---------------------------------------------------------------- commands, built by hand (TPM 2.0 Part 3)
 
@@ -51,22 +52,6 @@ function requireSwtpm(): void {
   }
 }
 
-async function freePortPair(): Promise<number> {
-  for (let i = 0; i < 20; i++) {
-    const a = net.createServer();
-    await new Promise<void>((r) => a.listen(0, "127.0.0.1", r));
-    const port = (a.address() as net.AddressInfo).port;
-    const b = net.createServer();
-    const ok = await new Promise<boolean>((r) => {
-      b.once("error", () => r(false));
-      b.listen(port + 1, "127.0.0.1", () => r(true));
-    });
-    await new Promise((r) => a.close(r));
-    if (ok) await new Promise((r) => b.close(r));
-    if (ok && port < 0xfffe) return port;
-  }
-  throw new Error("no free adjacent port pair");
-}
 
 interface Swtpm {
   data: SwtpmEndpoint;
