@@ -203,7 +203,7 @@ describe("NV_DefineSpace validation (swtpm codes)", () => {
     expect(rcOf(t.executeSync(define(0x02000000, AUTH_RW, 8), 0))).toBe(0x2c4);
     expect(rcOf(t.executeSync(define(0x0150000e, AUTH_RW, 3000), 0))).toBe(0x2d5);
     expect(rcOf(t.executeSync(define(0x0150000e, AUTH_RW, 8, [], OWNER, [], 0x27), 0))).toBe(0x2c3);
-    expect(rcOf(t.executeSync(define(0x0150000e, AUTH_RW | 0x100, 8), 0))).toBe(0x2a1);
+    expect(rcOf(t.executeSync(define(0x0150000e, AUTH_RW | 0x100, 8), 0))).toBe(0x2e1);
     expect(rcOf(t.executeSync(define(0x0150000e, AUTH_RW | 0x800, 8), 0))).toBe(0x2c2);
     expect(rcOf(t.executeSync(define(0x0150000e, AUTH_RW, 8, new Array(33).fill(1)), 0))).toBe(0x1d5);
     expect(rcOf(t.executeSync(authCmd(0x12a, [OWNER], [[]], [...t2b([]), ...u16(0)]), 0))).toBe(0x2d5);
@@ -240,5 +240,50 @@ describe("Dictionary-attack lockout on DA-protected indices", () => {
     expect(u32At(props, 23)).toBe(3);
     await clock.advance(1000 * 1000);
     expect(rcOf(t.executeSync(increment(C, C, [0x63]), 0))).toBe(0);
+  });
+});
+
+describe("swtpm quirks and DA reset by Clear", () => {
+  it("daRetryAfterStartup: the first DA-protected NV authorization after Startup answers TPM_RC_RETRY once", () => {
+    const t = new SoftTpm({ seed: "q", daRetryAfterStartup: true });
+    t.executeSync(STARTUP_CLEAR, 0);
+    t.executeSync(define(I, AUTH_RW, 8), 0);
+    expect(rcOf(t.executeSync(write(I, [1], 0, I), 0))).toBe(0x922);
+    expect(rcOf(t.executeSync(write(I, [1], 0, I), 0))).toBe(0);
+    expect(rcOf(t.executeSync(write(I, [1], 0, I), 0))).toBe(0);
+  });
+
+  it("TPM2_Clear resets the DA failure count", () => {
+    const t = startedTpm();
+    const C = 0x01500001;
+    t.executeSync(define(C, AUTH_RW | COUNTER | PLATFORMCREATE | PPREAD | PPWRITE, 8, [0x63], PLATFORM), 0);
+    for (let i = 0; i < 3; i++) t.executeSync(increment(C, C, [0x78]), 0);
+    expect(rcOf(t.executeSync(increment(C, C, [0x63]), 0))).toBe(0x921);
+    expect(rcOf(t.executeSync(authCmd(0x126, [PLATFORM], [[]]), 0))).toBe(0);
+    expect(rcOf(t.executeSync(increment(C, C, [0x63]), 0))).toBe(0);
+  });
+});
+
+describe("NV details measured on swtpm 0.7.1", () => {
+  it("unwritten bytes of an ordinary index read as 0xFF after a partial write", () => {
+    const t = startedTpm();
+    t.executeSync(define(I, OWNERWRITE | OWNERREAD, 8), 0);
+    t.executeSync(write(I, [7, 7], 0), 0);
+    expect(dataOf(t.executeSync(read(I, 8), 0))).toBe("0707ffffffffffff");
+  });
+  it("refuses CLEAR_STCLEAR with WRITEDEFINE, and POLICY_DELETE unless the platform defines", () => {
+    const t = startedTpm();
+    expect(rcOf(t.executeSync(define(I, OWNERWRITE | OWNERREAD | CLEAR_STCLEAR | WRITEDEFINE, 8), 0))).toBe(0x2c2);
+    expect(rcOf(t.executeSync(define(I, OWNERWRITE | OWNERREAD | 0x400, 8), 0))).toBe(0x2c2);
+    expect(rcOf(t.executeSync(define(0x01400000, PPWRITE | PPREAD | PLATFORMCREATE | 0x400, 8, [], PLATFORM), 0))).toBe(0);
+    expect(rcOf(t.executeSync(undefine(0x01400000, PLATFORM), 0))).toBe(0x282);
+  });
+  it("checks access (NV_AUTHORIZATION) before the index type, and refuses another index's auth", () => {
+    const t = startedTpm();
+    const C = 0x01500001;
+    t.executeSync(define(C, AUTH_RW | COUNTER, 8), 0);
+    t.executeSync(define(I, AUTH_RW, 8), 0);
+    expect(rcOf(t.executeSync(setBits(C, 0, 1, OWNER), 0))).toBe(0x149);
+    expect(rcOf(t.executeSync(increment(C, I), 0))).toBe(0x149);
   });
 });

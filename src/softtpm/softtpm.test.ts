@@ -205,12 +205,12 @@ describe("SoftTpm random numbers (Part 3 §16)", () => {
     expect(hex(a)).not.toBe(hex(c));
   });
 
-  it("StirRandom changes the stream and refuses more than 256 bytes", () => {
+  it("StirRandom changes the stream and refuses more than 128 bytes", () => {
     const a = startedTpm({ seed: "one" });
     const b = startedTpm({ seed: "one" });
     expect(rcOf(b.executeSync(cmd(0x8001, 0x146, t2b([1, 2, 3])), 0))).toBe(0);
     expect(hex(a.executeSync(getRandom(16), 0))).not.toBe(hex(b.executeSync(getRandom(16), 0)));
-    expect(rcOf(b.executeSync(cmd(0x8001, 0x146, t2b(zeros(257))), 0))).toBe(0x1d5);
+    expect(rcOf(b.executeSync(cmd(0x8001, 0x146, t2b(zeros(129))), 0))).toBe(0x1d5);
   });
 
   it("GetRandom(0) returns an empty buffer", () => {
@@ -357,7 +357,7 @@ describe("SoftTpm GetCapability (Part 3 §30.2)", () => {
   it("lists the implemented commands with their TPMA_CC, pages with moreData", () => {
     const r = t.executeSync(getCap(2, 0, 100), 0);
     expect(r[10]).toBe(0);
-    expect(u32At(r, 15)).toBe(31);
+    expect(u32At(r, 15)).toBe(33);
     expect(u32At(r, 19)).toBe(0x04400122); // NV_UndefineSpace: nv, 2 handles
     const page = t.executeSync(getCap(2, 0x17b, 2), 0);
     expect(hex(page)).toBe("80010000001b0000000001000000020000000200" + "00017b" + "0000017c");
@@ -376,7 +376,7 @@ describe("SoftTpm GetCapability (Part 3 §30.2)", () => {
     expect(props.get(0x112)).toBe(24);
     expect(props.get(0x113)).toBe(3);
     expect(props.get(0x12c)).toBe(1024);
-    expect(props.get(0x129)).toBe(31);
+    expect(props.get(0x129)).toBe(33);
   });
   it("pages properties as swtpm: moreData set when the group has more, even for count 0", () => {
     expect(hex(t.executeSync(getCap(6, 0x105, 0), 0))).toBe("80010000001300000000010000000600000000");
@@ -397,7 +397,7 @@ describe("SoftTpm GetCapability (Part 3 §30.2)", () => {
   it("lists the hash algorithms and rejects an unknown capability with TPM_RC_VALUE + P1", () => {
     expect(hex(t.executeSync(getCap(0, 0, 100), 0))).toBe("80010000002b00000000000000000000000004000400000004000b00000004000c00000004000d00000004");
     expect(rcOf(t.executeSync(getCap(0x55, 0, 1), 0))).toBe(0x1c4);
-    expect(rcOf(t.executeSync(getCap(1, 0x05000000, 1), 0))).toBe(0x2c4);
+    expect(rcOf(t.executeSync(getCap(1, 0x05000000, 1), 0))).toBe(0x2cb);
   });
 });
 
@@ -514,5 +514,94 @@ describe("SoftTpm hierarchy auth and Clear (Part 3 §24)", () => {
     await t.start();
     t.executeSync(STARTUP_CLEAR, 0);
     expect(rcOf(t.executeSync(authCmd(0x127, [PLATFORM], [[]], [0]), 0))).toBe(0);
+  });
+});
+
+describe("SoftTpm under the Linux kernel's boot sequence (facts/kernel.md §5)", () => {
+  it("SelfTest → INITIALIZE, Startup(CLEAR), SelfTest, command table, PCR banks all succeed", () => {
+    const t = new SoftTpm({ seed: "kernel" });
+    expect(rcOf(t.executeSync(cmd(0x8001, 0x143, [0]), 0))).toBe(0x100);
+    expect(rcOf(t.executeSync(STARTUP_CLEAR, 0))).toBe(0);
+    expect(rcOf(t.executeSync(cmd(0x8001, 0x143, [0]), 0))).toBe(0);
+    const total = u32At(t.executeSync(getCap(6, 0x129, 1), 0), 23);
+    const table = t.executeSync(getCap(2, 0x11f, total), 0);
+    expect(u32At(table, 15)).toBe(total);
+    expect(table[10]).toBe(0);
+    const banks = t.executeSync(getCap(5, 0, 1), 0);
+    expect(u32At(banks, 15)).toBe(4);
+    expect(rcOf(t.executeSync(cmd(0x8001, 0x17b, u16(128)), 0))).toBe(0); // MAX_RNG_DATA 128 → 64 returned
+  });
+
+  it("a refused change after Shutdown(STATE) leaves the saved state usable", async () => {
+    const t = startedTpm();
+    t.executeSync(SHUTDOWN_STATE, 0);
+    expect(rcOf(t.executeSync(pcrExtend(17, [[SHA256, zeros(32)]]), 0))).toBe(0x907);
+    await t.powerOff();
+    await t.start();
+    expect(rcOf(t.executeSync(STARTUP_STATE, 0))).toBe(0);
+  });
+});
+
+describe("SoftTpm fault hook (onCommand)", () => {
+  it("answers with an injected response code or response, else runs the command", () => {
+    let n = 0;
+    const t = startedTpm({
+      onCommand: (c) => {
+        if (c[9] !== 0x7b) return undefined;
+        n++;
+        return n === 1 ? 0x922 : n === 2 ? Uint8Array.of(0x80, 1, 0, 0, 0, 10, 0, 0, 9, 0x0a) : undefined;
+      },
+    });
+    expect(hex(t.executeSync(getRandom(4), 0))).toBe("80010000000a00000922");
+    expect(hex(t.executeSync(getRandom(4), 0))).toBe("80010000000a0000090a");
+    expect(rcOf(t.executeSync(getRandom(4), 0))).toBe(0);
+    expect(() => new SoftTpm({ onCommand: 5 as unknown as () => undefined })).toThrow(TpmArgumentError);
+  });
+});
+
+describe("SoftTpm check order matches libtpms (found by a differential fuzz against swtpm 0.7.1)", () => {
+  it("validates a handle's type as it reads it, before the next handle is read", () => {
+    expect(rcOf(startedTpm().executeSync(unhex("80010000000e0000013500000000"), 0))).toBe(0x184);
+  });
+  it("checks parameter values during unmarshal, before trailing bytes", () => {
+    const t = startedTpm();
+    expect(rcOf(t.executeSync(cmd(0x8001, 0x143, [0x40, 0, 0x80, 0]), 0))).toBe(0x1c4);
+    expect(rcOf(t.executeSync(cmd(0x8001, 0x17a, [...u32(0x00400000), 0x40]), 0))).toBe(0x1c4);
+    expect(rcOf(t.executeSync(cmd(0x8001, 0x165, [...u32(0), 0]), 0))).toBe(0x1c4);
+  });
+  it("answers sessions on Startup and FlushContext with TPM_RC_AUTH_CONTEXT, after the area size check", () => {
+    const t = new SoftTpm({ seed: "s" });
+    expect(rcOf(t.executeSync(cmd(0x8002, 0x144, [...authArea(pwSession()), ...u16(0)]), 0))).toBe(0x145);
+    t.executeSync(STARTUP_CLEAR, 0);
+    expect(rcOf(t.executeSync(cmd(0x8002, 0x165, [...authArea(pwSession()), ...u32(0x02000000)]), 0))).toBe(0x145);
+    expect(rcOf(t.executeSync(cmd(0x8002, 0x165, [...u32(0), ...u32(0x02000000)]), 0))).toBe(0x095);
+  });
+});
+
+describe("SoftTpm unmarshal details (differential fuzz against swtpm 0.7.1)", () => {
+  const ext = (area: number[]) => cmd(0x8002, 0x182, [...u32(16), ...u32(area.length), ...area, ...u32(0)]);
+  const sess = (h: number, nonce: number[] = [], attrs = 1, hmac: number[] = []) => [...u32(h), ...t2b(nonce), attrs, ...t2b(hmac)];
+  it("numbers session errors by session and checks each field as it is read", () => {
+    const t = startedTpm();
+    expect(rcOf(t.executeSync(ext([...sess(0x40000009), ...sess(0xc0000000)]), 0))).toBe(0xa84);
+    expect(rcOf(t.executeSync(ext([...sess(0x40000009), ...u32(0x40000009)]), 0))).toBe(0xa9a);
+    expect(rcOf(t.executeSync(ext([...sess(0x40000009), ...sess(0x02000000)]), 0))).toBe(0x919);
+    expect(rcOf(t.executeSync(ext([...sess(0x40000009), ...sess(0x40000009, [], 0x08)]), 0))).toBe(0xaa1);
+    expect(rcOf(t.executeSync(ext(sess(0x40000009, [], 1, new Array(70).fill(1))), 0))).toBe(0x995);
+    expect(rcOf(t.executeSync(ext(sess(0x40000009, new Array(70).fill(1))), 0))).toBe(0x995);
+    const pw = sess(0x40000009);
+    expect(rcOf(t.executeSync(ext([...pw, ...pw, ...pw, ...pw]), 0))).toBe(0xc95);
+    expect(rcOf(t.executeSync(ext(sess(0x02000040)), 0))).toBe(0x984);
+  });
+  it("NV_Read checks the offset (TPM_RC_VALUE + P2) before the range", () => {
+    const t = startedTpm();
+    t.executeSync(authCmd(0x12a, [OWNER], [[]], [...t2b([]), ...t2b([...u32(0x01500000), ...u16(SHA256), ...u32(0x20002), ...u16(0), ...u16(8)])]), 0);
+    t.executeSync(authCmd(0x137, [OWNER, 0x01500000], [[]], [...t2b([1]), ...u16(0)]), 0);
+    expect(rcOf(t.executeSync(authCmd(0x14e, [OWNER, 0x01500000], [[]], [...u16(1), ...u16(9)]), 0))).toBe(0x2c4);
+  });
+  it("IncrementalSelfTest refuses algorithms it does not implement", () => {
+    const t = startedTpm();
+    expect(rcOf(t.executeSync(cmd(0x8001, 0x142, [...u32(1), ...u16(0x4000)]), 0))).toBe(0x1c4);
+    expect(rcOf(t.executeSync(cmd(0x8001, 0x142, [...u32(65), ...new Array(130).fill(0)]), 0))).toBe(0x1d5);
   });
 });

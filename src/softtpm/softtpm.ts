@@ -9,9 +9,11 @@
  * every 1000 s of TPM clock; a wrong lockoutAuth makes the lockout hierarchy unusable for
  * 1000 s (this timer is volatile: a power cycle ends it).
  *
- * Not implemented (answered as a TPM without them would): keys and objects, HMAC and policy
- * sessions (an HMAC/policy session handle gives TPM_RC_REFERENCE_S0 + n, "session not loaded"),
- * TPM2_DictionaryAttackLockReset, audit, encrypted parameters.
+ * Sessions: password (TPM_RS_PW) and unsalted HMAC sessions (bound or unbound, symmetric
+ * TPM_ALG_NULL) from TPM2_StartAuthSession, enough for tpm2-tools and ESYS.
+ *
+ * Not implemented (answered as a TPM without them would): keys and objects, policy and trial
+ * sessions, salted sessions, parameter encryption, audit, TPM2_DictionaryAttackLockReset.
  *
  * @packageDocumentation
  */
@@ -67,6 +69,7 @@ const RC_INITIALIZE = 0x100;
 const RC_FAILURE = 0x101;
 const RC_DISABLED = 0x120;
 const RC_AUTH_MISSING = 0x125;
+const RC_AUTH_CONTEXT = 0x145;
 const RC_AUTH_UNAVAILABLE = 0x12f;
 const RC_COMMAND_SIZE = 0x142;
 const RC_COMMAND_CODE = 0x143;
@@ -91,8 +94,12 @@ const RC_BAD_AUTH = 0x0a2;
 const RC_OBJECT_MEMORY = 0x902;
 const RC_LOCALITY = 0x907;
 const RC_REFERENCE_S0 = 0x918;
+const RC_SYMMETRIC = 0x096;
+const RC_KEY = 0x09c;
+const RC_SESSION_MEMORY = 0x903;
 const RC_REFERENCE_H0 = 0x910;
 const RC_LOCKOUT = 0x921;
+const RC_RETRY = 0x922;
 
 const H = (rc: number, n: number) => rc | (n << 8);
 const P = (rc: number, n: number) => rc | 0x040 | (n << 8);
@@ -112,6 +119,9 @@ const RH_PLATFORM_NV = 0x4000000d;
 const PERMANENT_HANDLES = [RH_OWNER, RH_NULL, RS_PW, RH_LOCKOUT, RH_ENDORSEMENT, RH_PLATFORM, RH_PLATFORM_NV];
 const TRANSIENT_FIRST = 0x80000000;
 const MAX_SEQUENCES = 3;
+const MAX_SESSIONS = 3;
+/** Session handles 0x02000000/0x03000000 + 0..63 are well formed (libtpms MAX_ACTIVE_SESSIONS). */
+const SESSION_HANDLE_RANGE = 64;
 // Dictionary-attack parameters (TPM_PT_MAX_AUTH_FAIL, LOCKOUT_INTERVAL, LOCKOUT_RECOVERY), as swtpm
 const MAX_AUTH_FAIL = 3;
 const LOCKOUT_INTERVAL_S = 1000;
@@ -123,11 +133,11 @@ const NV_OWNERWRITE = 0x2;
 const NV_AUTHWRITE = 0x4;
 const NV_POLICYWRITE = 0x8;
 const NV_RESERVED = 0x01f00300;
+const NV_POLICY_DELETE = 0x400;
 const NV_WRITELOCKED = 0x800;
 const NV_WRITEALL = 0x1000;
 const NV_WRITEDEFINE = 0x2000;
 const NV_WRITE_STCLEAR = 0x4000;
-const NV_GLOBALLOCK = 0x8000;
 const NV_PPREAD = 0x10000;
 const NV_OWNERREAD = 0x20000;
 const NV_AUTHREAD = 0x40000;
@@ -254,7 +264,9 @@ type HandleKind =
   | "hierarchyAuth" // TPMI_RH_HIERARCHY_AUTH
   | "nvAuth" // TPMI_RH_NV_AUTH: owner, platform, NV index
   | "nvIndex" // TPMI_RH_NV_INDEX (must exist)
-  | "sequence"; // TPMI_DH_OBJECT holding a sequence
+  | "sequence" // TPMI_DH_OBJECT holding a sequence
+  | "tpmKey" // TPMI_DH_OBJECT+ (SoftTpm loads no keys: only TPM_RH_NULL)
+  | "entity"; // TPMI_DH_ENTITY+
 
 interface CommandSpec {
   handles: readonly HandleKind[];
@@ -264,7 +276,21 @@ interface CommandSpec {
   rHandle?: boolean;
   /** The command changes TPM state (invalidates a preceding Shutdown's saved state). */
   changes?: boolean;
+  /** Sessions are not allowed at all (TPM_RC_AUTH_CONTEXT), as for Startup and FlushContext. */
+  noSessions?: boolean;
   run: (t: SoftTpm, h: number[], inp: In, out: Out, locality: number) => void;
+}
+
+/** A loaded HMAC session (Part 1 §19.6), unsalted, no parameter encryption. */
+interface HmacSession {
+  handle: number;
+  authHash: HashAlg;
+  /** The TPM's nonce of the last response (nonceOlder for the next command). */
+  nonceTPM: Uint8Array;
+  /** KDFa(authHash, bind authValue, "ATH", nonceTPM, nonceCaller); empty when neither bound nor salted. */
+  sessionKey: Uint8Array;
+  /** The entity the session is bound to, if any. */
+  bind: number | undefined;
 }
 
 interface Sequence {
@@ -291,6 +317,19 @@ export interface SoftTpmOptions {
   firmwareVersion?: readonly [number, number];
   /** The clock behind TPM2_ReadClock. Default: the system clock. */
   clock?: Clock;
+  /**
+   * Fault hook, called before every command: return a response code to answer the command with
+   * that code instead of running it (e.g. TPM_RC_RETRY 0x922, TPM_RC_TESTING 0x90A), a whole
+   * response to return as is, or undefined to run the command normally. For tests of retry and
+   * error paths in the layers above (facts/reliability.md B2).
+   */
+  onCommand?: (command: Uint8Array, locality: number) => number | Uint8Array | undefined;
+  /**
+   * Emulate libtpms' "DA state pending on NV": after every TPM2_Startup, the first command that
+   * authorizes a DA-protected NV index answers TPM_RC_RETRY (0x922) once, as swtpm 0.7.1 does
+   * (measured). Off by default; TSS stacks and the kernel retry it.
+   */
+  daRetryAfterStartup?: boolean;
 }
 
 /** What {@link SoftTpm.startupState} reports. */
@@ -322,6 +361,9 @@ export class SoftTpm implements TpmBackend {
   readonly #manufacturer: number;
   readonly #vendor: number[];
   readonly #firmware: readonly [number, number];
+  readonly #onCommand: SoftTpmOptions["onCommand"];
+  readonly #daRetry: boolean;
+  #daPending = false;
 
   #power: SoftTpmPowerState = "off";
   #ps!: PersistentState;
@@ -349,8 +391,12 @@ export class SoftTpm implements TpmBackend {
   readonly #handles: number[] = [0, 0, 0];
   readonly #sessionAttrs: number[] = [];
   readonly #sessionAuths: Uint8Array[] = [];
+  readonly #sessionNonces: Uint8Array[] = [];
+  readonly #sessionObjs: (HmacSession | undefined)[] = [];
+  #hmacSessions = new Map<number, HmacSession>();
   #rHandle = 0;
   readonly #scratch = new Uint8Array(128);
+  readonly #digestAt = new Int32Array(2 * HASH_ALGS.length);
 
   /**
    * Creates a powered-off TPM (TPM 2.0 Part 1 §12.2). Without `storage` the TPM is powered on
@@ -373,6 +419,9 @@ export class SoftTpm implements TpmBackend {
       throw new TpmArgumentError("SoftTpm: firmwareVersion must be two u32 values");
     }
     this.#firmware = [fw[0]!, fw[1]!];
+    if (options.onCommand !== undefined && typeof options.onCommand !== "function") throw new TpmArgumentError("SoftTpm: onCommand must be a function");
+    this.#onCommand = options.onCommand;
+    this.#daRetry = options.daRetryAfterStartup === true;
     if (!this.#storage) this.#powerOn(this.#manufacture());
   }
 
@@ -424,6 +473,7 @@ export class SoftTpm implements TpmBackend {
     this.#ps.clock = this.#clockNow();
     this.#power = "off";
     this.#sequences.clear();
+    this.#hmacSessions.clear();
     await this.flush();
   }
 
@@ -477,6 +527,11 @@ export class SoftTpm implements TpmBackend {
     if (!(command instanceof Uint8Array)) throw new TpmArgumentError("SoftTpm.executeSync: command must be a Uint8Array");
     if (!Number.isInteger(locality) || locality < 0 || locality > 4) throw new TpmArgumentError(`SoftTpm.executeSync: locality ${locality} is not 0–4`);
     if (this.#power === "off") throw new TpmStateError("SoftTpm is powered off: call start() first");
+    if (this.#onCommand) {
+      const f = this.#onCommand(command, locality);
+      if (typeof f === "number") return errorResponse(f >>> 0);
+      if (f instanceof Uint8Array) return f;
+    }
     let rc: number;
     try {
       return this.#run(command, locality);
@@ -514,34 +569,54 @@ export class SoftTpm implements TpmBackend {
     for (let i = 0; i < nh; i++) {
       if (inp.end - inp.pos < 4) throw new Rc(H(RC_INSUFFICIENT, i + 1));
       handles[i] = inp.u32();
+      this.#checkHandleType(spec.handles[i]!, handles[i]!, i + 1); // unmarshal: type, as read
     }
-    for (let i = 0; i < nh; i++) this.#checkHandle(spec.handles[i]!, handles[i]!, i + 1);
+    for (let i = 0; i < nh; i++) this.#checkHandleLoaded(spec.handles[i]!, handles[i]!, i + 1);
 
     // authorization area (TPM 2.0 Part 1 §18.6)
     let nSessions = 0;
     if (tag === ST_SESSIONS) {
-      nSessions = this.#parseSessions(inp);
+      nSessions = this.#parseSessions(inp, spec.noSessions === true);
       if (nSessions < spec.auth) throw new Rc(RC_AUTH_MISSING);
       if (nSessions > spec.auth) throw new Rc(S(RC_HANDLE, spec.auth + 1));
     } else if (spec.auth > 0) {
       throw new Rc(RC_AUTH_MISSING);
     }
-    for (let i = 0; i < spec.auth; i++) this.#authorize(code, handles[i]!, i + 1);
+    const paramAt = inp.pos;
+    for (let i = 0; i < spec.auth; i++) this.#authorize(code, handles, nh, i, cmd, paramAt);
 
     // parameters and response
     const out = this.#out;
     out.pos = 10 + (spec.rHandle ? 4 : 0) + (nSessions > 0 ? 4 : 0);
     const paramStart = out.pos;
     inp.param = 1;
-    if (spec.changes && this.#shutdownIssued) this.#invalidateOrderly();
     spec.run(this, handles, inp, out, locality);
+    if (spec.changes && this.#shutdownIssued) this.#invalidateOrderly();
     const paramSize = out.pos - paramStart;
-    if (nSessions > 0) {
-      for (let i = 0; i < nSessions; i++) {
+    for (let i = 0; i < nSessions; i++) {
+      const sess = this.#sessionObjs[i];
+      if (!sess) {
         out.u16(0); // nonceTPM: empty for a password session
         out.u8(1); // sessionAttributes: continueSession (a password session is never closed)
         out.u16(0); // hmac: empty
+        continue;
       }
+      // HMAC session response (Part 1 §19.6.16): new nonceTPM, then
+      // HMAC(sessionKey ‖ authValue, rpHash ‖ nonceTPM ‖ nonceCaller ‖ sessionAttributes)
+      const a = sess.authHash;
+      const rp = a.create();
+      rp.update(Uint8Array.of(0, 0, 0, 0, (code >>> 24) & 0xff, (code >>> 16) & 0xff, (code >>> 8) & 0xff, code & 0xff));
+      rp.update(out.buf.subarray(paramStart, paramStart + paramSize));
+      const rpHash = rp.digest();
+      const nonce = new Uint8Array(a.size);
+      this.#random.fill(nonce, 0, a.size);
+      sess.nonceTPM = nonce;
+      const attrs = this.#sessionAttrs[i]!;
+      const key = this.#sessionHmacKey(sess, code, i < spec.auth ? handles[i]! : undefined, true);
+      out.tpm2b(nonce);
+      out.u8(attrs);
+      out.tpm2b(a.mac(key, rpHash, nonce, this.#sessionNonces[i]!, Uint8Array.of(attrs)));
+      if (!(attrs & 1)) this.#hmacSessions.delete(sess.handle);
     }
     const len = out.pos;
     const b = out.buf;
@@ -558,109 +633,201 @@ export class SoftTpm implements TpmBackend {
     return b.slice(0, len);
   }
 
-  #parseSessions(inp: In): number {
+  #parseSessions(inp: In, forbidden: boolean): number {
     if (inp.end - inp.pos < 4) throw new Rc(RC_INSUFFICIENT);
     const authSize = inp.u32();
     if (authSize < 9 || authSize > inp.end - inp.pos) throw new Rc(RC_SIZE);
+    if (forbidden) throw new Rc(RC_AUTH_CONTEXT); // after the area size check, as libtpms
     const areaEnd = inp.pos + authSize;
     const saveEnd = inp.end;
     inp.end = areaEnd;
     let n = 0;
     while (inp.pos < areaEnd) {
       n++;
-      if (n > 3) throw new Rc(RC_AUTHSIZE);
-      if (inp.end - inp.pos < 9) throw new Rc(S(RC_INSUFFICIENT, n));
+      if (n > 3) throw new Rc(S(RC_SIZE, n)); // more than MAX_SESSION_NUM, as libtpms answers
+      // unmarshal, each field checked as it is read (libtpms order)
+      const insufficient = S(RC_INSUFFICIENT, n);
+      if (inp.end - inp.pos < 4) throw new Rc(insufficient);
       const handle = inp.u32();
+      const ht = handle >>> 24;
+      const slot = handle & 0xffffff;
+      if (handle !== RS_PW && !((ht === 0x02 || ht === 0x03) && slot < SESSION_HANDLE_RANGE)) throw new Rc(S(RC_VALUE, n));
+      if (inp.end - inp.pos < 2) throw new Rc(insufficient);
       const nonceSize = inp.u16();
-      if (nonceSize > inp.end - inp.pos) throw new Rc(S(RC_INSUFFICIENT, n));
+      if (nonceSize > AUTH_MAX) throw new Rc(S(RC_SIZE, n));
+      if (nonceSize > inp.end - inp.pos) throw new Rc(insufficient);
+      const nonce = inp.buf.subarray(inp.pos, inp.pos + nonceSize);
       inp.pos += nonceSize;
-      if (inp.end - inp.pos < 3) throw new Rc(S(RC_INSUFFICIENT, n));
+      if (inp.end - inp.pos < 1) throw new Rc(insufficient);
       const attrs = inp.u8();
+      if (attrs & 0x18) throw new Rc(S(RC_RESERVED_BITS, n));
+      if (inp.end - inp.pos < 2) throw new Rc(insufficient);
       const hmacSize = inp.u16();
-      if (hmacSize > inp.end - inp.pos) throw new Rc(S(RC_INSUFFICIENT, n));
+      if (hmacSize > AUTH_MAX) throw new Rc(S(RC_SIZE, n));
+      if (hmacSize > inp.end - inp.pos) throw new Rc(insufficient);
       const auth = inp.buf.subarray(inp.pos, inp.pos + hmacSize);
       inp.pos += hmacSize;
-      const ht = handle >>> 24;
-      if (handle !== RS_PW) {
-        if (ht === 0x02 || ht === 0x03) throw new Rc(RC_REFERENCE_S0 + n - 1);
-        throw new Rc(S(RC_VALUE, n));
+      let sess: HmacSession | undefined;
+      if (handle === RS_PW) {
+        if (nonceSize !== 0) throw new Rc(S(RC_NONCE, n));
+      } else {
+        sess = this.#hmacSessions.get(handle);
+        if (!sess) throw new Rc(RC_REFERENCE_S0 + n - 1);
+        if (nonceSize < 16 || nonceSize > sess.authHash.size) throw new Rc(S(RC_SIZE, n));
+        for (let j = 0; j < n - 1; j++) if (this.#sessionObjs[j] === sess) throw new Rc(S(RC_HANDLE, n)); // used twice
       }
-      if (nonceSize !== 0) throw new Rc(S(RC_NONCE, n));
+      // continueSession only: no audit, no parameter encryption (no symmetric algorithm is offered)
       if (attrs & ~1) throw new Rc(S(RC_ATTRIBUTES, n));
-      if (hmacSize > AUTH_MAX) throw new Rc(S(RC_SIZE, n));
       this.#sessionAttrs[n - 1] = attrs;
       this.#sessionAuths[n - 1] = auth;
+      this.#sessionNonces[n - 1] = nonce;
+      this.#sessionObjs[n - 1] = sess;
     }
     inp.end = saveEnd;
     return n;
   }
 
-  #checkHandle(kind: HandleKind, h: number, n: number): void {
-    switch (kind) {
-      case "pcr":
-        if (h >= PCR_COUNT) throw new Rc(H(RC_VALUE, n));
-        return;
-      case "pcr+null":
-        if (h >= PCR_COUNT && h !== RH_NULL) throw new Rc(H(RC_VALUE, n));
-        return;
-      case "provision":
-        if (h !== RH_OWNER && h !== RH_PLATFORM) throw new Rc(H(RC_VALUE, n));
-        return;
-      case "clear":
-        if (h !== RH_LOCKOUT && h !== RH_PLATFORM) throw new Rc(H(RC_VALUE, n));
-        return;
-      case "hierarchyAuth":
-        if (h !== RH_LOCKOUT && h !== RH_OWNER && h !== RH_ENDORSEMENT && h !== RH_PLATFORM) throw new Rc(H(RC_VALUE, n));
-        return;
-      case "nvAuth":
-        if (h === RH_OWNER || h === RH_PLATFORM) return;
-        if (h >>> 24 !== 0x01) throw new Rc(H(RC_VALUE, n));
-        if (!this.#nv(h)) throw new Rc(H(RC_HANDLE, n));
-        return;
-      case "nvIndex":
-        if (h >>> 24 !== 0x01) throw new Rc(H(RC_VALUE, n));
-        if (!this.#nv(h)) throw new Rc(H(RC_HANDLE, n));
-        return;
-      case "sequence":
-        if (h >>> 24 !== 0x80) throw new Rc(H(RC_VALUE, n));
-        if (!this.#sequences.has(h)) throw new Rc(RC_REFERENCE_H0 + n - 1); // object not loaded
-        return;
+  /**
+   * The Name of a handle for cpHash (Part 1 §16): the handle itself, nameAlg ‖ H(public) for NV,
+   * empty for a sequence object.
+   */
+  #nameOf(h: number): Uint8Array {
+    // a sequence object's nameAlg is TPM_ALG_NULL: its Name is empty (ESYS and libtpms agree)
+    if (h >>> 24 === 0x80) return EMPTY;
+    if (h >>> 24 === 0x01) {
+      const nv = this.#nv(h);
+      if (nv) {
+        const a = hashAlg(nv.nameAlg)!;
+        return concat(Uint8Array.of(nv.nameAlg >>> 8, nv.nameAlg & 0xff), a.hash(nvPublicBytes(nv)));
+      }
     }
+    return u32be(h);
   }
 
-  /** Password authorization of handle `h` with session `n` (TPM 2.0 Part 1 §19.8.4). */
-  #authorize(code: number, h: number, n: number): void {
-    let expected: Uint8Array;
-    let daProtected = false;
-    let isLockout = false;
-    if (h < PCR_COUNT || h === RH_NULL) expected = EMPTY;
-    else if (h === RH_OWNER) expected = this.#ps.ownerAuth;
-    else if (h === RH_ENDORSEMENT) expected = this.#ps.endorsementAuth;
-    else if (h === RH_PLATFORM) expected = this.#platformAuth;
-    else if (h === RH_LOCKOUT) {
+  /**
+   * The entity's authValue for authorization of handle `h` by command `code` (Part 1 §19.8),
+   * with the DA class of a failure. Throws TPM_RC_AUTH_UNAVAILABLE / TPM_RC_LOCKOUT.
+   */
+  #entityAuth(code: number, h: number): { value: Uint8Array; daProtected: boolean; isLockout: boolean } {
+    if (h < PCR_COUNT || h === RH_NULL) return { value: EMPTY, daProtected: false, isLockout: false };
+    if (h === RH_OWNER) return { value: this.#ps.ownerAuth, daProtected: false, isLockout: false };
+    if (h === RH_ENDORSEMENT) return { value: this.#ps.endorsementAuth, daProtected: false, isLockout: false };
+    if (h === RH_PLATFORM) return { value: this.#platformAuth, daProtected: false, isLockout: false };
+    if (h === RH_LOCKOUT) {
       if (this.#lockoutUntil > this.#clockNow()) throw new Rc(RC_LOCKOUT);
-      expected = this.#ps.lockoutAuth;
-      isLockout = true;
-    } else if (h >>> 24 === 0x01) {
-      const nv = this.#nv(h)!;
+      return { value: this.#ps.lockoutAuth, daProtected: false, isLockout: true };
+    }
+    if (h >>> 24 === 0x01) {
+      const nv = this.#nv(h);
+      if (!nv) return { value: EMPTY, daProtected: false, isLockout: false };
+      const daProtected = (nv.attributes & NV_NO_DA) === 0;
+      if (daProtected && code !== 0 && this.#daPending) {
+        this.#daPending = false;
+        throw new Rc(RC_RETRY);
+      }
+      if (daProtected && code !== 0 && this.#inLockout()) throw new Rc(RC_LOCKOUT); // before availability, as libtpms
       const isRead = code === CC.NV_Read || code === CC.NV_ReadLock;
       if (!(nv.attributes & (isRead ? NV_AUTHREAD : NV_AUTHWRITE))) throw new Rc(RC_AUTH_UNAVAILABLE);
-      expected = nv.authValue;
-      daProtected = (nv.attributes & NV_NO_DA) === 0;
-    } else {
-      const seq = this.#sequences.get(h);
-      expected = seq ? seq.authValue : EMPTY;
+      return { value: nv.authValue, daProtected, isLockout: false };
     }
-    if (daProtected && this.#inLockout()) throw new Rc(RC_LOCKOUT);
-    if (authEqual(this.#sessionAuths[n - 1]!, expected)) return;
-    if (isLockout) {
+    const seq = this.#sequences.get(h);
+    return { value: seq ? seq.authValue : EMPTY, daProtected: false, isLockout: false };
+  }
+
+  /** sessionKey ‖ authValue (authValue left out when the session is bound to this entity). */
+  #sessionHmacKey(sess: HmacSession, code: number, h: number | undefined, forResponse: boolean): Uint8Array {
+    if (h === undefined || sess.bind === h) return sess.sessionKey;
+    let value: Uint8Array;
+    try {
+      value = this.#entityAuth(code, h).value;
+    } catch (e) {
+      if (!forResponse) throw e;
+      value = EMPTY;
+    }
+    return concat(sess.sessionKey, trimZeros(value));
+  }
+
+  /**
+   * Authorizes handle `handles[i]` with session i + 1: a password (Part 1 §19.8.4) or an HMAC
+   * session (Part 1 §19.6: HMAC(sessionKey ‖ authValue, cpHash ‖ nonceCaller ‖ nonceTPM ‖ attrs)).
+   */
+  #authorize(code: number, handles: number[], nh: number, i: number, cmd: Uint8Array, paramAt: number): void {
+    const h = handles[i]!;
+    const n = i + 1;
+    const ent = this.#entityAuth(code, h);
+    if (ent.daProtected && this.#inLockout()) throw new Rc(RC_LOCKOUT);
+    const sess = this.#sessionObjs[i];
+    let ok: boolean;
+    if (!sess) {
+      ok = authEqual(this.#sessionAuths[i]!, ent.value);
+    } else {
+      const a = sess.authHash;
+      const cp = a.create();
+      cp.update(u32be(code));
+      for (let j = 0; j < nh; j++) cp.update(this.#nameOf(handles[j]!));
+      cp.update(cmd.subarray(paramAt));
+      const cpHash = cp.digest();
+      const key = this.#sessionHmacKey(sess, code, h, false);
+      const expected = a.mac(key, cpHash, this.#sessionNonces[i]!, sess.nonceTPM, Uint8Array.of(this.#sessionAttrs[i]!));
+      ok = bytesEqual(expected, this.#sessionAuths[i]!);
+    }
+    if (ok) return;
+    if (ent.isLockout) {
       this.#lockoutUntil = this.#clockNow() + LOCKOUT_RECOVERY_S * 1000;
-    } else if (daProtected) {
+    } else if (ent.daProtected) {
       if (this.#ps.failedTries === 0) this.#daAnchor = this.#clockNow();
       this.#ps.failedTries++;
       this.#markDirty();
     }
-    throw new Rc(S(daProtected || isLockout ? RC_AUTH_FAIL : RC_BAD_AUTH, n));
+    throw new Rc(S(ent.daProtected || ent.isLockout ? RC_AUTH_FAIL : RC_BAD_AUTH, n));
+  }
+
+  /** Handle unmarshal (TPMI_* type checks): TPM_RC_VALUE + H + n. */
+  #checkHandleType(kind: HandleKind, h: number, n: number): void {
+    const ht = h >>> 24;
+    let ok: boolean;
+    switch (kind) {
+      case "pcr":
+        ok = h < PCR_COUNT;
+        break;
+      case "pcr+null":
+        ok = h < PCR_COUNT || h === RH_NULL;
+        break;
+      case "provision":
+        ok = h === RH_OWNER || h === RH_PLATFORM;
+        break;
+      case "clear":
+        ok = h === RH_LOCKOUT || h === RH_PLATFORM;
+        break;
+      case "hierarchyAuth":
+        ok = h === RH_LOCKOUT || h === RH_OWNER || h === RH_ENDORSEMENT || h === RH_PLATFORM;
+        break;
+      case "nvAuth":
+        ok = h === RH_OWNER || h === RH_PLATFORM || ht === 0x01;
+        break;
+      case "nvIndex":
+        ok = ht === 0x01;
+        break;
+      case "sequence":
+        ok = ht === 0x80 && (h & 0xffffff) < MAX_SEQUENCES;
+        break;
+      case "tpmKey":
+        ok = h === RH_NULL || (ht === 0x80 && (h & 0xffffff) < MAX_SEQUENCES) || ht === 0x81;
+        break;
+      case "entity":
+        ok =
+          h === RH_NULL || h < PCR_COUNT || h === RH_OWNER || h === RH_ENDORSEMENT || h === RH_PLATFORM || h === RH_LOCKOUT || ht === 0x01 || (ht === 0x80 && (h & 0xffffff) < MAX_SEQUENCES);
+        break;
+    }
+    if (!ok) throw new Rc(H(RC_VALUE, n));
+  }
+
+  /** Entity existence, after the whole handle area is read: TPM_RC_HANDLE / TPM_RC_REFERENCE_Hn. */
+  #checkHandleLoaded(kind: HandleKind, h: number, n: number): void {
+    const ht = h >>> 24;
+    if (ht === 0x01 && kind !== "pcr" && !this.#nv(h)) throw new Rc(H(RC_HANDLE, n));
+    if (ht === 0x80 && !this.#sequences.has(h)) throw new Rc(RC_REFERENCE_H0 + n - 1); // object not loaded
+    if (ht === 0x81) throw new Rc(H(RC_HANDLE, n)); // no persistent objects
   }
 
   /** Applies lockout-interval recovery and tells whether DA-protected entities are locked out. */
@@ -708,6 +875,7 @@ export class SoftTpm implements TpmBackend {
     this.#powerOnAt = this.#clock.now();
     this.#clockAtPowerOn = ps.clock;
     this.#sequences.clear();
+    this.#hmacSessions.clear();
     this.#shutdownIssued = false;
     this.#platformAuth = EMPTY;
     this.#lockoutUntil = 0;
@@ -746,6 +914,8 @@ export class SoftTpm implements TpmBackend {
     };
     this.#saving = run().finally(() => {
       this.#saving = undefined;
+      // a change that landed after the loop's last check must not wait for the next command
+      if (this.#dirty) this.#startSave();
     });
   }
 
@@ -769,8 +939,8 @@ export class SoftTpm implements TpmBackend {
   /** TPM2_Startup, Part 3 §9.3. */
   #startup(inp: In): void {
     const su = inp.u16();
+    if (su !== 0 && su !== 1) throw new Rc(P(RC_VALUE, 1)); // TPM_SU unmarshal, before the size check
     inp.done();
-    if (su !== 0 && su !== 1) throw new Rc(P(RC_VALUE, 1));
     const ps = this.#ps;
     const prev = ps.orderly;
     if (su === 1 && (prev !== "state" || !ps.saved)) throw new Rc(P(RC_VALUE, 1));
@@ -811,14 +981,15 @@ export class SoftTpm implements TpmBackend {
     ps.saved = undefined;
     this.#power = "running";
     this.#shutdownIssued = false;
+    this.#daPending = this.#daRetry;
     this.#markDirty();
   }
 
   /** TPM2_Shutdown, Part 3 §9.4. */
   #shutdown(inp: In): void {
     const su = inp.u16();
+    if (su !== 0 && su !== 1) throw new Rc(P(RC_VALUE, 1)); // TPM_SU unmarshal, before the size check
     inp.done();
-    if (su !== 0 && su !== 1) throw new Rc(P(RC_VALUE, 1));
     const ps = this.#ps;
     if (su === 1) {
       ps.orderly = "state";
@@ -844,7 +1015,7 @@ export class SoftTpm implements TpmBackend {
 
   /** TPM2_StirRandom, Part 3 §16.2. */
   #stirRandom(inp: In): void {
-    const d = inp.tpm2b(256);
+    const d = inp.tpm2b(128); // TPM2B_SENSITIVE_DATA: MAX_SYM_DATA = 128, as swtpm
     inp.done();
     this.#random.stir(d);
   }
@@ -853,8 +1024,7 @@ export class SoftTpm implements TpmBackend {
   #pcrRead(inp: In, out: Out): void {
     const count = inp.u32();
     if (count > HASH_ALGS.length) throw new Rc(P(RC_SIZE, 1));
-    const sels = this.#scratch; // alg hi, alg lo, 3 select bytes per selection
-    const banks: number[] = [];
+    const sels = this.#scratch; // per selection: alg hi, alg lo, 3 select bytes, bank index
     for (let i = 0; i < count; i++) {
       const alg = inp.u16();
       const sz = inp.u8();
@@ -862,28 +1032,28 @@ export class SoftTpm implements TpmBackend {
       if (!a) throw new Rc(P(RC_HASH, 1));
       if (sz !== PCR_SELECT_SIZE) throw new Rc(P(RC_VALUE, 1));
       const sel = inp.bytes(sz);
-      sels[i * 5] = alg >>> 8;
-      sels[i * 5 + 1] = alg & 0xff;
-      sels[i * 5 + 2] = sel[0]!;
-      sels[i * 5 + 3] = sel[1]!;
-      sels[i * 5 + 4] = sel[2]!;
-      banks.push(HASH_ALGS.indexOf(a));
+      sels[i * 6] = alg >>> 8;
+      sels[i * 6 + 1] = alg & 0xff;
+      sels[i * 6 + 2] = sel[0]!;
+      sels[i * 6 + 3] = sel[1]!;
+      sels[i * 6 + 4] = sel[2]!;
+      sels[i * 6 + 5] = bankIndex(alg);
     }
     inp.done();
     out.u32(this.#pcrUpdateCounter);
     out.u32(count);
     const selAt = out.pos;
     for (let i = 0; i < count; i++) {
-      out.u16((sels[i * 5]! << 8) | sels[i * 5 + 1]!);
+      out.u16((sels[i * 6]! << 8) | sels[i * 6 + 1]!);
       out.u8(PCR_SELECT_SIZE);
       out.skip(PCR_SELECT_SIZE);
     }
     const countAt = out.skip(4);
     let digests = 0;
     for (let i = 0; i < count; i++) {
-      const a = HASH_ALGS[banks[i]!]!;
-      const bank = this.#pcrs[banks[i]!]!;
-      let mask = sels[i * 5 + 2]! | (sels[i * 5 + 3]! << 8) | (sels[i * 5 + 4]! << 16);
+      const a = HASH_ALGS[sels[i * 6 + 5]!]!;
+      const bank = this.#pcrs[sels[i * 6 + 5]!]!;
+      let mask = sels[i * 6 + 2]! | (sels[i * 6 + 3]! << 8) | (sels[i * 6 + 4]! << 16);
       let taken = 0;
       for (let p = 0; p < PCR_COUNT && mask; p++) {
         if (!((mask >>> p) & 1)) continue;
@@ -921,16 +1091,24 @@ export class SoftTpm implements TpmBackend {
     const pcr = h[0]!;
     const count = inp.u32();
     if (count > HASH_ALGS.length) throw new Rc(P(RC_SIZE, 1));
-    const digests: [number, Uint8Array][] = [];
+    // validate every digest before extending any (bank index and offset in the command)
+    const at = this.#digestAt;
     for (let i = 0; i < count; i++) {
-      const a = hashAlg(inp.u16());
-      if (!a) throw new Rc(P(RC_HASH, 1));
-      digests.push([HASH_ALGS.indexOf(a), inp.bytes(a.size)]);
+      const alg = inp.u16();
+      const b = bankIndex(alg);
+      if (b < 0) throw new Rc(P(RC_HASH, 1));
+      at[i * 2] = b;
+      at[i * 2 + 1] = inp.pos;
+      inp.need(HASH_ALGS[b]!.size);
+      inp.pos += HASH_ALGS[b]!.size;
     }
     inp.done();
     if (pcr === RH_NULL) return;
     this.#checkExtendLocality(pcr, locality);
-    for (const [b, d] of digests) this.#extendBank(b, pcr, d);
+    for (let i = 0; i < count; i++) {
+      const b = at[i * 2]!;
+      this.#extendBank(b, pcr, inp.buf.subarray(at[i * 2 + 1]!, at[i * 2 + 1]! + HASH_ALGS[b]!.size));
+    }
   }
 
   /** TPM2_PCR_Event, Part 3 §22.3: hash the event with every bank, extend, return the digests. */
@@ -1053,6 +1231,70 @@ export class SoftTpm implements TpmBackend {
     });
   }
 
+  /**
+   * TPM2_StartAuthSession, Part 3 §11.1: unsalted HMAC sessions (bound or unbound) with
+   * symmetric TPM_ALG_NULL. Salted sessions need a loaded key (SoftTpm has none); policy and
+   * trial sessions and parameter encryption are not implemented.
+   */
+  #startAuthSession(h: number[], inp: In, out: Out): void {
+    const tpmKey = h[0]!;
+    const bind = h[1]!;
+    const nonceCaller = inp.tpm2b(64);
+    inp.param = 2;
+    const salt = inp.tpm2b(0xffff);
+    inp.param = 3;
+    const type = inp.u8();
+    if (type !== 0x00) throw new Rc(P(RC_VALUE, 3)); // HMAC only: policy and trial not implemented
+    inp.param = 4;
+    const sym = inp.u16();
+    if (sym !== 0x0010) throw new Rc(P(RC_SYMMETRIC, 4)); // no symmetric algorithm is implemented
+    inp.param = 5;
+    const authHash = hashAlg(inp.u16());
+    if (!authHash) throw new Rc(P(RC_HASH, 5));
+    inp.done();
+    if (tpmKey !== RH_NULL) throw new Rc(H(RC_KEY, 1)); // a loaded object here is a sequence, not a key
+    if (salt.length !== 0) throw new Rc(P(RC_VALUE, 2)); // no tpmKey: a salt cannot be decrypted
+    if (nonceCaller.length < 16 || nonceCaller.length > authHash.size) throw new Rc(P(RC_SIZE, 1));
+    if (this.#hmacSessions.size >= MAX_SESSIONS) throw new Rc(RC_SESSION_MEMORY);
+    const nonceTPM = new Uint8Array(authHash.size);
+    this.#random.fill(nonceTPM, 0, nonceTPM.length);
+    let sessionKey: Uint8Array = EMPTY;
+    if (tpmKey !== RH_NULL || bind !== RH_NULL) {
+      const bindAuth = bind === RH_NULL ? EMPTY : trimZeros(this.#entityAuthForBind(bind));
+      sessionKey = kdfa(authHash, bindAuth, "ATH", nonceTPM, nonceCaller, authHash.size * 8);
+    }
+    let handle = 0x02000000;
+    while (this.#hmacSessions.has(handle)) handle++;
+    this.#hmacSessions.set(handle, { handle, authHash, nonceTPM, sessionKey, bind: bind === RH_NULL ? undefined : bind });
+    this.#rHandle = handle;
+    out.tpm2b(nonceTPM);
+  }
+
+  #entityAuthForBind(h: number): Uint8Array {
+    try {
+      return this.#entityAuth(0, h).value;
+    } catch {
+      return EMPTY;
+    }
+  }
+
+  /** TPM2_FlushContext, Part 3 §28.4: HMAC sessions and sequence objects. */
+  #flushContext(inp: In): void {
+    const h = inp.u32();
+    const ht = h >>> 24;
+    const slot = h & 0xffffff;
+    const ok = ((ht === 0x02 || ht === 0x03) && slot < SESSION_HANDLE_RANGE) || (ht === 0x80 && slot < MAX_SEQUENCES);
+    if (!ok) throw new Rc(P(RC_VALUE, 1)); // TPMI_DH_CONTEXT, with libtpms' handle ranges
+    inp.done();
+    if (ht === 0x02 || ht === 0x03) {
+      if (!this.#hmacSessions.delete(h)) throw new Rc(P(RC_HANDLE, 1));
+    } else if (ht === 0x80) {
+      if (!this.#sequences.delete(h)) throw new Rc(P(RC_HANDLE, 1));
+    } else {
+      throw new Rc(P(RC_VALUE, 1));
+    }
+  }
+
   /** TPM2_ReadClock, Part 3 §29.1: TPMS_TIME_INFO. */
   #readClock(inp: In, out: Out): void {
     inp.done();
@@ -1069,16 +1311,19 @@ export class SoftTpm implements TpmBackend {
   /** TPM2_SelfTest, Part 3 §10.2. */
   #selfTest(inp: In): void {
     const full = inp.u8();
-    inp.done();
     if (full > 1) throw new Rc(P(RC_VALUE, 1));
+    inp.done();
   }
 
   /** TPM2_IncrementalSelfTest, Part 3 §10.3: everything is tested, the to-do list is empty. */
   #incrementalSelfTest(inp: In, out: Out): void {
     const count = inp.u32();
     if (count > 64) throw new Rc(P(RC_SIZE, 1));
-    for (let i = 0; i < count; i++) inp.u16();
+    const at = inp.pos;
+    inp.bytes(2 * count);
     inp.done();
+    // the action refuses algorithms that are not implemented (libtpms: after the size checks)
+    for (let i = 0; i < count; i++) if (bankIndex((inp.buf[at + 2 * i]! << 8) | inp.buf[at + 2 * i + 1]!) < 0) throw new Rc(P(RC_VALUE, 1));
     out.u32(0);
   }
 
@@ -1101,14 +1346,19 @@ export class SoftTpm implements TpmBackend {
     const seed = new Uint8Array(32);
     this.#random.fill(seed, 0, 32);
     ps.proofSeed = seed;
+    // Clear also resets the dictionary-attack state (swtpm: LOCKOUT_COUNTER 0, lockoutAuth usable)
+    ps.failedTries = 0;
+    this.#lockoutUntil = 0;
+    // Clear resets the PCR auth values and policies and bumps pcrUpdateCounter (libtpms does too)
+    this.#pcrUpdateCounter = (this.#pcrUpdateCounter + 1) >>> 0;
     this.#markDirty();
   }
 
   /** TPM2_ClearControl, Part 3 §24.7. */
   #clearControl(h: number[], inp: In): void {
     const disable = inp.u8();
-    inp.done();
     if (disable > 1) throw new Rc(P(RC_VALUE, 1));
+    inp.done();
     if (h[0] === RH_LOCKOUT && disable === 0) throw new Rc(RC_AUTH_FAIL);
     this.#ps.disableClear = disable === 1;
     this.#markDirty();
@@ -1116,8 +1366,7 @@ export class SoftTpm implements TpmBackend {
 
   /** TPM2_HierarchyChangeAuth, Part 3 §24.8. */
   #hierarchyChangeAuth(h: number[], inp: In): void {
-    const auth = trimZeros(inp.tpm2b(0xffff));
-    if (auth.length > AUTH_MAX) throw new Rc(P(RC_SIZE, 1));
+    const auth = trimZeros(inp.tpm2b(AUTH_MAX)); // TPM2B_AUTH
     inp.done();
     const v = auth.slice();
     switch (h[0]) {
@@ -1139,35 +1388,39 @@ export class SoftTpm implements TpmBackend {
 
   /** TPM2_NV_DefineSpace, Part 3 §31.3. */
   #nvDefineSpace(h: number[], inp: In): void {
-    const auth = inp.tpm2b(0xffff);
+    const auth = inp.tpm2b(AUTH_MAX); // TPM2B_AUTH
     inp.param = 2;
+    // TPM2B_NV_PUBLIC, unmarshalled as libtpms does: each field checked as it is read, the size
+    // field compared with what the structure used afterwards
     const pubSize = inp.u16();
-    if (pubSize === 0 || pubSize > inp.end - inp.pos) throw new Rc(pubSize === 0 ? P(RC_SIZE, 2) : P(RC_INSUFFICIENT, 2));
-    const pubEnd = inp.pos + pubSize;
+    if (pubSize === 0) throw new Rc(P(RC_SIZE, 2));
+    const pubStart = inp.pos;
     const handle = inp.u32();
-    const nameAlg = inp.u16();
-    const attributes = inp.u32();
-    const authPolicy = inp.tpm2b(0xffff);
-    const dataSize = inp.u16();
-    if (inp.pos !== pubEnd) throw new Rc(P(RC_SIZE, 2));
-    inp.done();
     if (handle >>> 24 !== 0x01) throw new Rc(P(RC_VALUE, 2));
+    const nameAlg = inp.u16();
     const alg = hashAlg(nameAlg);
     if (!alg) throw new Rc(P(RC_HASH, 2));
+    const attributes = inp.u32();
     if (attributes & NV_RESERVED) throw new Rc(P(RC_RESERVED_BITS, 2));
+    const authPolicy = inp.tpm2b(AUTH_MAX);
+    const dataSize = inp.u16();
+    if (inp.pos - pubStart !== pubSize) throw new Rc(P(RC_SIZE, 2));
+    inp.done();
     if (trimZeros(auth).length > alg.size) throw new Rc(P(RC_SIZE, 1));
     if (authPolicy.length !== 0 && authPolicy.length !== alg.size) throw new Rc(P(RC_SIZE, 2));
+    if (dataSize > NV_DATA_MAX) throw new Rc(P(RC_SIZE, 2)); // before the type check, as libtpms
     const nt = (attributes >>> 4) & 0xf;
     if (nt !== NT_ORDINARY && nt !== NT_COUNTER && nt !== NT_BITS && nt !== NT_EXTEND) throw new Rc(P(RC_ATTRIBUTES, 2));
-    if (dataSize > NV_DATA_MAX) throw new Rc(P(RC_SIZE, 2));
     if ((nt === NT_COUNTER || nt === NT_BITS) && dataSize !== 8) throw new Rc(P(RC_SIZE, 2));
     if (nt === NT_EXTEND && dataSize !== alg.size) throw new Rc(P(RC_SIZE, 2));
-    const platform = h[0] === RH_PLATFORM;
-    if (((attributes & NV_PLATFORMCREATE) !== 0) !== platform) throw new Rc(H(RC_ATTRIBUTES, 1));
     if (!(attributes & (NV_PPREAD | NV_OWNERREAD | NV_AUTHREAD | NV_POLICYREAD))) throw new Rc(P(RC_ATTRIBUTES, 2));
     if (!(attributes & (NV_PPWRITE | NV_OWNERWRITE | NV_AUTHWRITE | NV_POLICYWRITE))) throw new Rc(P(RC_ATTRIBUTES, 2));
-    if (attributes & (NV_WRITELOCKED | NV_READLOCKED | NV_WRITTEN | NV_GLOBALLOCK)) throw new Rc(P(RC_ATTRIBUTES, 2));
+    if (attributes & (NV_WRITELOCKED | NV_READLOCKED | NV_WRITTEN)) throw new Rc(P(RC_ATTRIBUTES, 2));
     if (nt === NT_COUNTER && attributes & NV_CLEAR_STCLEAR) throw new Rc(P(RC_ATTRIBUTES, 2));
+    if (attributes & NV_CLEAR_STCLEAR && attributes & NV_WRITEDEFINE) throw new Rc(P(RC_ATTRIBUTES, 2));
+    const platform = h[0] === RH_PLATFORM;
+    if (((attributes & NV_PLATFORMCREATE) !== 0) !== platform) throw new Rc(H(RC_ATTRIBUTES, 1));
+    if (attributes & NV_POLICY_DELETE && !platform) throw new Rc(P(RC_ATTRIBUTES, 2)); // platform-only
     if (this.#nv(handle)) throw new Rc(RC_NV_DEFINED);
     if (this.#ps.nv.length >= NV_INDICES_MAX) throw new Rc(RC_NV_SPACE);
     const entry: NvIndexState = {
@@ -1177,7 +1430,9 @@ export class SoftTpm implements TpmBackend {
       authValue: trimZeros(auth).slice(),
       authPolicy: authPolicy.slice(),
       dataSize,
-      data: new Uint8Array(dataSize),
+      // unwritten bytes of an ordinary index read as 0xFF (erased NV), as on swtpm; the other
+      // types start from zero when first written
+      data: new Uint8Array(dataSize).fill(nt === NT_ORDINARY ? 0xff : 0),
     };
     if (nvIndexProblem(entry)) throw new Rc(P(RC_VALUE, 2));
     this.#ps.nv.push(entry);
@@ -1189,6 +1444,7 @@ export class SoftTpm implements TpmBackend {
   #nvUndefineSpace(h: number[], inp: In): void {
     inp.done();
     const nv = this.#nv(h[1]!)!;
+    if (nv.attributes & NV_POLICY_DELETE) throw new Rc(H(RC_ATTRIBUTES, 2)); // needs NV_UndefineSpaceSpecial
     if (nv.attributes & NV_PLATFORMCREATE && h[0] !== RH_PLATFORM) throw new Rc(RC_NV_AUTHORIZATION);
     this.#ps.nv = this.#ps.nv.filter((x) => x !== nv);
     this.#markDirty();
@@ -1197,6 +1453,7 @@ export class SoftTpm implements TpmBackend {
   /** NvWriteAccessChecks, Part 3 §31.2.3 (lock first, then the authorization attribute). */
   #writeAccess(authHandle: number, nv: NvIndexState): void {
     if (nv.attributes & NV_WRITELOCKED) throw new Rc(RC_NV_LOCKED);
+    if (authHandle >>> 24 === 0x01 && authHandle !== nv.handle) throw new Rc(RC_NV_AUTHORIZATION); // another index's auth
     if (authHandle === RH_OWNER && !(nv.attributes & NV_OWNERWRITE)) throw new Rc(RC_NV_AUTHORIZATION);
     if (authHandle === RH_PLATFORM && !(nv.attributes & NV_PPWRITE)) throw new Rc(RC_NV_AUTHORIZATION);
   }
@@ -1204,6 +1461,7 @@ export class SoftTpm implements TpmBackend {
   /** NvReadAccessChecks, Part 3 §31.2.2. */
   #readAccess(authHandle: number, nv: NvIndexState): void {
     if (nv.attributes & NV_READLOCKED) throw new Rc(RC_NV_LOCKED);
+    if (authHandle >>> 24 === 0x01 && authHandle !== nv.handle) throw new Rc(RC_NV_AUTHORIZATION); // another index's auth
     if (authHandle === RH_OWNER && !(nv.attributes & NV_OWNERREAD)) throw new Rc(RC_NV_AUTHORIZATION);
     if (authHandle === RH_PLATFORM && !(nv.attributes & NV_PPREAD)) throw new Rc(RC_NV_AUTHORIZATION);
   }
@@ -1234,8 +1492,8 @@ export class SoftTpm implements TpmBackend {
   #nvIncrement(h: number[], inp: In): void {
     inp.done();
     const nv = this.#nv(h[1]!)!;
-    if (((nv.attributes >>> 4) & 0xf) !== NT_COUNTER) throw new Rc(H(RC_ATTRIBUTES, 2));
     this.#writeAccess(h[0]!, nv);
+    if (((nv.attributes >>> 4) & 0xf) !== NT_COUNTER) throw new Rc(H(RC_ATTRIBUTES, 2));
     let v = nv.attributes & NV_WRITTEN ? readU64(nv.data) : this.#ps.maxCounter;
     v = (v + 1n) & 0xffffffffffffffffn;
     writeU64(nv.data, v);
@@ -1248,8 +1506,8 @@ export class SoftTpm implements TpmBackend {
     const data = inp.tpm2b(SOFTTPM_MAX_BUFFER);
     inp.done();
     const nv = this.#nv(h[1]!)!;
-    if (((nv.attributes >>> 4) & 0xf) !== NT_EXTEND) throw new Rc(H(RC_ATTRIBUTES, 2));
     this.#writeAccess(h[0]!, nv);
+    if (((nv.attributes >>> 4) & 0xf) !== NT_EXTEND) throw new Rc(H(RC_ATTRIBUTES, 2));
     const a = hashAlg(nv.nameAlg)!;
     nv.data.set(a.hash(concat(nv.data, data)));
     this.#written(nv);
@@ -1261,8 +1519,8 @@ export class SoftTpm implements TpmBackend {
     const lo = inp.u32();
     inp.done();
     const nv = this.#nv(h[1]!)!;
-    if (((nv.attributes >>> 4) & 0xf) !== NT_BITS) throw new Rc(H(RC_ATTRIBUTES, 2));
     this.#writeAccess(h[0]!, nv);
+    if (((nv.attributes >>> 4) & 0xf) !== NT_BITS) throw new Rc(H(RC_ATTRIBUTES, 2));
     const old = nv.attributes & NV_WRITTEN ? readU64(nv.data) : 0n;
     writeU64(nv.data, old | (BigInt(hi) << 32n) | BigInt(lo));
     this.#written(nv);
@@ -1272,9 +1530,9 @@ export class SoftTpm implements TpmBackend {
   #nvWriteLock(h: number[], inp: In): void {
     inp.done();
     const nv = this.#nv(h[1]!)!;
-    if (!(nv.attributes & (NV_WRITEDEFINE | NV_WRITE_STCLEAR))) throw new Rc(H(RC_ATTRIBUTES, 2));
-    if (nv.attributes & NV_WRITELOCKED) return;
+    if (nv.attributes & NV_WRITELOCKED) return; // already locked: success
     this.#writeAccess(h[0]!, nv);
+    if (!(nv.attributes & (NV_WRITEDEFINE | NV_WRITE_STCLEAR))) throw new Rc(H(RC_ATTRIBUTES, 2));
     nv.attributes = (nv.attributes | NV_WRITELOCKED) >>> 0;
     this.#markDirty();
   }
@@ -1288,8 +1546,9 @@ export class SoftTpm implements TpmBackend {
     const nv = this.#nv(h[1]!)!;
     this.#readAccess(h[0]!, nv);
     if (!(nv.attributes & NV_WRITTEN)) throw new Rc(RC_NV_UNINITIALIZED);
-    if (size + offset > nv.dataSize) throw new Rc(RC_NV_RANGE);
     if (size > SOFTTPM_MAX_BUFFER) throw new Rc(P(RC_VALUE, 1));
+    if (offset > nv.dataSize) throw new Rc(P(RC_VALUE, 2));
+    if (size + offset > nv.dataSize) throw new Rc(RC_NV_RANGE);
     out.tpm2b(nv.data.subarray(offset, offset + size));
   }
 
@@ -1297,9 +1556,9 @@ export class SoftTpm implements TpmBackend {
   #nvReadLock(h: number[], inp: In): void {
     inp.done();
     const nv = this.#nv(h[1]!)!;
-    if (!(nv.attributes & NV_READ_STCLEAR)) throw new Rc(H(RC_ATTRIBUTES, 2));
-    if (nv.attributes & NV_READLOCKED) return;
+    if (nv.attributes & NV_READLOCKED) return; // already locked: success
     this.#readAccess(h[0]!, nv);
+    if (!(nv.attributes & NV_READ_STCLEAR)) throw new Rc(H(RC_ATTRIBUTES, 2));
     nv.attributes = (nv.attributes | NV_READLOCKED) >>> 0;
   }
 
@@ -1318,6 +1577,7 @@ export class SoftTpm implements TpmBackend {
   /** TPM2_GetCapability, Part 3 §30.2. */
   #getCapability(inp: In, out: Out): void {
     const cap = inp.u32();
+    if (cap > 0xa) throw new Rc(P(RC_VALUE, 1)); // TPM_CAP unmarshal (VENDOR_PROPERTY too, as libtpms)
     inp.param = 2;
     const property = inp.u32();
     inp.param = 3;
@@ -1329,7 +1589,7 @@ export class SoftTpm implements TpmBackend {
     switch (cap) {
       case 0x0: {
         // TPM_CAP_ALGS: TPML_ALG_PROPERTY; hash algorithms (TPMA_ALGORITHM.hash = bit 2)
-        const list = HASH_ALGS.filter((a) => a.alg >= property);
+        const list = HASH_ALGS.filter((a) => a.alg >= (property & 0xffff)); // property is read as a TPM_ALG_ID
         more = this.#emit(out, list, count, 169, (a) => {
           out.u16(a.alg);
           out.u32(0x4);
@@ -1344,8 +1604,9 @@ export class SoftTpm implements TpmBackend {
         else if (ht === 0x01) handles = this.#ps.nv.map((x) => x.handle);
         else if (ht === 0x40) handles = PERMANENT_HANDLES;
         else if (ht === 0x80) handles = [...this.#sequences.keys()].sort((x, y) => x - y);
-        else if (ht === 0x02 || ht === 0x03 || ht === 0x81) handles = [];
-        else throw new Rc(P(RC_VALUE, 2));
+        else if (ht === 0x02) handles = [...this.#hmacSessions.keys()].sort((x, y) => x - y);
+        else if (ht === 0x03 || ht === 0x81) handles = [];
+        else throw new Rc(P(RC_HANDLE, 2));
         more = this.#emit(out, handles.filter((x) => x >= property), count, 254, (x) => out.u32(x));
         break;
       }
@@ -1356,7 +1617,14 @@ export class SoftTpm implements TpmBackend {
         break;
       }
       case 0x5: {
-        // TPM_CAP_PCRS: TPML_PCR_SELECTION, every bank fully allocated
+        // TPM_CAP_PCRS: TPML_PCR_SELECTION, every bank fully allocated; property must be 0 and a
+        // count of 0 returns nothing with moreData set (as libtpms)
+        if (property !== 0) throw new Rc(P(RC_VALUE, 2));
+        if (count === 0) {
+          out.u32(0);
+          more = true;
+          break;
+        }
         out.u32(HASH_ALGS.length);
         for (const a of HASH_ALGS) {
           out.u16(a.alg);
@@ -1389,11 +1657,23 @@ export class SoftTpm implements TpmBackend {
         });
         break;
       }
+      case 0x9: {
+        // TPM_CAP_AUTH_POLICIES: TPML_TAGGED_POLICY; no hierarchy has a policy (TPM_ALG_NULL)
+        if (property >>> 24 !== 0x40) throw new Rc(P(RC_VALUE, 2));
+        const list = [RH_OWNER, RH_LOCKOUT, RH_ENDORSEMENT, RH_PLATFORM].filter((x) => x >= property);
+        more = this.#emit(out, list, count, 169, (x) => {
+          out.u32(x);
+          out.u16(0x0010);
+        });
+        break;
+      }
+      case 0xa: // TPM_CAP_ACT: no authenticated countdown timers
+        if (property < 0x40000110 || property > 0x4000011f) throw new Rc(P(RC_VALUE, 2));
+        out.u32(0);
+        break;
       case 0x3: // PP_COMMANDS
       case 0x4: // AUDIT_COMMANDS
       case 0x8: // ECC_CURVES
-      case 0x9: // AUTH_POLICIES
-      case 0xa: // ACT
         out.u32(0);
         break;
       default:
@@ -1403,7 +1683,7 @@ export class SoftTpm implements TpmBackend {
   }
 
   static readonly #commands = new Map<number, CommandSpec>([
-    [CC.Startup, { handles: [], auth: 0, run: (t, _h, i) => t.#startup(i) }],
+    [CC.Startup, { handles: [], auth: 0, noSessions: true, run: (t, _h, i) => t.#startup(i) }],
     [CC.Shutdown, { handles: [], auth: 0, run: (t, _h, i) => t.#shutdown(i) }],
     [CC.SelfTest, { handles: [], auth: 0, run: (t, _h, i) => t.#selfTest(i) }],
     [CC.IncrementalSelfTest, { handles: [], auth: 0, run: (t, _h, i, o) => t.#incrementalSelfTest(i, o) }],
@@ -1416,6 +1696,8 @@ export class SoftTpm implements TpmBackend {
     [CC.PCR_Event, { handles: ["pcr+null"], auth: 1, changes: true, run: (t, h, i, o, l) => t.#pcrEvent(h, i, o, l) }],
     [CC.PCR_Reset, { handles: ["pcr"], auth: 1, changes: true, run: (t, h, i, o, l) => t.#pcrReset(h, i, o, l) }],
     [CC.Hash, { handles: [], auth: 0, run: (t, _h, i, o) => t.#hash(i, o) }],
+    [CC.StartAuthSession, { handles: ["tpmKey", "entity"], auth: 0, rHandle: true, run: (t, h, i, o) => t.#startAuthSession(h, i, o) }],
+    [CC.FlushContext, { handles: [], auth: 0, noSessions: true, run: (t, _h, i) => t.#flushContext(i) }],
     [CC.HashSequenceStart, { handles: [], auth: 0, rHandle: true, run: (t, _h, i) => t.#hashSequenceStart(i) }],
     [CC.SequenceUpdate, { handles: ["sequence"], auth: 1, run: (t, h, i) => t.#sequenceUpdate(h, i) }],
     [CC.SequenceComplete, { handles: ["sequence"], auth: 1, run: (t, h, i, o) => t.#sequenceComplete(h, i, o) }],
@@ -1462,8 +1744,8 @@ export class SoftTpm implements TpmBackend {
       [0x10d, SOFTTPM_MAX_BUFFER], // INPUT_BUFFER
       [0x10e, MAX_SEQUENCES], // HR_TRANSIENT_MIN
       [0x10f, 0], // HR_PERSISTENT_MIN
-      [0x110, 0], // HR_LOADED_MIN (no HMAC/policy sessions)
-      [0x111, 0], // ACTIVE_SESSIONS_MAX
+      [0x110, MAX_SESSIONS], // HR_LOADED_MIN (HMAC sessions)
+      [0x111, MAX_SESSIONS], // ACTIVE_SESSIONS_MAX
       [0x112, PCR_COUNT],
       [0x113, PCR_SELECT_SIZE],
       [0x114, 0xffff], // CONTEXT_GAP_MAX
@@ -1504,10 +1786,10 @@ export class SoftTpm implements TpmBackend {
       [0x200, permanent], // PERMANENT (tpmGeneratedEPS always set)
       [0x201, 0x8000000f], // STARTUP_CLEAR: ph/sh/eh/phEnableNV, orderly
       [0x202, ps.nv.length], // HR_NV_INDEX
-      [0x203, 0], // HR_LOADED
-      [0x204, 0], // HR_LOADED_AVAIL
-      [0x205, 0], // HR_ACTIVE
-      [0x206, 0], // HR_ACTIVE_AVAIL
+      [0x203, this.#hmacSessions.size], // HR_LOADED
+      [0x204, MAX_SESSIONS - this.#hmacSessions.size], // HR_LOADED_AVAIL
+      [0x205, this.#hmacSessions.size], // HR_ACTIVE
+      [0x206, MAX_SESSIONS - this.#hmacSessions.size], // HR_ACTIVE_AVAIL
       [0x207, MAX_SEQUENCES - this.#sequences.size], // HR_TRANSIENT_AVAIL
       [0x208, 0], // HR_PERSISTENT
       [0x209, 0], // HR_PERSISTENT_AVAIL
@@ -1543,6 +1825,41 @@ function isStructureTag(tag: number): boolean {
     (tag >= 0x8021 && tag <= 0x8025) ||
     tag === 0x8029
   );
+}
+
+/** Index of the bank for `alg` in {@link HASH_ALGS}, or -1. */
+function bankIndex(alg: number): number {
+  switch (alg) {
+    case 0x0004:
+      return 0;
+    case 0x000b:
+      return 1;
+    case 0x000c:
+      return 2;
+    case 0x000d:
+      return 3;
+    default:
+      return -1;
+  }
+}
+
+/** Constant-time equality of two byte strings. */
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  let diff = a.length ^ b.length;
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) diff |= a[i]! ^ b[i]!;
+  return diff === 0;
+}
+
+/** KDFa, SP 800-108 counter mode with HMAC (TPM 2.0 Part 1 §11.4.10.2). */
+function kdfa(a: HashAlg, key: Uint8Array, label: string, contextU: Uint8Array, contextV: Uint8Array, bits: number): Uint8Array {
+  const labelBytes = new TextEncoder().encode(label + "\0");
+  const out = new Uint8Array(Math.ceil(bits / 8));
+  for (let i = 1, off = 0; off < out.length; i++, off += a.size) {
+    const block = a.mac(key, u32be(i), labelBytes, contextU, contextV, u32be(bits));
+    out.set(block.subarray(0, Math.min(a.size, out.length - off)), off);
+  }
+  return out;
 }
 
 function trimZeros(b: Uint8Array): Uint8Array {

@@ -78,10 +78,13 @@ export interface PersistentState {
   saved: SavedState | undefined;
 }
 
-/** Index types (TPM_NT, TPMA_NV bits 7:4) SoftTpm implements. TPM 2.0 Part 2 §13.4. */
+/** TPM_NT_ORDINARY: an ordinary data index (TPMA_NV bits 7:4). TPM 2.0 Part 2 §13.4. */
 export const NT_ORDINARY = 0;
+/** TPM_NT_COUNTER: a 64-bit monotonic counter index. TPM 2.0 Part 2 §13.4. */
 export const NT_COUNTER = 1;
+/** TPM_NT_BITS: a 64-bit bit field index. TPM 2.0 Part 2 §13.4. */
 export const NT_BITS = 2;
+/** TPM_NT_EXTEND: an index extended like a PCR. TPM 2.0 Part 2 §13.4. */
 export const NT_EXTEND = 4;
 
 /**

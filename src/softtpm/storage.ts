@@ -59,10 +59,12 @@ export class MemoryStorage implements Storage {
     this.data = initial ? initial.slice() : undefined;
   }
 
+  /** @returns a copy of the stored blob, or undefined */
   async load(): Promise<Uint8Array | undefined> {
     return this.data?.slice();
   }
 
+  /** @param state - the blob to keep (copied) */
   async save(state: Uint8Array): Promise<void> {
     this.data = state.slice();
     this.saves++;

@@ -9,6 +9,7 @@
  */
 import { sha1 } from "@noble/hashes/legacy.js";
 import { sha256, sha384, sha512 } from "@noble/hashes/sha2.js";
+import { hmac } from "@noble/hashes/hmac.js";
 
 /** Command codes SoftTpm implements. TPM 2.0 Part 2 §6.5.2 (TPM_CC). */
 export const CC = {
@@ -33,7 +34,9 @@ export const CC = {
   NV_Read: 0x14e,
   NV_ReadLock: 0x14f,
   SequenceUpdate: 0x15c,
+  FlushContext: 0x165,
   NV_ReadPublic: 0x169,
+  StartAuthSession: 0x176,
   GetCapability: 0x17a,
   GetRandom: 0x17b,
   GetTestResult: 0x17c,
@@ -53,8 +56,9 @@ export const CC = {
 export const COMMAND_ATTRIBUTES: readonly number[] = [
   0x04400122, 0x02c00126, 0x02400127, 0x02400129, 0x0240012a, 0x04400134, 0x04400135, 0x04400136,
   0x04400137, 0x04400138, 0x0240013c, 0x0240013d, 0x0300013e, 0x00400142, 0x00400143, 0x00400144,
-  0x00400145, 0x00400146, 0x0400014e, 0x0440014f, 0x0200015c, 0x02000169, 0x0000017a, 0x0000017b,
-  0x0000017c, 0x0000017d, 0x0000017e, 0x00000181, 0x02400182, 0x05400185, 0x10000186,
+  0x00400145, 0x00400146, 0x0400014e, 0x0440014f, 0x0200015c, 0x00000165, 0x02000169, 0x14000176,
+  0x0000017a, 0x0000017b, 0x0000017c, 0x0000017d, 0x0000017e, 0x00000181, 0x02400182, 0x05400185,
+  0x10000186,
 ];
 
 /** One PCR bank: algorithm id, digest size and the hash function. */
@@ -65,14 +69,24 @@ export interface HashAlg {
   readonly hash: (data: Uint8Array) => Uint8Array;
   /** An incremental hasher (for sequences). */
   readonly create: () => { update(d: Uint8Array): unknown; digest(): Uint8Array };
+  /** HMAC with this hash over the concatenation of `parts` (RFC 2104). */
+  readonly mac: (key: Uint8Array, ...parts: Uint8Array[]) => Uint8Array;
+}
+
+function macOf(h: typeof sha256 | typeof sha1): (key: Uint8Array, ...parts: Uint8Array[]) => Uint8Array {
+  return (key, ...parts) => {
+    const m = hmac.create(h, key);
+    for (const p of parts) m.update(p);
+    return m.digest();
+  };
 }
 
 /** The banks SoftTpm implements, in TPM_ALG_ID order. TPM 2.0 Part 2 §6.3. */
 export const HASH_ALGS: readonly HashAlg[] = [
-  { alg: 0x0004, size: 20, name: "sha1", hash: (d) => sha1(d), create: () => sha1.create() },
-  { alg: 0x000b, size: 32, name: "sha256", hash: (d) => sha256(d), create: () => sha256.create() },
-  { alg: 0x000c, size: 48, name: "sha384", hash: (d) => sha384(d), create: () => sha384.create() },
-  { alg: 0x000d, size: 64, name: "sha512", hash: (d) => sha512(d), create: () => sha512.create() },
+  { alg: 0x0004, size: 20, name: "sha1", hash: (d) => sha1(d), create: () => sha1.create(), mac: macOf(sha1) },
+  { alg: 0x000b, size: 32, name: "sha256", hash: (d) => sha256(d), create: () => sha256.create(), mac: macOf(sha256) },
+  { alg: 0x000c, size: 48, name: "sha384", hash: (d) => sha384(d), create: () => sha384.create(), mac: macOf(sha384) },
+  { alg: 0x000d, size: 64, name: "sha512", hash: (d) => sha512(d), create: () => sha512.create(), mac: macOf(sha512) },
 ];
 
 /** The hash algorithm with id `alg`, or undefined if SoftTpm does not implement it. */

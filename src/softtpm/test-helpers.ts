@@ -10,12 +10,14 @@ export const hex = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16
 /** Bytes of hex. */
 export const unhex = (h: string): Uint8Array => Uint8Array.from(h.replace(/\s+/g, "").match(/../g) ?? [], (x) => parseInt(x, 16));
 
-/** Big-endian helpers. */
+/** A u8 as a byte list. */
 export const u8 = (v: number): number[] => [v & 0xff];
+/** A big-endian u16 as a byte list. */
 export const u16 = (v: number): number[] => [(v >>> 8) & 0xff, v & 0xff];
+/** A big-endian u32 as a byte list. */
 export const u32 = (v: number): number[] => [(v >>> 24) & 0xff, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff];
+/** A TPM2B (u16 size, then the bytes) as a byte list. */
 export const t2b = (b: Uint8Array | number[]): number[] => [...u16(b.length), ...b];
-export const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s);
 
 /** A whole command: tag, size, code, body. */
 export function cmd(tag: number, cc: number, body: number[] | Uint8Array = []): Uint8Array {
@@ -58,9 +60,13 @@ export function startedTpm(options: SoftTpmOptions = {}): SoftTpm {
   return t;
 }
 
+/** TPM2_Startup(TPM_SU_CLEAR). */
 export const STARTUP_CLEAR = cmd(0x8001, 0x144, u16(0));
+/** TPM2_Startup(TPM_SU_STATE). */
 export const STARTUP_STATE = cmd(0x8001, 0x144, u16(1));
+/** TPM2_Shutdown(TPM_SU_CLEAR). */
 export const SHUTDOWN_CLEAR = cmd(0x8001, 0x145, u16(0));
+/** TPM2_Shutdown(TPM_SU_STATE). */
 export const SHUTDOWN_STATE = cmd(0x8001, 0x145, u16(1));
 
 /** PCR_Extend of `pcr` with one digest per [alg, digest]. */
