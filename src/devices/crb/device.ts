@@ -461,11 +461,17 @@ export class CrbDevice implements Mmio {
   #read(offset: number, width: 1 | 2 | 4): number {
     checkOffset(offset);
     let v = 0;
+    const page = Math.floor(offset / CRB_PAGE_SIZE);
+    const r = offset - page * CRB_PAGE_SIZE;
     if (this.#phase === "running") {
-      for (let i = width - 1; i >= 0; i--) {
-        const o = offset + i;
-        const d = this.#dataIndex(o);
-        v = v * 256 + (d >= 0 ? this.#ram[d]! : this.#regByte(o) & 0xff);
+      if (width === 4 && (r & 3) === 0 && r < CRB_CONTROL_AREA_SIZE && page < this.localities) {
+        v = this.#reg32(page, r); // an aligned register read: the four bytes of one register
+      } else {
+        for (let i = width - 1; i >= 0; i--) {
+          const o = offset + i;
+          const d = this.#dataIndex(o);
+          v = v * 256 + (d >= 0 ? this.#ram[d]! : this.#regByte(o) & 0xff);
+        }
       }
     }
     v >>>= 0;

@@ -153,6 +153,9 @@ interface Loc {
 const mask = (size: number) => (size === 4 ? 0xffff_ffff : (1 << (size * 8)) - 1);
 const be32 = (b: Uint8Array, o: number) => (((b[o] ?? 0) << 24) | ((b[o + 1] ?? 0) << 16) | ((b[o + 2] ?? 0) << 8) | (b[o + 3] ?? 0)) >>> 0;
 const validLoc = (l: number | null): l is number => l !== null && l >= 0 && l < TIS_LOCALITY_COUNT;
+const inWindow = (offset: number) => Number.isInteger(offset) && offset >= 0 && offset < WINDOW_SIZE;
+/** True when `reg` (offset & 0xffc) is DATA_FIFO or inside XDATA_FIFO: a byte access moves one FIFO byte. */
+const isFifoReg = (reg: number) => reg === TIS_REG.DATA_FIFO || (reg >= TIS_REG.XDATA_FIFO && reg <= TIS_REG.XDATA_FIFO_END);
 
 /**
  * The TIS device model. Implements {@link Mmio} (the register window, offsets from the start of
@@ -199,6 +202,8 @@ export class TisDevice implements Mmio, InterruptLine {
   #irqRaised = false;
   #generation = 0;
   #executing: { locality: number; controller: AbortController; command: Uint8Array } | null = null;
+  /** Signal source handed to `execute`; reused across commands until it aborts. */
+  #controller = new AbortController();
   #listeners = new Set<(e: InterruptEvent) => void>();
   #started: Promise<void>;
 
@@ -445,7 +450,10 @@ export class TisDevice implements Mmio, InterruptLine {
   #send(locality: number): void {
     this.#setState(locality, "execution");
     const command = this.#buffer.slice(0, this.#rwOffset);
-    const controller = new AbortController();
+    // One controller serves command after command until something aborts it (reset, kill), as
+    // the chip and CrbDevice do: a fresh AbortController per command was a measurable cost.
+    if (this.#controller.signal.aborted) this.#controller = new AbortController();
+    const controller = this.#controller;
     this.#executing = { locality, controller, command };
     const gen = this.#generation;
     this.#emit({ type: "command", locality, length: command.length });
@@ -499,18 +507,13 @@ export class TisDevice implements Mmio, InterruptLine {
 
   // ------------------------------------------------------------------ register access
 
-  #decode(offset: number): { locality: number; reg: number; shift: number } | null {
-    if (!Number.isInteger(offset) || offset < 0 || offset >= WINDOW_SIZE) return null;
-    return { locality: offset >>> 12, reg: offset & 0xffc, shift: (offset & 3) * 8 };
-  }
-
   /** One 1–4 byte register read: QEMU tpm_tis_mmio_read. */
   #read(offset: number, size: number): number {
     if (this.#power !== "on") return 0;
-    const d = this.#decode(offset);
-    if (!d) return mask(size);
-    const { locality, reg } = d;
-    let shift = d.shift;
+    if (!inWindow(offset)) return mask(size);
+    const locality = offset >>> 12;
+    const reg = offset & 0xffc;
+    let shift = (offset & 3) * 8;
     const l = this.#locs[locality]!;
     let val = 0xffff_ffff;
     switch (reg) {
@@ -591,9 +594,10 @@ export class TisDevice implements Mmio, InterruptLine {
 
   /** One 1–4 byte register write: QEMU tpm_tis_mmio_write. */
   #write(offset: number, value: number, size: number): void {
-    const d = this.#decode(offset);
-    if (!d) return;
-    const { locality, reg, shift } = d;
+    if (!inWindow(offset)) return;
+    const locality = offset >>> 12;
+    const reg = offset & 0xffc;
+    const shift = (offset & 3) * 8;
     if (locality === 4) {
       this.#emit({ type: "ignored", locality, offset, reason: "locality 4 writes are ignored" });
       return;
@@ -640,13 +644,15 @@ export class TisDevice implements Mmio, InterruptLine {
   }
 
   #writeAccess(locality: number, val: number): void {
+    if (!this.#channel?.hasSubscribers) {
+      this.#writeAccessInner(locality, val); // nobody listens: no snapshot to diff
+      return;
+    }
     const before = this.#locs.map((x) => x.access);
     this.#writeAccessInner(locality, val);
-    if (this.#channel?.hasSubscribers) {
-      this.#locs.forEach((x, i) => {
-        if (x.access !== before[i]) this.#emit({ type: "access", locality: i, from: before[i]!, to: x.access });
-      });
-    }
+    this.#locs.forEach((x, i) => {
+      if (x.access !== before[i]) this.#emit({ type: "access", locality: i, from: before[i]!, to: x.access });
+    });
   }
 
   #writeAccessInner(locality: number, val: number): void {
@@ -789,7 +795,9 @@ export class TisDevice implements Mmio, InterruptLine {
   }
 
   /**
-   * One burst of `length` byte reads at `offset` (normally DATA_FIFO).
+   * One burst of `length` byte reads at `offset` (normally DATA_FIFO). The result and the device
+   * state afterwards are exactly those of `length` calls to {@link TisDevice.read8}; response
+   * bytes that change no register are block-copied (PTP §6.5.2 FIFO; QEMU tpm_tis_data_read).
    *
    * @param offset - Offset in the window.
    * @param length - Bytes to read, 0–65536.
@@ -799,12 +807,32 @@ export class TisDevice implements Mmio, InterruptLine {
   readFifo(offset: number, length: number): Uint8Array {
     if (!Number.isInteger(length) || length < 0 || length > 0x10000) throw new TpmArgumentError(`readFifo: length ${length} is not an integer in 0..65536`);
     const out = new Uint8Array(length);
-    for (let i = 0; i < length; i++) out[i] = this.#read(offset, 1);
+    const loc = this.#fifoLocality(offset);
+    for (let i = 0; i < length; ) {
+      // Block copy of the bytes a byte-by-byte read would return unchanged: while the response
+      // is being read and the byte read is not its last (the last one sets stsValid, drops
+      // dataAvail and may raise an interrupt, so it goes through the register path).
+      if (loc >= 0 && this.#power === "on" && this.#active === loc) {
+        const l = this.#locs[loc]!;
+        if (l.state === "completion" && l.sts & TIS_STS.DATA_AVAIL) {
+          const m = Math.min(Math.min(this.#headerSize(), this.#bufferSize) - 1 - this.#rwOffset, length - i - 1);
+          if (m > 0) {
+            out.set(this.#buffer.subarray(this.#rwOffset, this.#rwOffset + m), i);
+            this.#rwOffset += m;
+            i += m;
+          }
+        }
+      }
+      out[i++] = this.#read(offset, 1);
+    }
     return out;
   }
 
   /**
-   * One burst of byte writes at `offset` (normally DATA_FIFO).
+   * One burst of byte writes at `offset` (normally DATA_FIFO). The device state afterwards
+   * (registers, interrupts, trace events) is exactly that of one {@link TisDevice.write8} per
+   * byte; command bytes that change no register are block-copied (PTP §6.5.2 FIFO; QEMU
+   * tpm_tis_mmio_write).
    *
    * @param offset - Offset in the window.
    * @param data - Bytes to write.
@@ -812,7 +840,39 @@ export class TisDevice implements Mmio, InterruptLine {
    */
   writeFifo(offset: number, data: Uint8Array): void {
     if (!(data instanceof Uint8Array)) throw new TpmArgumentError("writeFifo: data must be a Uint8Array");
-    for (let i = 0; i < data.length; i++) this.#write(offset, data[i]!, 1);
+    const loc = this.#fifoLocality(offset);
+    const n = data.length;
+    for (let i = 0; i < n; ) {
+      // Block copy of the bytes whose byte-by-byte write would only store them: the command is
+      // in reception, its header (size field) is in, Expect and Valid are set and stay set
+      // (more bytes are due after each of them). Every other byte, including the burst's last,
+      // goes through the register path, so state changes, Expect/Valid and interrupts happen
+      // exactly as before. The conditions are re-checked after each byte (an interrupt listener
+      // runs synchronously and may touch registers).
+      if (loc >= 0 && this.#power === "on" && this.#active === loc) {
+        const l = this.#locs[loc]!;
+        const ev = TIS_STS.EXPECT | TIS_STS.VALID;
+        if (l.state === "reception" && this.#rwOffset > 5 && (l.sts & ev) === ev) {
+          // bytes that keep rwOffset ≤ headerSize − 1 and inside the buffer, and not the last one
+          const m = Math.min(Math.min(this.#headerSize() - 1, this.#bufferSize) - this.#rwOffset, n - i - 1);
+          if (m > 0) {
+            this.#buffer.set(data.subarray(i, i + m), this.#rwOffset);
+            this.#rwOffset += m;
+            i += m;
+          }
+        } else if (l.state === "idle" || l.state === "execution" || l.state === "completion") {
+          return; // every byte is dropped, with no side effect (QEMU tpm_tis_mmio_write)
+        }
+      }
+      this.#write(offset, data[i++]!, 1);
+    }
+  }
+
+  /** The locality whose FIFO a byte access at `offset` reaches (DATA_FIFO/XDATA_FIFO, not locality 4), else −1. */
+  #fifoLocality(offset: number): number {
+    if (!inWindow(offset) || !isFifoReg(offset & 0xffc)) return -1;
+    const loc = offset >>> 12;
+    return loc === 4 ? -1 : loc;
   }
 }
 

@@ -309,14 +309,14 @@ class CrbDriver implements CrbTransport {
     const ctx = this.#ctx(locality, clock, signal);
     this.#buffers.clear();
     const warnings: string[] = [];
-    await this.#requestLocality(ctx);
+    await drive(this.#requestLocality(ctx));
     let bufs: CrbBuffers;
     try {
-      if (this.#start.hasIdle) await this.#cmdReady(ctx);
+      if (this.#start.hasIdle) await drive(this.#cmdReady(ctx));
       bufs = await this.#readBuffers(locality, warnings);
-      if (this.#start.hasIdle) await this.#goIdle(ctx);
+      if (this.#start.hasIdle) await drive(this.#goIdle(ctx));
     } finally {
-      await this.#relinquishLocality(ctx, !signal?.aborted).catch(() => {});
+      await drive(quiet(this.#relinquishLocality(ctx, !signal?.aborted)));
     }
     this.#buffers.set(locality, bufs);
     this.#info = {
@@ -378,12 +378,30 @@ class CrbDriver implements CrbTransport {
   }
 
   // ------------------------------------------------------------ send
+  //
+  // The per-command path is written as generators run by `drive` (below): each register access is
+  // `yield`ed, and `drive` hands a plain value straight back (device models answer synchronously:
+  // no promise, no microtask) and awaits only a Promise (a bridge). Between polls of a register
+  // whose wait is not yet over, `#pollSteps` yields a microtask as the awaited reads used to, so
+  // a backend running the command gets to finish. Open stays plain async (once per transport).
 
-  async send(command: Uint8Array, options: SendOptions): Promise<Uint8Array> {
+  send(command: Uint8Array, options: SendOptions): Promise<Uint8Array> {
+    try {
+      const signal = options.signal;
+      throwIfAborted(signal);
+      if (this.#closed) throw new TpmTransportError("crb: transport is closed", { errno: "ENODEV" });
+      if (!this.#opened) {
+        return this.open({ clock: options.clock, signal, locality: options.locality ?? 0 }).then(() => this.send(command, options));
+      }
+      const r = drive(this.#sendSteps(command, options));
+      return r instanceof Promise ? r : Promise.resolve(r);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  *#sendSteps(command: Uint8Array, options: SendOptions): Steps<Uint8Array> {
     const signal = options.signal;
-    throwIfAborted(signal);
-    if (this.#closed) throw new TpmTransportError("crb: transport is closed", { errno: "ENODEV" });
-    if (!this.#opened) await this.open({ clock: options.clock, signal, locality: options.locality ?? 0 });
     const clock = this.#options.clock ?? options.clock ?? this.#clock ?? systemClock;
     const locality = options.locality ?? this.#info!.locality;
     checkLocality(locality);
@@ -402,24 +420,24 @@ class CrbDriver implements CrbTransport {
     let started = false;
     try {
       try {
-        await this.#requestLocality(ctx);
-        if (this.#start.hasIdle) await this.#cmdReady(ctx);
+        yield* this.#requestLocality(ctx);
+        if (this.#start.hasIdle) yield* this.#cmdReady(ctx);
         let bufs = this.#buffers.get(locality);
         if (!bufs) {
-          bufs = await this.#readBuffers(locality, this.#info!.warnings);
+          bufs = (yield this.#readBuffers(locality, this.#info!.warnings)) as CrbBuffers;
           this.#buffers.set(locality, bufs);
         }
         // kernel crb_send: CTRL_CANCEL = 0, then the size check
-        await this.#mmio.write32(ctx.page + CRB_REG.CTRL_CANCEL, 0);
+        yield this.#mmio.write32(ctx.page + CRB_REG.CTRL_CANCEL, 0);
         if (command.length > bufs.commandSize) {
           throw new TpmTransportError(`crb: command of ${command.length} bytes exceeds locality ${locality}'s ${bufs.commandSize}-byte buffer`, { errno: "E2BIG" });
         }
-        if (this.#dirty) await this.#drain(ctx);
-        await this.#writeBuffer(bufs.commandOffset, command);
+        if (this.#dirty) yield* this.#drain(ctx);
+        yield* this.#writeBuffer(bufs.commandOffset, command);
         started = true;
-        await this.#start.start(ctx);
-        await this.#waitComplete(ctx, options.timeoutMs, flight);
-        return await this.#recv(ctx, bufs);
+        yield this.#start.start(ctx);
+        yield* this.#waitComplete(ctx, options.timeoutMs, flight);
+        return yield* this.#recv(ctx, bufs);
       } catch (e) {
         if (signal?.aborted) tidy = false;
         // the TPM may still be running the command (e.g. a start method failed after CTRL_START):
@@ -427,8 +445,8 @@ class CrbDriver implements CrbTransport {
         if (started) this.#dirty = true;
         throw e;
       } finally {
-        if (this.#start.hasIdle) await this.#goIdle(ctx, tidy).catch(() => {});
-        await this.#relinquishLocality(ctx, tidy).catch(() => {});
+        if (this.#start.hasIdle) yield* quiet(this.#goIdle(ctx, tidy));
+        yield* quiet(this.#relinquishLocality(ctx, tidy));
       }
     } finally {
       if (this.#inFlight === flight) this.#inFlight = undefined;
@@ -436,11 +454,11 @@ class CrbDriver implements CrbTransport {
   }
 
   /** Polls CTRL_START until it clears; on timeout or abort, cancels and throws. */
-  async #waitComplete(ctx: Ctx, timeoutMs: number, flight: { cancelled: boolean }): Promise<void> {
+  *#waitComplete(ctx: Ctx, timeoutMs: number, flight: { cancelled: boolean }): Steps<void> {
     const bound = Number.isFinite(timeoutMs) && timeoutMs > 0 ? timeoutMs : 120_000;
     let done: boolean;
     try {
-      done = await this.#poll(
+      done = yield* this.#pollSteps(
         () => this.#mmio.read32(ctx.page + CRB_REG.CTRL_START),
         (v) => (v & CRB_INVOKE) === 0,
         bound,
@@ -450,19 +468,19 @@ class CrbDriver implements CrbTransport {
     } catch (e) {
       // aborted: cancel (the chip also calls cancel(); only one CANCEL write is made)
       this.#dirty = true;
-      await this.#cancelFlight(ctx.locality, flight).catch(() => {});
+      yield this.#cancelFlight(ctx.locality, flight).catch(() => {});
       throw e;
     }
     if (!done) {
       this.#dirty = true;
-      await this.#cancelFlight(ctx.locality, flight).catch(() => {});
+      yield this.#cancelFlight(ctx.locality, flight).catch(() => {});
       throw new TpmTimeoutError("crb: waiting for CTRL_START to clear", bound);
     }
   }
 
   /** Before reusing the buffer after an abandoned command: wait (timeout C) for START to clear. */
-  async #drain(ctx: Ctx): Promise<void> {
-    const ok = await this.#poll(
+  *#drain(ctx: Ctx): Steps<void> {
+    const ok = yield* this.#pollSteps(
       () => this.#mmio.read32(ctx.page + CRB_REG.CTRL_START),
       (v) => (v & CRB_INVOKE) === 0,
       this.#timeouts.c,
@@ -474,17 +492,17 @@ class CrbDriver implements CrbTransport {
   }
 
   /** kernel crb_recv. */
-  async #recv(ctx: Ctx, bufs: CrbBuffers): Promise<Uint8Array> {
-    const sts = (await this.#mmio.read32(ctx.page + CRB_REG.CTRL_STS)) >>> 0;
+  *#recv(ctx: Ctx, bufs: CrbBuffers): Steps<Uint8Array> {
+    const sts = ((yield this.#mmio.read32(ctx.page + CRB_REG.CTRL_STS)) as number) >>> 0;
     if (sts & CRB_CTRL_STS.TPM_STS) {
       throw new TpmTransportError("crb: the TPM reports a fatal error (CTRL_STS.tpmSts)", { errno: "EIO" });
     }
-    const head = await this.#readBuffer(bufs.responseOffset, 8);
+    const head = yield* this.#readBuffer(bufs.responseOffset, 8);
     const size = ((head[2]! << 24) | (head[3]! << 16) | (head[4]! << 8) | head[5]!) >>> 0;
     if (size < 10 || size > bufs.responseSize) {
       throw new TpmTransportError(`crb: response size field ${size} is outside 10..${bufs.responseSize}`, { errno: "EIO" });
     }
-    const rest = await this.#readBuffer(bufs.responseOffset + 8, size - 8);
+    const rest = yield* this.#readBuffer(bufs.responseOffset + 8, size - 8);
     const out = new Uint8Array(size);
     out.set(head, 0);
     out.set(rest, 8);
@@ -516,27 +534,27 @@ class CrbDriver implements CrbTransport {
 
   // ------------------------------------------------------------ ready / idle / locality (kernel §2 table)
 
-  async #cmdReady(ctx: Ctx): Promise<void> {
-    await this.#mmio.write32(ctx.page + CRB_REG.CTRL_REQ, CRB_CTRL_REQ.CMD_READY);
-    await this.#notify("command", "cmdReady", ctx);
-    const ok = await this.#poll(() => this.#mmio.read32(ctx.page + CRB_REG.CTRL_REQ), (v) => (v & CRB_CTRL_REQ.CMD_READY) === 0, this.#timeouts.c, ctx.clock, ctx.signal);
+  *#cmdReady(ctx: Ctx): Steps<void> {
+    yield this.#mmio.write32(ctx.page + CRB_REG.CTRL_REQ, CRB_CTRL_REQ.CMD_READY);
+    if (this.#start.notify) yield this.#start.notify("command", "cmdReady", ctx);
+    const ok = yield* this.#pollSteps(() => this.#mmio.read32(ctx.page + CRB_REG.CTRL_REQ), (v) => (v & CRB_CTRL_REQ.CMD_READY) === 0, this.#timeouts.c, ctx.clock, ctx.signal);
     if (!ok) throw new TpmTimeoutError("crb: cmdReady", this.#timeouts.c);
   }
 
-  async #goIdle(ctx: Ctx, wait = true): Promise<void> {
-    await this.#mmio.write32(ctx.page + CRB_REG.CTRL_REQ, CRB_CTRL_REQ.GO_IDLE);
-    await this.#notify("command", "goIdle", { ...ctx, signal: undefined });
+  *#goIdle(ctx: Ctx, wait = true): Steps<void> {
+    yield this.#mmio.write32(ctx.page + CRB_REG.CTRL_REQ, CRB_CTRL_REQ.GO_IDLE);
+    if (this.#start.notify) yield this.#start.notify("command", "goIdle", { ...ctx, signal: undefined });
     if (!wait) return;
-    const ok = await this.#poll(() => this.#mmio.read32(ctx.page + CRB_REG.CTRL_REQ), (v) => (v & CRB_CTRL_REQ.GO_IDLE) === 0, this.#timeouts.c, ctx.clock, undefined);
+    const ok = yield* this.#pollSteps(() => this.#mmio.read32(ctx.page + CRB_REG.CTRL_REQ), (v) => (v & CRB_CTRL_REQ.GO_IDLE) === 0, this.#timeouts.c, ctx.clock, undefined);
     if (!ok) throw new TpmTimeoutError("crb: goIdle", this.#timeouts.c);
   }
 
-  async #requestLocality(ctx: Ctx): Promise<void> {
-    await this.#mmio.write32(ctx.page + CRB_REG.LOC_CTRL, CRB_LOC_CTRL.REQUEST_ACCESS);
-    await this.#notify("locality", "requestLocality", ctx);
+  *#requestLocality(ctx: Ctx): Steps<void> {
+    yield this.#mmio.write32(ctx.page + CRB_REG.LOC_CTRL, CRB_LOC_CTRL.REQUEST_ACCESS);
+    if (this.#start.notify) yield this.#start.notify("locality", "requestLocality", ctx);
     const want = CRB_LOC_STATE.REG_VALID | CRB_LOC_STATE.LOC_ASSIGNED;
     let last = 0;
-    const ok = await this.#poll(
+    const ok = yield* this.#pollSteps(
       () => this.#mmio.read32(ctx.page + CRB_REG.LOC_STATE),
       (v) => {
         last = v >>> 0;
@@ -552,11 +570,11 @@ class CrbDriver implements CrbTransport {
     }
   }
 
-  async #relinquishLocality(ctx: Ctx, wait = true): Promise<void> {
-    await this.#mmio.write32(ctx.page + CRB_REG.LOC_CTRL, CRB_LOC_CTRL.RELINQUISH);
-    await this.#notify("locality", "relinquishLocality", { ...ctx, signal: undefined });
+  *#relinquishLocality(ctx: Ctx, wait = true): Steps<void> {
+    yield this.#mmio.write32(ctx.page + CRB_REG.LOC_CTRL, CRB_LOC_CTRL.RELINQUISH);
+    if (this.#start.notify) yield this.#start.notify("locality", "relinquishLocality", { ...ctx, signal: undefined });
     if (!wait) return;
-    const ok = await this.#poll(
+    const ok = yield* this.#pollSteps(
       () => this.#mmio.read32(ctx.page + CRB_REG.LOC_STATE),
       (v) => {
         const x = v >>> 0;
@@ -581,52 +599,69 @@ class CrbDriver implements CrbTransport {
     return { mmio: this.#mmio, page: locality * CRB_LOCALITY_STRIDE, locality, clock, signal };
   }
 
+  /** {@link #pollSteps} as a promise, for `open`. */
+  #poll(read: () => number | Promise<number>, done: (v: number) => boolean, timeoutMs: number, clock: Clock, signal: AbortSignal | undefined): Promise<boolean> {
+    return Promise.resolve(drive(this.#pollSteps(read, done, timeoutMs, clock, signal)));
+  }
+
   /**
-   * Polls `read` until `done`: SPIN_POLLS reads back to back (a device that answers within
-   * microtasks costs nothing); with the system clock only, up to YIELD_POLLS reads one event-loop
-   * turn apart for at most YIELD_MS (a backend behind a socket answers in tens of µs, and Node's
+   * Polls `read` until `done`: SPIN_POLLS reads back to back, one microtask apart (a device that
+   * answers within microtasks costs nothing; one whose first read already says done costs no
+   * microtask at all); with the system clock only, up to YIELD_POLLS reads one event-loop turn
+   * apart for at most YIELD_MS (a backend behind a socket answers in tens of µs, and Node's
    * timers have a 1 ms floor); then sleeps on the injected clock from 50 µs doubling to 1 ms. Any
-   * other clock sees only timed sleeps, so a FakeClock never jumps to an unrelated timer. Returns false when `timeoutMs` passed on the clock (after one
-   * last read at the deadline); rejects when `signal` aborts.
+   * other clock sees only timed sleeps, so a FakeClock never jumps to an unrelated timer. Returns
+   * false when `timeoutMs` passed on the clock (after one last read at the deadline); throws when
+   * `signal` aborts.
    */
-  async #poll(read: () => number | Promise<number>, done: (v: number) => boolean, timeoutMs: number, clock: Clock, signal: AbortSignal | undefined): Promise<boolean> {
+  *#pollSteps(read: () => number | Promise<number>, done: (v: number) => boolean, timeoutMs: number, clock: Clock, signal: AbortSignal | undefined): Steps<boolean> {
+    throwIfAborted(signal);
+    const first = read();
+    // the common case, a register that already shows the wanted state, needs not even the clock
+    if (!(first instanceof Promise) && done(first)) return true;
     const start = clock.now();
     const deadline = start + timeoutMs;
     let delay = FIRST_SLEEP_MS;
     for (let i = 0; ; i++) {
-      throwIfAborted(signal);
-      if (done(await read())) return true;
+      let r = first;
+      if (i > 0) {
+        throwIfAborted(signal);
+        r = read();
+        // a synchronous read is a microtask apart from the one before, as awaited reads were
+        if (!(r instanceof Promise)) yield microtask();
+      }
+      if (done((yield r) as number)) return true;
       const now = clock.now();
       if (now >= deadline) return false;
       if (i < SPIN_POLLS) continue;
       if (clock === systemClock && i < SPIN_POLLS + YIELD_POLLS && now - start < YIELD_MS) {
-        await nextTurn();
+        yield nextTurn();
         continue;
       }
-      await clock.sleep(Math.min(delay, deadline - now), signal);
+      yield clock.sleep(Math.min(delay, deadline - now), signal);
       delay = Math.min(delay * 2, MAX_SLEEP_MS);
     }
   }
 
-  async #writeBuffer(offset: number, data: Uint8Array): Promise<void> {
+  *#writeBuffer(offset: number, data: Uint8Array): Steps<void> {
     const m = this.#mmio;
     if (this.#access === "burst" && typeof m.writeFifo === "function") {
-      await m.writeFifo(offset, data);
+      yield m.writeFifo(offset, data);
       return;
     }
     let i = 0;
     if (offset % 4 === 0) {
       for (; i + 4 <= data.length; i += 4) {
-        await m.write32(offset + i, (data[i]! | (data[i + 1]! << 8) | (data[i + 2]! << 16) | (data[i + 3]! << 24)) >>> 0);
+        yield m.write32(offset + i, (data[i]! | (data[i + 1]! << 8) | (data[i + 2]! << 16) | (data[i + 3]! << 24)) >>> 0);
       }
     }
-    for (; i < data.length; i++) await m.write8(offset + i, data[i]!);
+    for (; i < data.length; i++) yield m.write8(offset + i, data[i]!);
   }
 
-  async #readBuffer(offset: number, length: number): Promise<Uint8Array> {
+  *#readBuffer(offset: number, length: number): Steps<Uint8Array> {
     const m = this.#mmio;
     if (this.#access === "burst" && typeof m.readFifo === "function") {
-      const got = await m.readFifo(offset, length);
+      const got = yield m.readFifo(offset, length);
       if (!(got instanceof Uint8Array) || got.length !== length) {
         throw new TpmTransportError(`crb: buffer read returned ${got instanceof Uint8Array ? got.length : typeof got} bytes, expected ${length}`, { errno: "EIO" });
       }
@@ -636,15 +671,64 @@ class CrbDriver implements CrbTransport {
     let i = 0;
     if (offset % 4 === 0) {
       for (; i + 4 <= length; i += 4) {
-        const v = (await m.read32(offset + i)) >>> 0;
+        const v = ((yield m.read32(offset + i)) as number) >>> 0;
         out[i] = v & 0xff;
         out[i + 1] = (v >>> 8) & 0xff;
         out[i + 2] = (v >>> 16) & 0xff;
         out[i + 3] = v >>> 24;
       }
     }
-    for (; i < length; i++) out[i] = (await m.read8(offset + i)) & 0xff;
+    for (; i < length; i++) out[i] = ((yield m.read8(offset + i)) as number) & 0xff;
     return out;
+  }
+}
+
+/**
+ * A step sequence: yields what an access returned (a value or a Promise) and gets back the
+ * value, or the Promise's outcome (thrown into it on rejection).
+ */
+type Steps<T> = Generator<unknown, T, unknown>;
+
+const microtask = () => Promise.resolve();
+
+/**
+ * Runs a step sequence: synchronously while its steps yield plain values, so the whole run is
+ * synchronous when every access is (the result is then a plain value, and a throw is a plain
+ * throw); from the first yielded Promise on, asynchronously, awaiting only Promises.
+ */
+function drive<T>(steps: Steps<T>): T | Promise<T> {
+  let r = steps.next();
+  while (!r.done) {
+    const v = r.value;
+    if (v instanceof Promise) return driveAsync(steps, v);
+    r = steps.next(v);
+  }
+  return r.value;
+}
+
+async function driveAsync<T>(steps: Steps<T>, pending: Promise<unknown>): Promise<T> {
+  for (;;) {
+    let ok = true;
+    let x: unknown;
+    try {
+      x = await pending;
+    } catch (e) {
+      ok = false;
+      x = e;
+    }
+    let r = ok ? steps.next(x) : steps.throw(x);
+    while (!r.done && !(r.value instanceof Promise)) r = steps.next(r.value);
+    if (r.done) return r.value;
+    pending = r.value as Promise<unknown>;
+  }
+}
+
+/** Runs `steps`, dropping any error (best-effort cleanup, as `.catch(() => {})` did). */
+function* quiet(steps: Steps<void>): Steps<void> {
+  try {
+    yield* steps;
+  } catch {
+    /* best effort */
   }
 }
 

@@ -149,6 +149,7 @@ class Eio extends Error {}
 
 const mx = (l: number, reg: number) => tisLocalityOffset(l, reg);
 const yieldMicrotask = () => Promise.resolve();
+const noop = () => undefined;
 
 /**
  * Creates a TIS transport (kind "tis") over an MMIO window, following the Linux kernel's
@@ -384,10 +385,10 @@ class TisDriver implements TisTransport {
       this.#inflight = null;
       // commandReady ends the command (and cancels it on error); then the locality goes back.
       // Bounded: an MMIO bridge that hangs cannot hang the cleanup past TIMEOUT_A.
-      await this.#bounded(op, async () => {
-        if (cleanupReady) await this.#mmio.write8(mx(loc, TIS_REG.STS), TIS_STS.COMMAND_READY);
-        if (held) await this.#mmio.write8(mx(loc, TIS_REG.ACCESS), TIS_ACCESS.ACTIVE_LOCALITY);
-      });
+      const ready = cleanupReady ? () => this.#mmio.write8(mx(loc, TIS_REG.STS), TIS_STS.COMMAND_READY) : undefined;
+      const release = held ? () => this.#mmio.write8(mx(loc, TIS_REG.ACCESS), TIS_ACCESS.ACTIVE_LOCALITY) : undefined;
+      const pending = this.#cleanup(ready, release);
+      if (pending) await this.#bounded(op, () => pending);
     }
   }
 
@@ -404,9 +405,8 @@ class TisDriver implements TisTransport {
   }
 
   async #relinquish(op: Op, loc: number): Promise<void> {
-    await this.#bounded(op, async () => {
-      await this.#mmio.write8(mx(loc, TIS_REG.ACCESS), TIS_ACCESS.ACTIVE_LOCALITY);
-    });
+    const pending = this.#cleanup(() => this.#mmio.write8(mx(loc, TIS_REG.ACCESS), TIS_ACCESS.ACTIVE_LOCALITY), undefined);
+    if (pending) await this.#bounded(op, () => pending);
   }
 
   async #enableIrq(op: Op, loc: number, intEnable: number): Promise<void> {
@@ -507,11 +507,14 @@ class TisDriver implements TisTransport {
 
   async #recvOnce(op: Op, loc: number, first: Status | undefined): Promise<Uint8Array> {
     const max = this.maxCommandSize;
-    const buf = new Uint8Array(max);
-    const header = await this.#recvData(op, loc, buf, 0, 10, first);
+    const head = new Uint8Array(10);
+    const header = await this.#recvData(op, loc, head, 0, 10, first);
     if (header.size < 10) throw new Eio(`response header short: ${header.size} of 10 bytes`);
-    const expected = ((buf[2]! << 24) | (buf[3]! << 16) | (buf[4]! << 8) | buf[5]!) >>> 0;
+    const expected = ((head[2]! << 24) | (head[3]! << 16) | (head[4]! << 8) | head[5]!) >>> 0;
     if (expected < 10 || expected > max) throw new Eio(`response size field ${expected} is outside 10..${max}`);
+    // the response buffer is allocated only once its size field has been checked
+    const buf = new Uint8Array(expected);
+    buf.set(head);
     const body = await this.#recvData(op, loc, buf, 10, expected, undefined);
     if (body.size < expected) {
       throw new TpmTimeoutError(`TIS response data at locality ${loc}`, this.#timeouts.c, {
@@ -522,7 +525,7 @@ class TisDriver implements TisTransport {
     const r = await this.#poll(op, () => this.#status(op, loc), (s) => (s.sts & TIS_STS.VALID) !== 0, t.c, POLL_STATUS_MS, false);
     if (!r.ok) throw new Eio("stsValid not set after the response");
     if (r.value.sts & TIS_STS.DATA_AVAIL) throw new Eio(`dataAvail still set after ${expected} bytes: more data than the size field says`);
-    return buf.slice(0, expected);
+    return buf;
   }
 
   /** Reads up to `want` total bytes in burst-sized chunks; returns how many it got (short on timeout). */
@@ -587,6 +590,24 @@ class TisDriver implements TisTransport {
     });
   }
 
+  /**
+   * Runs up to two best-effort cleanup accesses in order; an error ends the sequence and is
+   * dropped. Synchronous accesses (a device model) finish here and need no timer: the result is
+   * undefined. Once an access returns a Promise (a bridge), the rest runs after it and the
+   * returned promise (which never rejects) is for the caller to bound with {@link #bounded}.
+   */
+  #cleanup(first: (() => MaybePromise<void>) | undefined, second: (() => MaybePromise<void>) | undefined): Promise<void> | undefined {
+    let r: MaybePromise<void>;
+    try {
+      r = first?.();
+      if (!(r instanceof Promise)) r = second?.();
+      else return r.then(() => second?.()).then(noop, noop);
+    } catch {
+      return undefined;
+    }
+    return r instanceof Promise ? r.then(noop, noop) : undefined;
+  }
+
   /** Runs best-effort cleanup accesses, bounded by TIMEOUT_A on the clock; errors are dropped. */
   async #bounded(op: Op, fn: () => Promise<void>): Promise<void> {
     let timer: { clear(): void } | undefined;
@@ -608,12 +629,17 @@ class TisDriver implements TisTransport {
    */
   async #poll<T>(op: Op, read: () => MaybePromise<T>, done: (v: T) => boolean, timeoutMs: number, capMs: number, irq: boolean): Promise<{ ok: boolean; value: T }> {
     const clock = op.clock;
-    const deadline = clock.now() + timeoutMs;
+    // The deadline counts from the first read. A synchronous first read takes no time, so the
+    // clock is read only when it does not show the wanted state (the common case needs no clock).
+    let deadline: number | undefined;
     for (let i = 0; ; i++) {
       throwIfAborted(op.signal);
       const seq = this.#irqSeq;
-      const v = await read();
+      const r = read();
+      if (deadline === undefined && r instanceof Promise) deadline = clock.now() + timeoutMs;
+      const v = await r;
       if (done(v)) return { ok: true, value: v };
+      deadline ??= clock.now() + timeoutMs;
       const left = deadline - clock.now();
       if (left <= 0) return { ok: false, value: v };
       if (irq) {
