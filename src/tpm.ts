@@ -292,7 +292,11 @@ export class Tpm {
   async pcrRead(selection: PcrSelection, options?: CallOptions): Promise<PcrValues> {
     const out: PcrValues = {};
     let want = toPcrSelects(selection).filter((s) => s.pcrs.length > 0);
-    for (const s of want) out[hashName(s.hash) as HashAlgName] ??= {};
+    let left = 0;
+    for (const s of want) {
+      out[hashName(s.hash) as HashAlgName] ??= {};
+      left += s.pcrs.length;
+    }
     for (let guard = 0; want.length > 0; guard++) {
       if (guard > 64) throw new TpmFormatError("PCR_Read made no progress");
       const r = await this.run(C.pcrReadCmd(want), options);
@@ -307,6 +311,8 @@ export class Tpm {
       }
       if (i !== r.digests.length) throw new TpmFormatError("PCR_Read returned more digests than selected PCRs");
       if (i === 0) break; // the TPM does not have what is left (unallocated bank or PCR)
+      left -= i;
+      if (left <= 0) break;
       // Ask again for what the TPM left out (at most 8 digests per response).
       want = want.map((s) => {
         const bank = out[hashName(s.hash) as HashAlgName];
