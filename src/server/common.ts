@@ -141,66 +141,7 @@ export async function listenSerial(target: ListenTarget, serve: (socket: net.Soc
   };
 }
 
-/** A FIFO of received bytes with peek/take, for framing a byte stream. */
-export class ByteQueue {
-  #chunks: Uint8Array[] = [];
-  #length = 0;
-
-  /** Bytes queued. */
-  get length(): number {
-    return this.#length;
-  }
-
-  /** Appends a chunk (kept by reference). */
-  push(chunk: Uint8Array): void {
-    if (chunk.length === 0) return;
-    this.#chunks.push(chunk);
-    this.#length += chunk.length;
-  }
-
-  /** Byte at `i` (0 ≤ i < length), without consuming. */
-  at(i: number): number {
-    if (i < 0 || i >= this.#length) throw new TpmArgumentError(`ByteQueue.at(${i}) outside ${this.#length}`);
-    for (const c of this.#chunks) {
-      if (i < c.length) return c[i]!;
-      i -= c.length;
-    }
-    return 0;
-  }
-
-  /** Big-endian u32 at `i`, without consuming. */
-  u32(i: number): number {
-    return ((this.at(i) << 24) | (this.at(i + 1) << 16) | (this.at(i + 2) << 8) | this.at(i + 3)) >>> 0;
-  }
-
-  /** Big-endian u16 at `i`, without consuming. */
-  u16(i: number): number {
-    return (this.at(i) << 8) | this.at(i + 1);
-  }
-
-  /** Removes and returns the first `n` bytes as one array. */
-  take(n: number): Uint8Array {
-    if (n < 0 || n > this.#length) throw new TpmArgumentError(`ByteQueue.take(${n}) with ${this.#length} queued`);
-    const out = new Uint8Array(n);
-    let off = 0;
-    while (off < n) {
-      const c = this.#chunks[0]!;
-      const k = Math.min(c.length, n - off);
-      out.set(c.subarray(0, k), off);
-      off += k;
-      if (k === c.length) this.#chunks.shift();
-      else this.#chunks[0] = c.subarray(k);
-    }
-    this.#length -= n;
-    return out;
-  }
-
-  /** Discards everything. */
-  clear(): void {
-    this.#chunks = [];
-    this.#length = 0;
-  }
-}
+export { ByteQueue } from "../core/byte-queue.js";
 
 /**
  * The port to try for attempt `attempt` when a caller asked for "any free pair" (port 0 with a

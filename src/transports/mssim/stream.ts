@@ -8,71 +8,11 @@
  * @packageDocumentation
  */
 import type { Socket } from "node:net";
+import { ByteQueue } from "../../core/byte-queue.js";
 import type { Clock, TimerHandle } from "../../core/clock.js";
 import { TpmTimeoutError, TpmTransportError, abortErrorFrom, type TpmkitError } from "../../core/errors.js";
 
-/**
- * A FIFO of byte chunks with exact-length takes. Pure (no Node APIs).
- *
- * @example
- * ```ts
- * const q = new ByteQueue();
- * q.push(Uint8Array.of(1, 2)); q.push(Uint8Array.of(3));
- * q.take(3); // Uint8Array [1, 2, 3]
- * ```
- */
-export class ByteQueue {
-  #chunks: Uint8Array[] = [];
-  #length = 0;
-
-  /** Bytes buffered. */
-  get length(): number {
-    return this.#length;
-  }
-
-  /** Appends a chunk (kept by reference; callers must not reuse it). */
-  push(chunk: Uint8Array): void {
-    if (chunk.length === 0) return;
-    this.#chunks.push(chunk);
-    this.#length += chunk.length;
-  }
-
-  /**
-   * Removes and returns exactly `n` bytes.
-   *
-   * @param n - how many bytes; must be ≤ {@link ByteQueue.length}
-   * @returns a fresh array of `n` bytes
-   * @throws TpmTransportError when fewer than `n` bytes are buffered (a caller bug)
-   */
-  take(n: number): Uint8Array {
-    if (!Number.isInteger(n) || n < 0 || n > this.#length) {
-      throw new TpmTransportError(`internal: take(${n}) with ${this.#length} bytes buffered`);
-    }
-    const out = new Uint8Array(n);
-    let off = 0;
-    while (off < n) {
-      const head = this.#chunks[0]!;
-      const want = n - off;
-      if (head.length <= want) {
-        out.set(head, off);
-        off += head.length;
-        this.#chunks.shift();
-      } else {
-        out.set(head.subarray(0, want), off);
-        this.#chunks[0] = head.subarray(want);
-        off += want;
-      }
-    }
-    this.#length -= n;
-    return out;
-  }
-
-  /** Drops everything buffered. */
-  clear(): void {
-    this.#chunks = [];
-    this.#length = 0;
-  }
-}
+export { ByteQueue };
 
 /** Options of one {@link SocketReader.read}. */
 export interface ReadOptions {
