@@ -133,7 +133,10 @@ const DOCS_DIR = fileURLToPath(new URL("../docs/", import.meta.url));
 const SRC_DIR = fileURLToPath(new URL("../src/", import.meta.url));
 
 function docSnippets(): { page: string; index: number; code: string }[] {
-  const pages = readdirSync(DOCS_DIR, { recursive: true, encoding: "utf8" }).filter((f) => f.endsWith(".md")).sort();
+  // docs/api is typedoc's generated site (git-ignored): its pages are copies, not sources.
+  const pages = readdirSync(DOCS_DIR, { recursive: true, encoding: "utf8" })
+    .filter((f) => f.endsWith(".md") && !f.startsWith("api/"))
+    .sort();
   const out: { page: string; index: number; code: string }[] = [];
   for (const page of pages) {
     const text = readFileSync(join(DOCS_DIR, page), "utf8");

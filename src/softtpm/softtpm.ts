@@ -274,10 +274,19 @@ interface CommandSpec {
   auth: number;
   /** Response carries a handle. */
   rHandle?: boolean;
-  /** The command changes TPM state (invalidates a preceding Shutdown's saved state). */
+  /**
+   * The command undoes a preceding Shutdown (TPM2_Clear). Which commands do was measured against
+   * swtpm 0.7.1: Clear, a platformAuth change and a change to a PCR that Shutdown(STATE) saves do
+   * (the last two are handled where they happen); NV commands, ClearControl and the other
+   * hierarchies' HierarchyChangeAuth do not.
+   */
   changes?: boolean;
   /** Sessions are not allowed at all (TPM_RC_AUTH_CONTEXT), as for Startup and FlushContext. */
   noSessions?: boolean;
+  /** The first command parameter is a TPM2B (a session may ask to decrypt it). */
+  decrypt?: boolean;
+  /** The first response parameter is a TPM2B (a session may ask to encrypt it). */
+  encrypt?: boolean;
   run: (t: SoftTpm, h: number[], inp: In, out: Out, locality: number) => void;
 }
 
@@ -291,6 +300,12 @@ interface HmacSession {
   sessionKey: Uint8Array;
   /** The entity the session is bound to, if any. */
   bind: number | undefined;
+  /**
+   * Bound to a DA-protected entity (an NV index without TPMA_NV_NO_DA): then every HMAC failure
+   * with this session counts as a DA failure and a DA lockout refuses it, whatever it authorizes
+   * (libtpms isDaBound; measured against swtpm 0.7.1).
+   */
+  daBound: boolean;
 }
 
 interface Sequence {
@@ -299,6 +314,12 @@ interface Sequence {
   alg: HashAlg | undefined;
   hashers: { update(d: Uint8Array): unknown; digest(): Uint8Array }[];
   authValue: Uint8Array;
+  /**
+   * The first block of data decides whether SequenceComplete may give a ticket (Part 3 §17.4–17.5,
+   * as libtpms: a first block under 4 bytes or starting with TPM_GENERATED_VALUE gets a NULL
+   * ticket). undefined until the first SequenceUpdate / SequenceComplete.
+   */
+  ticketSafe?: boolean;
 }
 
 /** Options of {@link SoftTpm}. */
@@ -325,9 +346,9 @@ export interface SoftTpmOptions {
    */
   onCommand?: (command: Uint8Array, locality: number) => number | Uint8Array | undefined;
   /**
-   * Emulate libtpms' "DA state pending on NV": after every TPM2_Startup, the first command that
-   * authorizes a DA-protected NV index answers TPM_RC_RETRY (0x922) once, as swtpm 0.7.1 does
-   * (measured). Off by default; TSS stacks and the kernel retry it.
+   * Emulate libtpms' "DA state pending on NV": after every TPM2_Startup and every TPM2_Shutdown,
+   * the first command that authorizes a DA-protected NV index answers TPM_RC_RETRY (0x922) once,
+   * as swtpm 0.7.1 does (measured). Off by default; TSS stacks and the kernel retry it.
    */
   daRetryAfterStartup?: boolean;
 }
@@ -393,9 +414,15 @@ export class SoftTpm implements TpmBackend {
   readonly #sessionAuths: Uint8Array[] = [];
   readonly #sessionNonces: Uint8Array[] = [];
   readonly #sessionObjs: (HmacSession | undefined)[] = [];
+  /** Session i authorized with an empty HMAC under an empty key (its response HMAC is empty too). */
+  readonly #emptyHmac: boolean[] = [false, false, false];
   #hmacSessions = new Map<number, HmacSession>();
   #rHandle = 0;
   readonly #scratch = new Uint8Array(128);
+  /** The last successful TPM2_Startup came from locality 3. */
+  #startupLocality3 = false;
+  /** The last successful TPM2_Startup followed an orderly shutdown (TPMA_STARTUP_CLEAR.orderly). */
+  #startupOrderly = true;
   readonly #digestAt = new Int32Array(2 * HASH_ALGS.length);
 
   /**
@@ -576,14 +603,16 @@ export class SoftTpm implements TpmBackend {
     // authorization area (TPM 2.0 Part 1 §18.6)
     let nSessions = 0;
     if (tag === ST_SESSIONS) {
-      nSessions = this.#parseSessions(inp, spec.noSessions === true);
+      nSessions = this.#parseSessions(inp, spec);
       if (nSessions < spec.auth) throw new Rc(RC_AUTH_MISSING);
-      if (nSessions > spec.auth) throw new Rc(S(RC_HANDLE, spec.auth + 1));
     } else if (spec.auth > 0) {
       throw new Rc(RC_AUTH_MISSING);
     }
     const paramAt = inp.pos;
     for (let i = 0; i < spec.auth; i++) this.#authorize(code, handles, nh, i, cmd, paramAt);
+    // a session beyond the authorizations is refused only after those were checked (libtpms
+    // order: a lockout on session 1 comes first; measured against swtpm 0.7.1)
+    if (nSessions > spec.auth) throw new Rc(S(RC_HANDLE, spec.auth + 1));
 
     // parameters and response
     const out = this.#out;
@@ -608,14 +637,14 @@ export class SoftTpm implements TpmBackend {
       rp.update(Uint8Array.of(0, 0, 0, 0, (code >>> 24) & 0xff, (code >>> 16) & 0xff, (code >>> 8) & 0xff, code & 0xff));
       rp.update(out.buf.subarray(paramStart, paramStart + paramSize));
       const rpHash = rp.digest();
-      const nonce = new Uint8Array(a.size);
-      this.#random.fill(nonce, 0, a.size);
+      const nonce = new Uint8Array(sess.nonceTPM.length);
+      this.#random.fill(nonce, 0, nonce.length);
       sess.nonceTPM = nonce;
       const attrs = this.#sessionAttrs[i]!;
       const key = this.#sessionHmacKey(sess, code, i < spec.auth ? handles[i]! : undefined, true);
       out.tpm2b(nonce);
       out.u8(attrs);
-      out.tpm2b(a.mac(key, rpHash, nonce, this.#sessionNonces[i]!, Uint8Array.of(attrs)));
+      out.tpm2b(this.#emptyHmac[i] && key.length === 0 ? EMPTY : a.mac(key, rpHash, nonce, this.#sessionNonces[i]!, Uint8Array.of(attrs)));
       if (!(attrs & 1)) this.#hmacSessions.delete(sess.handle);
     }
     const len = out.pos;
@@ -633,7 +662,8 @@ export class SoftTpm implements TpmBackend {
     return b.slice(0, len);
   }
 
-  #parseSessions(inp: In, forbidden: boolean): number {
+  #parseSessions(inp: In, spec: CommandSpec): number {
+    const forbidden = spec.noSessions === true;
     if (inp.end - inp.pos < 4) throw new Rc(RC_INSUFFICIENT);
     const authSize = inp.u32();
     if (authSize < 9 || authSize > inp.end - inp.pos) throw new Rc(RC_SIZE);
@@ -671,17 +701,30 @@ export class SoftTpm implements TpmBackend {
       if (handle === RS_PW) {
         if (nonceSize !== 0) throw new Rc(S(RC_NONCE, n));
       } else {
-        sess = this.#hmacSessions.get(handle);
+        // libtpms finds the session by its slot; a policy-session handle naming a loaded HMAC
+        // session is TPM_RC_HANDLE, before the nonce size check (measured against swtpm 0.7.1)
+        sess = this.#hmacSessions.get(((0x02 << 24) | slot) >>> 0);
         if (!sess) throw new Rc(RC_REFERENCE_S0 + n - 1);
-        if (nonceSize < 16 || nonceSize > sess.authHash.size) throw new Rc(S(RC_SIZE, n));
+        if (ht === 0x03) throw new Rc(S(RC_HANDLE, n));
+        // no size check on nonceCaller here: libtpms takes any TPM2B_NONCE (0–64 bytes) in a
+        // session, and a wrong one just makes the HMAC fail (measured against swtpm 0.7.1)
         for (let j = 0; j < n - 1; j++) if (this.#sessionObjs[j] === sess) throw new Rc(S(RC_HANDLE, n)); // used twice
       }
-      // continueSession only: no audit, no parameter encryption (no symmetric algorithm is offered)
-      if (attrs & ~1) throw new Rc(S(RC_ATTRIBUTES, n));
+      if (!sess) {
+        // a password session: continueSession only
+        if (attrs & ~1) throw new Rc(S(RC_ATTRIBUTES, n));
+      } else if (attrs & 0x60) {
+        // decrypt / encrypt: TPM_RC_ATTRIBUTES when the command has no TPM2B parameter there,
+        // else TPM_RC_SYMMETRIC (SoftTpm's sessions have no symmetric algorithm); the audit bits
+        // (audit, auditExclusive, auditReset) are accepted, as libtpms does (swtpm 0.7.1, measured)
+        if ((attrs & 0x20 && !spec.decrypt) || (attrs & 0x40 && !spec.encrypt)) throw new Rc(S(RC_ATTRIBUTES, n));
+        throw new Rc(S(RC_SYMMETRIC, n));
+      }
       this.#sessionAttrs[n - 1] = attrs;
       this.#sessionAuths[n - 1] = auth;
       this.#sessionNonces[n - 1] = nonce;
       this.#sessionObjs[n - 1] = sess;
+      this.#emptyHmac[n - 1] = false;
     }
     inp.end = saveEnd;
     return n;
@@ -714,18 +757,25 @@ export class SoftTpm implements TpmBackend {
     if (h === RH_ENDORSEMENT) return { value: this.#ps.endorsementAuth, daProtected: false, isLockout: false };
     if (h === RH_PLATFORM) return { value: this.#platformAuth, daProtected: false, isLockout: false };
     if (h === RH_LOCKOUT) {
-      if (this.#lockoutUntil > this.#clockNow()) throw new Rc(RC_LOCKOUT);
+      if (this.#ps.lockoutAuthDisabled) {
+        if (this.#lockoutUntil > this.#clockNow()) throw new Rc(RC_LOCKOUT);
+        this.#ps.lockoutAuthDisabled = false; // lockoutRecovery has passed
+        this.#markDirty();
+      }
       return { value: this.#ps.lockoutAuth, daProtected: false, isLockout: true };
     }
     if (h >>> 24 === 0x01) {
       const nv = this.#nv(h);
       if (!nv) return { value: EMPTY, daProtected: false, isLockout: false };
       const daProtected = (nv.attributes & NV_NO_DA) === 0;
+      // a DA lockout first, then the pending RETRY (which stays pending), then availability: the
+      // libtpms order (measured against swtpm 0.7.1)
+      if (daProtected && code !== 0 && this.#inLockout()) throw new Rc(RC_LOCKOUT);
       if (daProtected && code !== 0 && this.#daPending) {
         this.#daPending = false;
+        this.#markDaUsed();
         throw new Rc(RC_RETRY);
       }
-      if (daProtected && code !== 0 && this.#inLockout()) throw new Rc(RC_LOCKOUT); // before availability, as libtpms
       const isRead = code === CC.NV_Read || code === CC.NV_ReadLock;
       if (!(nv.attributes & (isRead ? NV_AUTHREAD : NV_AUTHWRITE))) throw new Rc(RC_AUTH_UNAVAILABLE);
       return { value: nv.authValue, daProtected, isLockout: false };
@@ -755,8 +805,15 @@ export class SoftTpm implements TpmBackend {
     const h = handles[i]!;
     const n = i + 1;
     const ent = this.#entityAuth(code, h);
-    if (ent.daProtected && this.#inLockout()) throw new Rc(RC_LOCKOUT);
     const sess = this.#sessionObjs[i];
+    const da = ent.daProtected || sess?.daBound === true;
+    if (da && this.#inLockout()) throw new Rc(RC_LOCKOUT);
+    if (da && this.#daPending) {
+      // the pending DA RETRY (see daRetryAfterStartup) also hits a DA-bound session
+      this.#daPending = false;
+      this.#markDaUsed();
+      throw new Rc(RC_RETRY);
+    }
     let ok: boolean;
     if (!sess) {
       ok = authEqual(this.#sessionAuths[i]!, ent.value);
@@ -768,18 +825,27 @@ export class SoftTpm implements TpmBackend {
       cp.update(cmd.subarray(paramAt));
       const cpHash = cp.digest();
       const key = this.#sessionHmacKey(sess, code, h, false);
-      const expected = a.mac(key, cpHash, this.#sessionNonces[i]!, sess.nonceTPM, Uint8Array.of(this.#sessionAttrs[i]!));
-      ok = bytesEqual(expected, this.#sessionAuths[i]!);
+      // libtpms accepts an empty HMAC when the HMAC key (sessionKey ‖ authValue) is empty, and
+      // then answers with an empty HMAC too (measured against swtpm 0.7.1)
+      this.#emptyHmac[i] = key.length === 0 && this.#sessionAuths[i]!.length === 0;
+      if (this.#emptyHmac[i]) {
+        ok = true;
+      } else {
+        const expected = a.mac(key, cpHash, this.#sessionNonces[i]!, sess.nonceTPM, Uint8Array.of(this.#sessionAttrs[i]!));
+        ok = bytesEqual(expected, this.#sessionAuths[i]!);
+      }
     }
     if (ok) return;
     if (ent.isLockout) {
       this.#lockoutUntil = this.#clockNow() + LOCKOUT_RECOVERY_S * 1000;
-    } else if (ent.daProtected) {
+      this.#ps.lockoutAuthDisabled = true;
+      this.#markDirty();
+    } else if (da) {
       if (this.#ps.failedTries === 0) this.#daAnchor = this.#clockNow();
       this.#ps.failedTries++;
       this.#markDirty();
     }
-    throw new Rc(S(ent.daProtected || ent.isLockout ? RC_AUTH_FAIL : RC_BAD_AUTH, n));
+    throw new Rc(S(da || ent.isLockout ? RC_AUTH_FAIL : RC_BAD_AUTH, n));
   }
 
   /** Handle unmarshal (TPMI_* type checks): TPM_RC_VALUE + H + n. */
@@ -809,7 +875,9 @@ export class SoftTpm implements TpmBackend {
         ok = ht === 0x01;
         break;
       case "sequence":
-        ok = ht === 0x80 && (h & 0xffffff) < MAX_SEQUENCES;
+        // TPMI_DH_OBJECT: transient or persistent (libtpms: a persistent handle passes the type
+        // check and is then "not loaded", TPM_RC_HANDLE; measured against swtpm 0.7.1)
+        ok = (ht === 0x80 && (h & 0xffffff) < MAX_SEQUENCES) || ht === 0x81;
         break;
       case "tpmKey":
         ok = h === RH_NULL || (ht === 0x80 && (h & 0xffffff) < MAX_SEQUENCES) || ht === 0x81;
@@ -827,7 +895,9 @@ export class SoftTpm implements TpmBackend {
     const ht = h >>> 24;
     if (ht === 0x01 && kind !== "pcr" && !this.#nv(h)) throw new Rc(H(RC_HANDLE, n));
     if (ht === 0x80 && !this.#sequences.has(h)) throw new Rc(RC_REFERENCE_H0 + n - 1); // object not loaded
-    if (ht === 0x81) throw new Rc(H(RC_HANDLE, n)); // no persistent objects
+    // no persistent objects: libtpms first needs a free object slot to load one into (else
+    // TPM_RC_OBJECT_MEMORY), then finds none (TPM_RC_HANDLE); measured against swtpm 0.7.1
+    if (ht === 0x81) throw new Rc(this.#sequences.size >= MAX_SEQUENCES ? RC_OBJECT_MEMORY : H(RC_HANDLE, n));
   }
 
   /** Applies lockout-interval recovery and tells whether DA-protected entities are locked out. */
@@ -878,7 +948,8 @@ export class SoftTpm implements TpmBackend {
     this.#hmacSessions.clear();
     this.#shutdownIssued = false;
     this.#platformAuth = EMPTY;
-    this.#lockoutUntil = 0;
+    // a blocked lockoutAuth stays blocked across power cycles; its recovery time starts again
+    this.#lockoutUntil = ps.lockoutAuthDisabled ? ps.clock + LOCKOUT_RECOVERY_S * 1000 : 0;
     this.#daAnchor = ps.clock;
   }
 
@@ -919,6 +990,19 @@ export class SoftTpm implements TpmBackend {
     });
   }
 
+  /**
+   * libtpms records "DA used" in its orderly state when it answers the DA RETRY: a preceding
+   * Shutdown no longer counts (the next Startup is a TPM Reset, Clock not safe), and if power is
+   * lost before the next Shutdown, that Startup counts one DA failure (measured against swtpm 0.7.1).
+   */
+  #markDaUsed(): void {
+    this.#invalidateOrderly();
+    if (!this.#ps.daUsed) {
+      this.#ps.daUsed = true;
+      this.#markDirty();
+    }
+  }
+
   #invalidateOrderly(): void {
     this.#shutdownIssued = false;
     if (this.#ps.orderly !== "none" || this.#ps.saved) {
@@ -936,14 +1020,28 @@ export class SoftTpm implements TpmBackend {
   // ----------------------------------------------------------------------------------------
   // Commands (TPM 2.0 Part 3). Each handler parses all parameters, calls inp.done(), then acts.
 
-  /** TPM2_Startup, Part 3 §9.3. */
-  #startup(inp: In): void {
+  /**
+   * TPM2_Startup, Part 3 §9.3. As libtpms (measured against swtpm 0.7.1): only localities 0 and 3
+   * may start the TPM (PC Client rule); Startup(CLEAR) at locality 3 sets PCR 0 to 0…03 in every
+   * bank; a resume must come from locality 3 exactly when the Startup before the Shutdown(STATE) did.
+   */
+  #startup(inp: In, locality: number): void {
     const su = inp.u16();
     if (su !== 0 && su !== 1) throw new Rc(P(RC_VALUE, 1)); // TPM_SU unmarshal, before the size check
     inp.done();
+    if (locality !== 0 && locality !== 3) throw new Rc(RC_LOCALITY);
     const ps = this.#ps;
     const prev = ps.orderly;
-    if (su === 1 && (prev !== "state" || !ps.saved)) throw new Rc(P(RC_VALUE, 1));
+    if (su === 1 && (prev !== "state" || !ps.saved)) {
+      // libtpms quirk (measured against swtpm 0.7.1): a refused Startup(STATE) also forgets the
+      // "DA used" mark, so the Startup(CLEAR) after it counts no DA failure
+      if (ps.daUsed) {
+        ps.daUsed = false;
+        this.#markDirty();
+      }
+      throw new Rc(P(RC_VALUE, 1));
+    }
+    if (su === 1 && (ps.saved!.startupLocality3 === true) !== (locality === 3)) throw new Rc(RC_LOCALITY);
     const saved = prev === "state" ? ps.saved : undefined;
     let counter: number;
     if (prev === "state" && saved) {
@@ -965,14 +1063,24 @@ export class SoftTpm implements TpmBackend {
         if ((keep >>> i) & 1) bank.set(saved!.pcrs[b]!.subarray(i * size, (i + 1) * size), i * size);
         else bank.fill((PCR_INIT_ONES >>> i) & 1 ? 0xff : 0, i * size, (i + 1) * size);
       }
+      if (!(keep & 1) && locality === 3) bank[size - 1] = 3; // PCR 0 after a locality-3 Startup
     }
+    this.#startupLocality3 = locality === 3;
+    this.#startupOrderly = prev !== "none";
+    if (prev === "none" && ps.daUsed && ps.failedTries < MAX_AUTH_FAIL) {
+      if (ps.failedTries === 0) this.#daAnchor = this.#clockNow();
+      ps.failedTries++;
+    }
+    ps.daUsed = false;
     for (let i = 0; i < PCR_COUNT; i++) if (!((keep >>> i) & 1) && !((PCR_NO_INCREMENT >>> i) & 1)) counter++;
     this.#pcrUpdateCounter = counter >>> 0;
     this.#platformAuth = su === 1 && saved ? saved.platformAuth : EMPTY;
     if (su === 0) {
       for (const nv of ps.nv) {
         let a = nv.attributes & ~NV_READLOCKED;
-        if (a & NV_WRITE_STCLEAR && !(a & NV_WRITEDEFINE && a & NV_WRITTEN)) a &= ~NV_WRITELOCKED;
+        // a write lock lasts past Startup(CLEAR) only on a written WRITEDEFINE index (so an
+        // unwritten WRITEDEFINE index is unlocked too; measured against swtpm 0.7.1)
+        if (!(a & NV_WRITEDEFINE && a & NV_WRITTEN)) a &= ~NV_WRITELOCKED;
         if (a & NV_CLEAR_STCLEAR) a &= ~NV_WRITTEN;
         nv.attributes = a >>> 0;
       }
@@ -994,11 +1102,16 @@ export class SoftTpm implements TpmBackend {
     if (su === 1) {
       ps.orderly = "state";
       ps.saved = { pcrUpdateCounter: this.#pcrUpdateCounter, platformAuth: this.#platformAuth.slice(), pcrs: this.#pcrs.map((p) => p.slice()) };
+      if (this.#startupLocality3) ps.saved.startupLocality3 = true;
     } else {
       ps.orderly = "clear";
       ps.saved = undefined;
     }
     this.#shutdownIssued = true;
+    ps.daUsed = false;
+    // libtpms answers TPM_RC_RETRY to the first DA-protected authorization after a Shutdown too,
+    // not only after Startup (measured against swtpm 0.7.1)
+    this.#daPending = this.#daRetry;
     this.#markDirty();
   }
 
@@ -1027,9 +1140,11 @@ export class SoftTpm implements TpmBackend {
     const sels = this.#scratch; // per selection: alg hi, alg lo, 3 select bytes, bank index
     for (let i = 0; i < count; i++) {
       const alg = inp.u16();
-      const sz = inp.u8();
+      // the hash is checked as soon as it is read, before sizeofSelect (libtpms unmarshal order:
+      // a frame cut after an unknown hash is TPM_RC_HASH, not TPM_RC_INSUFFICIENT)
       const a = hashAlg(alg);
       if (!a) throw new Rc(P(RC_HASH, 1));
+      const sz = inp.u8();
       if (sz !== PCR_SELECT_SIZE) throw new Rc(P(RC_VALUE, 1));
       const sel = inp.bytes(sz);
       sels[i * 6] = alg >>> 8;
@@ -1082,6 +1197,15 @@ export class SoftTpm implements TpmBackend {
     if (!((PCR_NO_INCREMENT >>> pcr) & 1)) this.#pcrUpdateCounter = (this.#pcrUpdateCounter + 1) >>> 0;
   }
 
+  /**
+   * An extend command passed its locality check for `pcr`: if Shutdown(STATE) saves that PCR, a
+   * preceding Shutdown no longer counts, even when nothing is extended (zero digests). PCR 16 and
+   * 23 leave it alone. As libtpms, measured against swtpm 0.7.1.
+   */
+  #extendTargets(pcr: number): void {
+    if ((PCR_SAVE >>> pcr) & 1 && this.#shutdownIssued) this.#invalidateOrderly();
+  }
+
   #checkExtendLocality(pcr: number, locality: number): void {
     if (pcr < PCR_COUNT && !((PCR_EXTEND_BY_LOCALITY[locality]! >>> pcr) & 1)) throw new Rc(RC_LOCALITY);
   }
@@ -1105,6 +1229,7 @@ export class SoftTpm implements TpmBackend {
     inp.done();
     if (pcr === RH_NULL) return;
     this.#checkExtendLocality(pcr, locality);
+    this.#extendTargets(pcr);
     for (let i = 0; i < count; i++) {
       const b = at[i * 2]!;
       this.#extendBank(b, pcr, inp.buf.subarray(at[i * 2 + 1]!, at[i * 2 + 1]! + HASH_ALGS[b]!.size));
@@ -1116,7 +1241,10 @@ export class SoftTpm implements TpmBackend {
     const pcr = h[0]!;
     const data = inp.tpm2b(SOFTTPM_MAX_BUFFER);
     inp.done();
-    if (pcr !== RH_NULL) this.#checkExtendLocality(pcr, locality);
+    if (pcr !== RH_NULL) {
+      this.#checkExtendLocality(pcr, locality);
+      this.#extendTargets(pcr);
+    }
     out.u32(HASH_ALGS.length);
     HASH_ALGS.forEach((a, b) => {
       const d = a.hash(data);
@@ -1193,7 +1321,9 @@ export class SoftTpm implements TpmBackend {
   #sequenceUpdate(h: number[], inp: In): void {
     const data = inp.tpm2b(SOFTTPM_MAX_BUFFER);
     inp.done();
-    for (const x of this.#sequences.get(h[0]!)!.hashers) x.update(data);
+    const seq = this.#sequences.get(h[0]!)!;
+    seq.ticketSafe ??= ticketIsSafe(data);
+    for (const x of seq.hashers) x.update(data);
   }
 
   /** TPM2_SequenceComplete, Part 3 §17.5. */
@@ -1208,7 +1338,7 @@ export class SoftTpm implements TpmBackend {
     const d = x.digest();
     this.#sequences.delete(seq.handle);
     out.tpm2b(d);
-    this.#ticket(out, hier, d);
+    this.#ticket(out, (seq.ticketSafe ?? ticketIsSafe(data)) ? hier : RH_NULL, d);
   }
 
   /** TPM2_EventSequenceComplete, Part 3 §17.6. */
@@ -1218,7 +1348,10 @@ export class SoftTpm implements TpmBackend {
     inp.done();
     const seq = this.#sequences.get(h[1]!)!;
     if (seq.alg) throw new Rc(H(RC_MODE, 2));
-    if (pcr !== RH_NULL) this.#checkExtendLocality(pcr, locality);
+    if (pcr !== RH_NULL) {
+      this.#checkExtendLocality(pcr, locality);
+      this.#extendTargets(pcr);
+    }
     this.#sequences.delete(seq.handle);
     out.u32(HASH_ALGS.length);
     HASH_ALGS.forEach((a, b) => {
@@ -1241,10 +1374,12 @@ export class SoftTpm implements TpmBackend {
     const bind = h[1]!;
     const nonceCaller = inp.tpm2b(64);
     inp.param = 2;
-    const salt = inp.tpm2b(0xffff);
+    // TPM2B_ENCRYPTED_SECRET: at most sizeof(TPMU_ENCRYPTED_SECRET), 384 bytes in libtpms 0.9
+    // (RSA 3072; measured against swtpm 0.7.1: 385 is TPM_RC_SIZE + P2)
+    const salt = inp.tpm2b(384);
     inp.param = 3;
     const type = inp.u8();
-    if (type !== 0x00) throw new Rc(P(RC_VALUE, 3)); // HMAC only: policy and trial not implemented
+    if (type !== 0x00 && type !== 0x01 && type !== 0x03) throw new Rc(P(RC_VALUE, 3)); // TPMI_SE: HMAC, POLICY, TRIAL
     inp.param = 4;
     const sym = inp.u16();
     if (sym !== 0x0010) throw new Rc(P(RC_SYMMETRIC, 4)); // no symmetric algorithm is implemented
@@ -1252,11 +1387,17 @@ export class SoftTpm implements TpmBackend {
     const authHash = hashAlg(inp.u16());
     if (!authHash) throw new Rc(P(RC_HASH, 5));
     inp.done();
+    // nonceCaller first, then tpmKey and the salt (libtpms order, measured against swtpm 0.7.1)
+    if (nonceCaller.length < 16 || nonceCaller.length > authHash.size) throw new Rc(P(RC_SIZE, 1));
     if (tpmKey !== RH_NULL) throw new Rc(H(RC_KEY, 1)); // a loaded object here is a sequence, not a key
     if (salt.length !== 0) throw new Rc(P(RC_VALUE, 2)); // no tpmKey: a salt cannot be decrypted
-    if (nonceCaller.length < 16 || nonceCaller.length > authHash.size) throw new Rc(P(RC_SIZE, 1));
     if (this.#hmacSessions.size >= MAX_SESSIONS) throw new Rc(RC_SESSION_MEMORY);
-    const nonceTPM = new Uint8Array(authHash.size);
+    // Policy and trial sessions are not implemented: refused where libtpms would start one, so
+    // every check libtpms makes first gives the same answer (measured against swtpm 0.7.1).
+    if (type !== 0x00) throw new Rc(P(RC_VALUE, 3));
+    // nonceTPM has the size of nonceCaller, as in libtpms (swtpm 0.7.1: 16-byte nonceCaller with
+    // SHA-256 gives a 16-byte nonceTPM); every later nonceTPM keeps that size.
+    const nonceTPM = new Uint8Array(nonceCaller.length);
     this.#random.fill(nonceTPM, 0, nonceTPM.length);
     let sessionKey: Uint8Array = EMPTY;
     if (tpmKey !== RH_NULL || bind !== RH_NULL) {
@@ -1265,7 +1406,9 @@ export class SoftTpm implements TpmBackend {
     }
     let handle = 0x02000000;
     while (this.#hmacSessions.has(handle)) handle++;
-    this.#hmacSessions.set(handle, { handle, authHash, nonceTPM, sessionKey, bind: bind === RH_NULL ? undefined : bind });
+    const bindNv = bind >>> 24 === 0x01 ? this.#nv(bind) : undefined;
+    const daBound = bindNv !== undefined && (bindNv.attributes & NV_NO_DA) === 0;
+    this.#hmacSessions.set(handle, { handle, authHash, nonceTPM, sessionKey, bind: bind === RH_NULL ? undefined : bind, daBound });
     this.#rHandle = handle;
     out.tpm2b(nonceTPM);
   }
@@ -1287,7 +1430,9 @@ export class SoftTpm implements TpmBackend {
     if (!ok) throw new Rc(P(RC_VALUE, 1)); // TPMI_DH_CONTEXT, with libtpms' handle ranges
     inp.done();
     if (ht === 0x02 || ht === 0x03) {
-      if (!this.#hmacSessions.delete(h)) throw new Rc(P(RC_HANDLE, 1));
+      // libtpms finds a session by its slot alone: an HMAC session can be flushed through the
+      // policy-session handle of the same slot (measured against swtpm 0.7.1)
+      if (!this.#hmacSessions.delete(((0x02 << 24) | slot) >>> 0)) throw new Rc(P(RC_HANDLE, 1));
     } else if (ht === 0x80) {
       if (!this.#sequences.delete(h)) throw new Rc(P(RC_HANDLE, 1));
     } else {
@@ -1342,6 +1487,7 @@ export class SoftTpm implements TpmBackend {
     ps.ownerAuth = EMPTY;
     ps.endorsementAuth = EMPTY;
     ps.lockoutAuth = EMPTY;
+    for (const nv of ps.nv) if (!(nv.attributes & NV_PLATFORMCREATE)) this.#noteCounterGone(nv);
     ps.nv = ps.nv.filter((nv) => (nv.attributes & NV_PLATFORMCREATE) !== 0);
     const seed = new Uint8Array(32);
     this.#random.fill(seed, 0, 32);
@@ -1349,8 +1495,16 @@ export class SoftTpm implements TpmBackend {
     // Clear also resets the dictionary-attack state (swtpm: LOCKOUT_COUNTER 0, lockoutAuth usable)
     ps.failedTries = 0;
     this.#lockoutUntil = 0;
+    ps.lockoutAuthDisabled = false;
     // Clear resets the PCR auth values and policies and bumps pcrUpdateCounter (libtpms does too)
     this.#pcrUpdateCounter = (this.#pcrUpdateCounter + 1) >>> 0;
+    // ... and restarts Clock at 0 with resetCount and restartCount 0 and Clock safe (Part 3 §24.6,
+    // measured against swtpm 0.7.1); `time` (since power-on) goes on
+    this.#clockAtPowerOn = -Math.max(0, Math.floor(this.#clock.now() - this.#powerOnAt));
+    this.#daAnchor = 0;
+    ps.resetCount = 0;
+    ps.restartCount = 0;
+    ps.clockSafe = true;
     this.#markDirty();
   }
 
@@ -1381,6 +1535,10 @@ export class SoftTpm implements TpmBackend {
         break;
       default:
         this.#platformAuth = v;
+        // platformAuth is part of the state Shutdown(STATE) saves: changing it undoes that
+        // Shutdown (the other hierarchies' auth values and NV changes do not; measured against
+        // swtpm 0.7.1)
+        if (this.#shutdownIssued) this.#invalidateOrderly();
         return; // platform auth is volatile
     }
     this.#markDirty();
@@ -1404,11 +1562,14 @@ export class SoftTpm implements TpmBackend {
     if (attributes & NV_RESERVED) throw new Rc(P(RC_RESERVED_BITS, 2));
     const authPolicy = inp.tpm2b(AUTH_MAX);
     const dataSize = inp.u16();
+    // libtpms bounds dataSize while unmarshalling TPMS_NV_PUBLIC: before the trailing-bytes check
+    // and the auth size check (measured against swtpm 0.7.1)
+    if (dataSize > NV_DATA_MAX) throw new Rc(P(RC_SIZE, 2));
     if (inp.pos - pubStart !== pubSize) throw new Rc(P(RC_SIZE, 2));
     inp.done();
-    if (trimZeros(auth).length > alg.size) throw new Rc(P(RC_SIZE, 1));
+    // the policy size first, then the auth size (libtpms order, measured against swtpm 0.7.1)
     if (authPolicy.length !== 0 && authPolicy.length !== alg.size) throw new Rc(P(RC_SIZE, 2));
-    if (dataSize > NV_DATA_MAX) throw new Rc(P(RC_SIZE, 2)); // before the type check, as libtpms
+    if (trimZeros(auth).length > alg.size) throw new Rc(P(RC_SIZE, 1));
     const nt = (attributes >>> 4) & 0xf;
     if (nt !== NT_ORDINARY && nt !== NT_COUNTER && nt !== NT_BITS && nt !== NT_EXTEND) throw new Rc(P(RC_ATTRIBUTES, 2));
     if ((nt === NT_COUNTER || nt === NT_BITS) && dataSize !== 8) throw new Rc(P(RC_SIZE, 2));
@@ -1421,6 +1582,9 @@ export class SoftTpm implements TpmBackend {
     const platform = h[0] === RH_PLATFORM;
     if (((attributes & NV_PLATFORMCREATE) !== 0) !== platform) throw new Rc(H(RC_ATTRIBUTES, 1));
     if (attributes & NV_POLICY_DELETE && !platform) throw new Rc(P(RC_ATTRIBUTES, 2)); // platform-only
+    // a WRITEALL index must fit one NV_Write (MAX_NV_BUFFER_SIZE), checked after the attributes
+    // (measured against swtpm 0.7.1)
+    if (attributes & NV_WRITEALL && dataSize > SOFTTPM_MAX_BUFFER) throw new Rc(P(RC_SIZE, 2));
     if (this.#nv(handle)) throw new Rc(RC_NV_DEFINED);
     if (this.#ps.nv.length >= NV_INDICES_MAX) throw new Rc(RC_NV_SPACE);
     const entry: NvIndexState = {
@@ -1446,6 +1610,7 @@ export class SoftTpm implements TpmBackend {
     const nv = this.#nv(h[1]!)!;
     if (nv.attributes & NV_POLICY_DELETE) throw new Rc(H(RC_ATTRIBUTES, 2)); // needs NV_UndefineSpaceSpecial
     if (nv.attributes & NV_PLATFORMCREATE && h[0] !== RH_PLATFORM) throw new Rc(RC_NV_AUTHORIZATION);
+    this.#noteCounterGone(nv);
     this.#ps.nv = this.#ps.nv.filter((x) => x !== nv);
     this.#markDirty();
   }
@@ -1488,6 +1653,18 @@ export class SoftTpm implements TpmBackend {
     this.#written(nv);
   }
 
+  /**
+   * A counter index is being deleted: the highest count seen so far moves up to its value, so a
+   * new counter starts above it (Part 3 §31.8). As libtpms, this happens on deletion only, not on
+   * every increment (measured against swtpm 0.7.1: a counter defined while another one stands at
+   * 3 starts at 1).
+   */
+  #noteCounterGone(nv: NvIndexState): void {
+    if (((nv.attributes >>> 4) & 0xf) !== NT_COUNTER || !(nv.attributes & NV_WRITTEN)) return;
+    const v = readU64(nv.data);
+    if (v > this.#ps.maxCounter) this.#ps.maxCounter = v;
+  }
+
   /** TPM2_NV_Increment, Part 3 §31.8. */
   #nvIncrement(h: number[], inp: In): void {
     inp.done();
@@ -1497,7 +1674,6 @@ export class SoftTpm implements TpmBackend {
     let v = nv.attributes & NV_WRITTEN ? readU64(nv.data) : this.#ps.maxCounter;
     v = (v + 1n) & 0xffffffffffffffffn;
     writeU64(nv.data, v);
-    if (v > this.#ps.maxCounter) this.#ps.maxCounter = v;
     this.#written(nv);
   }
 
@@ -1577,12 +1753,15 @@ export class SoftTpm implements TpmBackend {
   /** TPM2_GetCapability, Part 3 §30.2. */
   #getCapability(inp: In, out: Out): void {
     const cap = inp.u32();
-    if (cap > 0xa) throw new Rc(P(RC_VALUE, 1)); // TPM_CAP unmarshal (VENDOR_PROPERTY too, as libtpms)
+    if (cap > 0xa && cap !== 0x100) throw new Rc(P(RC_VALUE, 1)); // TPM_CAP unmarshal
     inp.param = 2;
     const property = inp.u32();
     inp.param = 3;
     const count = inp.u32();
     inp.done();
+    // TPM_CAP_VENDOR_PROPERTY is a valid TPM_CAP, refused only after the size check (as libtpms,
+    // measured against swtpm 0.7.1: trailing bytes give TPM_RC_SIZE, none TPM_RC_VALUE + P1)
+    if (cap === 0x100) throw new Rc(P(RC_VALUE, 1));
     const moreAt = out.skip(1);
     out.u32(cap);
     let more = false;
@@ -1683,7 +1862,7 @@ export class SoftTpm implements TpmBackend {
   }
 
   static readonly #commands = new Map<number, CommandSpec>([
-    [CC.Startup, { handles: [], auth: 0, noSessions: true, run: (t, _h, i) => t.#startup(i) }],
+    [CC.Startup, { handles: [], auth: 0, noSessions: true, run: (t, _h, i, _o, l) => t.#startup(i, l) }],
     [CC.Shutdown, { handles: [], auth: 0, run: (t, _h, i) => t.#shutdown(i) }],
     [CC.SelfTest, { handles: [], auth: 0, run: (t, _h, i) => t.#selfTest(i) }],
     [CC.IncrementalSelfTest, { handles: [], auth: 0, run: (t, _h, i, o) => t.#incrementalSelfTest(i, o) }],
@@ -1692,30 +1871,30 @@ export class SoftTpm implements TpmBackend {
     [CC.StirRandom, { handles: [], auth: 0, run: (t, _h, i) => t.#stirRandom(i) }],
     [CC.GetCapability, { handles: [], auth: 0, run: (t, _h, i, o) => t.#getCapability(i, o) }],
     [CC.PCR_Read, { handles: [], auth: 0, run: (t, _h, i, o) => t.#pcrRead(i, o) }],
-    [CC.PCR_Extend, { handles: ["pcr+null"], auth: 1, changes: true, run: (t, h, i, o, l) => t.#pcrExtend(h, i, o, l) }],
-    [CC.PCR_Event, { handles: ["pcr+null"], auth: 1, changes: true, run: (t, h, i, o, l) => t.#pcrEvent(h, i, o, l) }],
-    [CC.PCR_Reset, { handles: ["pcr"], auth: 1, changes: true, run: (t, h, i, o, l) => t.#pcrReset(h, i, o, l) }],
+    [CC.PCR_Extend, { handles: ["pcr+null"], auth: 1, run: (t, h, i, o, l) => t.#pcrExtend(h, i, o, l) }],
+    [CC.PCR_Event, { decrypt: true, handles: ["pcr+null"], auth: 1, run: (t, h, i, o, l) => t.#pcrEvent(h, i, o, l) }],
+    [CC.PCR_Reset, { handles: ["pcr"], auth: 1, run: (t, h, i, o, l) => t.#pcrReset(h, i, o, l) }],
     [CC.Hash, { handles: [], auth: 0, run: (t, _h, i, o) => t.#hash(i, o) }],
     [CC.StartAuthSession, { handles: ["tpmKey", "entity"], auth: 0, rHandle: true, run: (t, h, i, o) => t.#startAuthSession(h, i, o) }],
     [CC.FlushContext, { handles: [], auth: 0, noSessions: true, run: (t, _h, i) => t.#flushContext(i) }],
     [CC.HashSequenceStart, { handles: [], auth: 0, rHandle: true, run: (t, _h, i) => t.#hashSequenceStart(i) }],
-    [CC.SequenceUpdate, { handles: ["sequence"], auth: 1, run: (t, h, i) => t.#sequenceUpdate(h, i) }],
-    [CC.SequenceComplete, { handles: ["sequence"], auth: 1, run: (t, h, i, o) => t.#sequenceComplete(h, i, o) }],
-    [CC.EventSequenceComplete, { handles: ["pcr+null", "sequence"], auth: 2, changes: true, run: (t, h, i, o, l) => t.#eventSequenceComplete(h, i, o, l) }],
+    [CC.SequenceUpdate, { decrypt: true, handles: ["sequence"], auth: 1, run: (t, h, i) => t.#sequenceUpdate(h, i) }],
+    [CC.SequenceComplete, { decrypt: true, encrypt: true, handles: ["sequence"], auth: 1, run: (t, h, i, o) => t.#sequenceComplete(h, i, o) }],
+    [CC.EventSequenceComplete, { decrypt: true, handles: ["pcr+null", "sequence"], auth: 2, run: (t, h, i, o, l) => t.#eventSequenceComplete(h, i, o, l) }],
     [CC.ReadClock, { handles: [], auth: 0, run: (t, _h, i, o) => t.#readClock(i, o) }],
     [CC.Clear, { handles: ["clear"], auth: 1, changes: true, run: (t, h, i) => t.#clear(h, i) }],
-    [CC.ClearControl, { handles: ["clear"], auth: 1, changes: true, run: (t, h, i) => t.#clearControl(h, i) }],
-    [CC.HierarchyChangeAuth, { handles: ["hierarchyAuth"], auth: 1, changes: true, run: (t, h, i) => t.#hierarchyChangeAuth(h, i) }],
-    [CC.NV_DefineSpace, { handles: ["provision"], auth: 1, changes: true, run: (t, h, i) => t.#nvDefineSpace(h, i) }],
-    [CC.NV_UndefineSpace, { handles: ["provision", "nvIndex"], auth: 1, changes: true, run: (t, h, i) => t.#nvUndefineSpace(h, i) }],
-    [CC.NV_Write, { handles: ["nvAuth", "nvIndex"], auth: 1, changes: true, run: (t, h, i) => t.#nvWrite(h, i) }],
-    [CC.NV_Read, { handles: ["nvAuth", "nvIndex"], auth: 1, run: (t, h, i, o) => t.#nvRead(h, i, o) }],
+    [CC.ClearControl, { handles: ["clear"], auth: 1, run: (t, h, i) => t.#clearControl(h, i) }],
+    [CC.HierarchyChangeAuth, { decrypt: true, handles: ["hierarchyAuth"], auth: 1, run: (t, h, i) => t.#hierarchyChangeAuth(h, i) }],
+    [CC.NV_DefineSpace, { decrypt: true, handles: ["provision"], auth: 1, run: (t, h, i) => t.#nvDefineSpace(h, i) }],
+    [CC.NV_UndefineSpace, { handles: ["provision", "nvIndex"], auth: 1, run: (t, h, i) => t.#nvUndefineSpace(h, i) }],
+    [CC.NV_Write, { decrypt: true, handles: ["nvAuth", "nvIndex"], auth: 1, run: (t, h, i) => t.#nvWrite(h, i) }],
+    [CC.NV_Read, { encrypt: true, handles: ["nvAuth", "nvIndex"], auth: 1, run: (t, h, i, o) => t.#nvRead(h, i, o) }],
     [CC.NV_ReadPublic, { handles: ["nvIndex"], auth: 0, run: (t, h, i, o) => t.#nvReadPublic(h, i, o) }],
-    [CC.NV_Increment, { handles: ["nvAuth", "nvIndex"], auth: 1, changes: true, run: (t, h, i) => t.#nvIncrement(h, i) }],
-    [CC.NV_Extend, { handles: ["nvAuth", "nvIndex"], auth: 1, changes: true, run: (t, h, i) => t.#nvExtend(h, i) }],
-    [CC.NV_SetBits, { handles: ["nvAuth", "nvIndex"], auth: 1, changes: true, run: (t, h, i) => t.#nvSetBits(h, i) }],
-    [CC.NV_ReadLock, { handles: ["nvAuth", "nvIndex"], auth: 1, changes: true, run: (t, h, i) => t.#nvReadLock(h, i) }],
-    [CC.NV_WriteLock, { handles: ["nvAuth", "nvIndex"], auth: 1, changes: true, run: (t, h, i) => t.#nvWriteLock(h, i) }],
+    [CC.NV_Increment, { handles: ["nvAuth", "nvIndex"], auth: 1, run: (t, h, i) => t.#nvIncrement(h, i) }],
+    [CC.NV_Extend, { decrypt: true, handles: ["nvAuth", "nvIndex"], auth: 1, run: (t, h, i) => t.#nvExtend(h, i) }],
+    [CC.NV_SetBits, { handles: ["nvAuth", "nvIndex"], auth: 1, run: (t, h, i) => t.#nvSetBits(h, i) }],
+    [CC.NV_ReadLock, { handles: ["nvAuth", "nvIndex"], auth: 1, run: (t, h, i) => t.#nvReadLock(h, i) }],
+    [CC.NV_WriteLock, { handles: ["nvAuth", "nvIndex"], auth: 1, run: (t, h, i) => t.#nvWriteLock(h, i) }],
   ]);
 
   #emit<T>(out: Out, list: readonly T[], count: number, max: number, write: (x: T) => void): boolean {
@@ -1784,7 +1963,9 @@ export class SoftTpm implements TpmBackend {
     const counters = ps.nv.filter((x) => ((x.attributes >>> 4) & 0xf) === NT_COUNTER).length;
     return [
       [0x200, permanent], // PERMANENT (tpmGeneratedEPS always set)
-      [0x201, 0x8000000f], // STARTUP_CLEAR: ph/sh/eh/phEnableNV, orderly
+      // STARTUP_CLEAR: ph/sh/eh/phEnableNV, and orderly when the last Startup followed an
+      // orderly Shutdown (it stays so until the next Startup; measured against swtpm 0.7.1)
+      [0x201, (this.#startupOrderly ? 0x80000000 : 0) | 0xf],
       [0x202, ps.nv.length], // HR_NV_INDEX
       [0x203, this.#hmacSessions.size], // HR_LOADED
       [0x204, MAX_SESSIONS - this.#hmacSessions.size], // HR_LOADED_AVAIL
@@ -1818,13 +1999,10 @@ function errorResponse(rc: number): Uint8Array {
 
 /** Is `tag` a TPM_ST value at all (then a non-command tag is TPM_RC_BAD_TAG, else TPM_RC_VALUE)? */
 function isStructureTag(tag: number): boolean {
-  return (
-    tag === 0x00c4 ||
-    (tag >= 0x8000 && tag <= 0x8004) ||
-    (tag >= 0x8014 && tag <= 0x801b) ||
-    (tag >= 0x8021 && tag <= 0x8025) ||
-    tag === 0x8029
-  );
+  // the TPM_ST values libtpms 0.9 unmarshals (measured against swtpm 0.7.1 over every tag
+  // 0x8000–0x802f): the reserved 0x8003, 0x8004, 0x801b and FU_MANIFEST (0x8029) are not among
+  // them, so they give TPM_RC_VALUE like any other unknown value
+  return tag === 0x00c4 || tag === 0x8000 || (tag >= 0x8014 && tag <= 0x801a) || (tag >= 0x8021 && tag <= 0x8025);
 }
 
 /** Index of the bank for `alg` in {@link HASH_ALGS}, or -1. */
@@ -1876,6 +2054,14 @@ function authEqual(given: Uint8Array, expected: Uint8Array): boolean {
   const n = Math.max(a.length, b.length);
   for (let i = 0; i < n; i++) diff |= (a[i] ?? 0) ^ (b[i] ?? 0);
   return diff === 0;
+}
+
+/**
+ * Whether data hashed by a sequence may be given a ticket (libtpms TicketIsSafe, measured against
+ * swtpm 0.7.1): at least 4 bytes, and not starting with TPM_GENERATED_VALUE.
+ */
+function ticketIsSafe(d: Uint8Array): boolean {
+  return d.length >= 4 && !startsWithGenerated(d);
 }
 
 function startsWithGenerated(d: Uint8Array): boolean {

@@ -51,6 +51,12 @@ export interface SavedState {
   platformAuth: Uint8Array;
   /** One entry per bank, in {@link HASH_ALGS} order: 24 digests back to back. */
   pcrs: Uint8Array[];
+  /**
+   * The Startup before this Shutdown(STATE) came from locality 3 (a resume must then come from
+   * locality 3 too, and one from 3 needs it; TPM 2.0 Part 3 §9.3, as libtpms). Encoded in the
+   * hasSaved byte (2 instead of 1), so version-1 blobs written before it decode unchanged.
+   */
+  startupLocality3?: boolean;
 }
 
 /** Orderly state recorded by the last shutdown: none (power lost), CLEAR or STATE. */
@@ -59,6 +65,17 @@ export type OrderlyState = "none" | "clear" | "state";
 /** Everything a SoftTpm persists. */
 export interface PersistentState {
   disableClear: boolean;
+  /**
+   * lockoutAuth is blocked after a failure (libtpms keeps this in NV: it survives a power cycle,
+   * and the recovery time restarts at power-on; measured against swtpm 0.7.1). Flag bit 2.
+   */
+  lockoutAuthDisabled?: boolean;
+  /**
+   * A DA-protected authorization was attempted since the last Startup or Shutdown (libtpms'
+   * "DA used" orderly state): if power is lost now, the next Startup counts one DA failure.
+   * Flag bit 3.
+   */
+  daUsed?: boolean;
   clockSafe: boolean;
   orderly: OrderlyState;
   /** Milliseconds the TPM has been powered in its life (TPMS_CLOCK_INFO.clock). */
@@ -118,7 +135,7 @@ export function nvIndexProblem(nv: NvIndexState): string | undefined {
 export function encodeState(s: PersistentState): Uint8Array {
   const w = new TpmWriter(1024);
   w.u32(STATE_MAGIC).u16(STATE_VERSION).u16(0).u32(0);
-  w.u8((s.disableClear ? 1 : 0) | (s.clockSafe ? 2 : 0));
+  w.u8((s.disableClear ? 1 : 0) | (s.clockSafe ? 2 : 0) | (s.lockoutAuthDisabled ? 4 : 0) | (s.daUsed ? 8 : 0));
   w.u8(s.orderly === "none" ? 0 : s.orderly === "clear" ? 1 : 2);
   w.u64(Math.floor(s.clock));
   w.u32(s.resetCount >>> 0).u32(s.restartCount >>> 0);
@@ -135,7 +152,7 @@ export function encodeState(s: PersistentState): Uint8Array {
     w.u32(nv.handle).u16(nv.nameAlg).u32(nv.attributes >>> 0).tpm2b(nv.authValue).tpm2b(nv.authPolicy).u16(nv.dataSize).bytes(nv.data);
   }
   if (s.saved) {
-    w.u8(1).u32(s.saved.pcrUpdateCounter >>> 0).tpm2b(s.saved.platformAuth).u8(HASH_ALGS.length);
+    w.u8(s.saved.startupLocality3 ? 2 : 1).u32(s.saved.pcrUpdateCounter >>> 0).tpm2b(s.saved.platformAuth).u8(HASH_ALGS.length);
     HASH_ALGS.forEach((a, i) => {
       const bank = s.saved!.pcrs[i];
       if (!bank || bank.length !== a.size * PCR_COUNT) throw new TpmStateFileError(`saved PCR bank ${a.name} has the wrong size`);
@@ -194,7 +211,7 @@ function bad(r: TpmReader, what: string): never {
 
 function decodeBody(r: TpmReader): PersistentState {
   const flags = r.u8("flags");
-  if (flags & ~3) bad(r, `unknown flag bits 0x${flags.toString(16)}`);
+  if (flags & ~15) bad(r, `unknown flag bits 0x${flags.toString(16)}`);
   const o = r.u8("orderly");
   if (o > 2) bad(r, `orderly state ${o} out of range`);
   const clock = r.u64("clock");
@@ -230,7 +247,7 @@ function decodeBody(r: TpmReader): PersistentState {
   }
   const hasSaved = r.u8("hasSaved");
   let saved: SavedState | undefined;
-  if (hasSaved === 1) {
+  if (hasSaved === 1 || hasSaved === 2) {
     const pcrUpdateCounter = r.u32("pcrUpdateCounter");
     const platformAuth = r.tpm2b("platformAuth", AUTH_MAX).slice();
     const banks = r.u8("bankCount");
@@ -241,15 +258,17 @@ function decodeBody(r: TpmReader): PersistentState {
       if (alg !== a.alg) bad(r, `saved PCR bank 0x${alg.toString(16)} where 0x${a.alg.toString(16)} was expected`);
       pcrs.push(r.bytesN(a.size * PCR_COUNT, "bank.pcrs").slice());
     }
-    saved = { pcrUpdateCounter, platformAuth, pcrs };
+    saved = hasSaved === 2 ? { pcrUpdateCounter, platformAuth, pcrs, startupLocality3: true } : { pcrUpdateCounter, platformAuth, pcrs };
   } else if (hasSaved !== 0) {
-    bad(r, `hasSaved is ${hasSaved}, must be 0 or 1`);
+    bad(r, `hasSaved is ${hasSaved}, must be 0, 1 or 2`);
   }
   if (r.remaining !== 0) bad(r, `${r.remaining} trailing bytes`);
   const orderly: OrderlyState = o === 0 ? "none" : o === 1 ? "clear" : "state";
   if (orderly === "state" && !saved) bad(r, "orderly state STATE without saved PCR state");
   return {
     disableClear: (flags & 1) !== 0,
+    ...((flags & 4) !== 0 ? { lockoutAuthDisabled: true } : {}),
+    ...((flags & 8) !== 0 ? { daUsed: true } : {}),
     clockSafe: (flags & 2) !== 0,
     orderly,
     clock: Number(clock),

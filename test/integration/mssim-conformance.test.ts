@@ -7,46 +7,16 @@
  * swtpm accepts the mssim TPM_SEND_COMMAND header on its data port (facts swtpm-measured.md §3),
  * so the same client code drives both hops. swtpm must be installed (.ci/run installs it).
  */
-import { execFile } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { createServer, type AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { promisify } from "node:util";
 import { Chip } from "../../src/core/chip.js";
 import { serveMssim } from "../../src/server/mssim.js";
 import { mssim } from "../../src/transports/mssim/index.js";
 import { describeConformance } from "../conformance.js";
-import { freePort } from "./ports.js";
-
-const run = promisify(execFile);
+import { startSwtpm as startPeer, type SwtpmPeer } from "./swtpm-peer.js";
 
 
-async function startSwtpm(): Promise<{ port: number; stop(): Promise<void> }> {
-  const dir = await mkdtemp(join(tmpdir(), "tpmkit-mssim-conf-"));
-  const port = await freePort();
-  await run(
-    "swtpm",
-    [
-      "socket", "--tpm2", "--tpmstate", `dir=${dir}`,
-      "--server", `type=tcp,port=${port},bindaddr=127.0.0.1`,
-      "--flags", "not-need-init",
-      "--pid", `file=${dir}/swtpm.pid`, "--daemon",
-    ],
-    { timeout: 10000 },
-  );
-  const pid = Number((await readFile(join(dir, "swtpm.pid"), "utf8")).trim());
-  return {
-    port,
-    async stop() {
-      try {
-        process.kill(pid);
-      } catch {
-        // already gone
-      }
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
+/** A fresh swtpm for one test (`--flags not-need-init`; only its data port is used here). */
+function startSwtpm(): Promise<SwtpmPeer> {
+  return startPeer({ flags: "not-need-init", prefix: "tpmkit-mssim-conf-" });
 }
 
 describeConformance(

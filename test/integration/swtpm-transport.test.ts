@@ -2,11 +2,7 @@
  * tpmkit's swtpm transport and control client against a real swtpm process (TCP and UNIX socket).
  * These tests need `swtpm` on PATH (CI installs it with apt); without it they fail, they do not skip.
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
-import * as net from "node:net";
-import * as os from "node:os";
-import * as path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { systemClock } from "../../src/core/clock.js";
 import { TpmTransportError } from "../../src/core/errors.js";
@@ -15,7 +11,7 @@ import { swtpm, type SwtpmTransport } from "../../src/transports/swtpm/transport
 import { SwtpmControl } from "../../src/transports/swtpm/control.js";
 import { PTM_BLOB_TYPE, PTM_CAP, SwtpmControlError } from "../../src/transports/swtpm/protocol.js";
 import type { SwtpmEndpoint } from "../../src/transports/swtpm/socket.js";
-import { freePortPair } from "./ports.js";
+import { killAllStartedSwtpm, requireSwtpm, startSwtpm as startPeer, type SwtpmPeer } from "./swtpm-peer.js";
 
 // ---------------------------------------------------------------- commands, built by hand (TPM 2.0 Part 3)
 
@@ -45,87 +41,16 @@ function pcrDigest(r: Uint8Array): string {
 
 // ---------------------------------------------------------------- swtpm process management
 
-function requireSwtpm(): void {
-  const r = spawnSync("swtpm", ["--version"], { encoding: "utf8" });
-  if (r.error || r.status !== 0) {
-    throw new Error("swtpm is not installed or not on PATH: these integration tests need it (apt-get install swtpm swtpm-tools)");
-  }
+type Swtpm = SwtpmPeer;
+
+/** swtpm with data + control channel over TCP or UNIX sockets (`--flags not-need-init,startup-clear`); `reuse` restarts one on its state dir. */
+function startSwtpm(kind: "tcp" | "unix", reuse?: { dir: string; data: SwtpmEndpoint; ctrl: SwtpmEndpoint }): Promise<Swtpm> {
+  return startPeer({ kind, flags: "not-need-init,startup-clear", prefix: "tpmkit-swtpm-it-", ...(reuse ? { reuse } : {}) });
 }
 
-
-interface Swtpm {
-  data: SwtpmEndpoint;
-  ctrl: SwtpmEndpoint;
-  child: ChildProcess;
-  dir: string;
-}
-
-const running = new Set<ChildProcess>();
-
-async function startSwtpm(kind: "tcp" | "unix", reuse?: { dir: string; data: SwtpmEndpoint; ctrl: SwtpmEndpoint }): Promise<Swtpm> {
-  const dir = reuse?.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), "tpmkit-swtpm-it-"));
-  let data: SwtpmEndpoint;
-  let ctrl: SwtpmEndpoint;
-  let server: string;
-  let control: string;
-  if (reuse) {
-    data = reuse.data;
-    ctrl = reuse.ctrl;
-  } else if (kind === "tcp") {
-    const port = await freePortPair();
-    data = { host: "127.0.0.1", port };
-    ctrl = { host: "127.0.0.1", port: port + 1 };
-  } else {
-    data = { path: path.join(dir, "swtpm.sock") };
-    ctrl = { path: path.join(dir, "swtpm.sock.ctrl") };
-  }
-  if ("path" in data) {
-    server = `type=unixio,path=${data.path}`;
-    control = `type=unixio,path=${(ctrl as { path: string }).path}`;
-  } else {
-    server = `type=tcp,port=${data.port},bindaddr=127.0.0.1`;
-    control = `type=tcp,port=${(ctrl as { port: number }).port},bindaddr=127.0.0.1`;
-  }
-  const child = spawn(
-    "swtpm",
-    ["socket", "--tpm2", "--tpmstate", `dir=${dir}`, "--server", server, "--ctrl", control, "--flags", "not-need-init,startup-clear", "--log", `file=${dir}/log,level=1`],
-    { stdio: "ignore" },
-  );
-  running.add(child);
-  child.once("exit", () => running.delete(child));
-  // Ready when the control socket accepts (bounded: 5 s).
-  const deadline = Date.now() + 5000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`swtpm exited with ${child.exitCode}; log: ${safeRead(`${dir}/log`)}`);
-    const ok = await new Promise<boolean>((r) => {
-      const s = net.connect("path" in data ? { path: data.path } : { port: data.port, host: "127.0.0.1" });
-      s.once("connect", () => {
-        s.destroy();
-        r(true);
-      });
-      s.once("error", () => r(false));
-    });
-    if (ok) break;
-    if (Date.now() > deadline) throw new Error("swtpm did not start listening within 5 s");
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return { data, ctrl, child, dir };
-}
-
-function safeRead(p: string): string {
-  try {
-    return fs.readFileSync(p, "utf8").slice(-500);
-  } catch {
-    return "(no log)";
-  }
-}
-
-async function stopSwtpm(s: Swtpm): Promise<void> {
-  if (s.child.exitCode === null && s.child.signalCode === null) {
-    const gone = new Promise((r) => s.child.once("exit", r));
-    s.child.kill("SIGTERM");
-    await gone;
-  }
+/** Stops the process by PID; the state dir is removed by the caller (a restart may reuse it). */
+function stopSwtpm(s: Swtpm): Promise<void> {
+  return s.stop({ keepDir: true });
 }
 
 function opts(locality = 0, timeoutMs = 5000) {
@@ -137,9 +62,7 @@ EXTEND_KAT_DIGEST[31] = 1;
 const EXTEND_KAT = "90f4b39548df55ad6187a1d20d731ecee78c545b94afd16f42ef7592d99cd365";
 
 beforeAll(() => requireSwtpm());
-afterAll(() => {
-  for (const c of running) c.kill("SIGKILL");
-});
+afterAll(() => killAllStartedSwtpm());
 
 for (const kind of ["tcp", "unix"] as const) {
   describe(`swtpm transport against a real swtpm over ${kind.toUpperCase()}`, () => {
