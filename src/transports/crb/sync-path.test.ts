@@ -5,6 +5,7 @@ import type { Mmio } from "../../bus/mmio.js";
 import { CrbDevice } from "../../devices/crb/index.js";
 import { crb, mmioStart } from "./index.js";
 import { FakeBackend, RecordingMmio, answer, getRandomCommand, paddedCommand, type Access } from "./testing.js";
+import { countingClock } from "../../../test/support/counting-clock.js";
 
 // The driver awaits an access only when it returned a Promise. These tests hold it to the same
 // register sequence whether the Mmio answers synchronously (a device model), asynchronously (a
@@ -61,22 +62,6 @@ class MixedMmio implements Mmio {
   }
 }
 
-/** A clock that counts the timers and sleeps asked of it. */
-function countingClock(inner: Clock): Clock & { timers: number } {
-  const c = {
-    timers: 0,
-    now: () => inner.now(),
-    sleep: (ms: number, signal?: AbortSignal) => {
-      c.timers++;
-      return inner.sleep(ms, signal);
-    },
-    setTimer: (ms: number, fn: () => void) => {
-      c.timers++;
-      return inner.setTimer(ms, fn);
-    },
-  };
-  return c;
-}
 
 const opts = (clock: Clock) => ({ signal: new AbortController().signal, locality: 0, timeoutMs: 2000, clock });
 

@@ -4,6 +4,7 @@ import { TisDevice } from "../../devices/tis/device.js";
 import { FakeTpmBackend } from "../../devices/tis/fake-backend.js";
 import { FakeClock, systemClock, type Clock } from "../../core/clock.js";
 import type { Mmio } from "../../bus/mmio.js";
+import { countingClock } from "../../../test/support/counting-clock.js";
 
 // A device that answers synchronously must cost no timer per command (polls start with microtask
 // yields; the cleanup accesses need no bound when they complete at once), while a bridge whose
@@ -13,21 +14,6 @@ const GET_RANDOM_16 = Uint8Array.from([0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x7b
 const ACCESS = 0x00;
 const STS = 0x18;
 
-function countingClock(inner: Clock): Clock & { timers: number } {
-  const c = {
-    timers: 0,
-    now: () => inner.now(),
-    sleep: (ms: number, signal?: AbortSignal) => {
-      c.timers++;
-      return inner.sleep(ms, signal);
-    },
-    setTimer: (ms: number, fn: () => void) => {
-      c.timers++;
-      return inner.setTimer(ms, fn);
-    },
-  };
-  return c;
-}
 
 /** Passes everything through to `inner`, except that writes matching `hang` return a promise that never settles. */
 function hangingWrites(inner: Mmio, hang: (offset: number, value: number) => boolean): Mmio {
