@@ -53,11 +53,9 @@ export class Prng {
 
 // --------------------------------------------------------------------------------- byte builders
 
-const u8 = (v: number): number[] => [v & 0xff];
 const u16 = (v: number): number[] => [(v >>> 8) & 0xff, v & 0xff];
 const u32 = (v: number): number[] => [(v >>> 24) & 0xff, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff];
 const t2b = (b: readonly number[]): number[] => [...u16(b.length), ...b];
-const fill = (n: number, v = 0): number[] => new Array<number>(n).fill(v);
 
 /** A command: tag, size (correct), code, body. TPM 2.0 Part 1 §18.2. */
 export function command(tag: number, cc: number, body: readonly number[] = []): Uint8Array {

@@ -6,7 +6,6 @@ import { FakeTpmBackend } from "../../devices/tis/fake-backend.js";
 import { FakeClock } from "../../core/clock.js";
 import { countMmio } from "../../bus/count.js";
 import { faultyMmio, type MmioFault } from "../../bus/faults.js";
-import { traceMmio } from "../../bus/trace.js";
 import type { InterruptLine } from "../../bus/interrupt.js";
 import { TpmArgumentError, TpmNotFoundError, TpmTimeoutError, TpmTransportError } from "../../core/errors.js";
 
