@@ -5,10 +5,6 @@
  */
 import { describe, it, expect, afterEach } from "vitest";
 import { execFile } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { createServer, type AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { promisify } from "node:util";
 import { Chip } from "../../src/core/chip.js";
 import { systemClock } from "../../src/core/clock.js";
@@ -16,6 +12,7 @@ import { fromHex, toHex } from "../../src/tpm/buffer.js";
 import { serveMssim } from "../../src/server/mssim.js";
 import { mssim, MssimSwtpmDetectedError } from "../../src/transports/mssim/index.js";
 import { scriptedBackend } from "../../src/transports/mssim/testkit.js";
+import { startSwtpm } from "./swtpm-peer.js";
 
 const run = promisify(execFile);
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -30,23 +27,6 @@ async function startServer() {
   return { server, backend };
 }
 
-/** Two consecutive free TCP ports on loopback (P, P + 1). */
-async function freePortPair(): Promise<number> {
-  for (let i = 0; i < 50; i++) {
-    const a = createServer();
-    await new Promise<void>((r) => a.listen(0, "127.0.0.1", r));
-    const p = (a.address() as AddressInfo).port;
-    const b = createServer();
-    const ok = await new Promise<boolean>((r) => {
-      b.once("error", () => r(false));
-      b.listen(p + 1, "127.0.0.1", () => r(true));
-    });
-    await new Promise<void>((r) => a.close(() => r()));
-    if (ok) await new Promise<void>((r) => b.close(() => r()));
-    if (ok && p + 1 <= 65535) return p;
-  }
-  throw new Error("no free port pair");
-}
 
 describe("tpm2-tools (tcti-mssim) against serveMssim", () => {
   it("tpm2_getrandom -T mssim:host=127.0.0.1,port=P 8 --hex prints the backend's bytes", async () => {
@@ -72,22 +52,9 @@ describe("tpm2-tools (tcti-mssim) against serveMssim", () => {
 
 describe("tpm2-tools driving a real swtpm through serveMssim (Chip bridge)", () => {
   it("tpm2_startup, tpm2_pcrextend and tpm2_pcrread give the value swtpm gives directly", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "tpmkit-mssim-bridge-"));
-    cleanups.push(() => rm(dir, { recursive: true, force: true }));
-    const port = await freePortPair();
-    await run(
-      "swtpm",
-      ["socket", "--tpm2", "--tpmstate", `dir=${dir}`, "--server", `type=tcp,port=${port},bindaddr=127.0.0.1`, "--flags", "not-need-init", "--pid", `file=${dir}/swtpm.pid`, "--daemon"],
-      { timeout: 10000 },
-    );
-    const pid = Number((await readFile(join(dir, "swtpm.pid"), "utf8")).trim());
-    cleanups.push(() => {
-      try {
-        process.kill(pid);
-      } catch {
-        // already gone
-      }
-    });
+    const sw = await startSwtpm({ flags: "not-need-init", prefix: "tpmkit-mssim-bridge-" });
+    cleanups.push(() => sw.stop());
+    const port = sw.port;
     const chip = new Chip(mssim({ port, powerOn: false }));
     cleanups.push(() => chip.close());
     await chip.open();
@@ -115,28 +82,9 @@ describe("mssim transport through a Chip against serveMssim", () => {
 
 describe("mssim transport pointed at a real swtpm", () => {
   it("fails open() with MssimSwtpmDetectedError naming the swtpm TCTI", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "tpmkit-mssim-swtpm-"));
-    cleanups.push(() => rm(dir, { recursive: true, force: true }));
-    const port = await freePortPair();
-    await run(
-      "swtpm",
-      [
-        "socket", "--tpm2", "--tpmstate", `dir=${dir}`,
-        "--server", `type=tcp,port=${port},bindaddr=127.0.0.1`,
-        "--ctrl", `type=tcp,port=${port + 1},bindaddr=127.0.0.1`,
-        "--flags", "not-need-init,startup-clear",
-        "--pid", `file=${dir}/swtpm.pid`, "--daemon",
-      ],
-      { timeout: 10000 },
-    );
-    const pid = Number((await readFile(join(dir, "swtpm.pid"), "utf8")).trim());
-    cleanups.push(() => {
-      try {
-        process.kill(pid);
-      } catch {
-        // already gone
-      }
-    });
+    const sw = await startSwtpm({ prefix: "tpmkit-mssim-swtpm-" });
+    cleanups.push(() => sw.stop());
+    const port = sw.port;
     const t = mssim({ port });
     cleanups.push(() => t.close!());
     const err = await t.open!({ clock: systemClock, locality: 0 }).catch((e: unknown) => e);
