@@ -17,16 +17,12 @@ import { tis } from "./tis/tis.js";
 import { crb } from "./crb/crb.js";
 import { mmioStart } from "./crb/start.js";
 import { swtpm } from "./swtpm/transport.js";
-import { defaultTctiRegistry, defineTcti, openTransport as openWith, type OpenTransportOptions, type TctiRegistry } from "./tcti/open.js";
+import { confNum, confStr, defaultTctiRegistry, defineTcti, openTransport as openWith, type OpenTransportOptions, type TctiRegistry } from "./tcti/open.js";
 
-function str(v: string | number | undefined): string | undefined {
-  return v === undefined ? undefined : String(v);
-}
-
-/** `swtpm:host=H,port=P` or `swtpm:path=SOCK` (defaults: 127.0.0.1:2321, as tcti-swtpm). */
+/** `swtpm:host=H,port=P` or `swtpm:path=SOCK`; defaults 127.0.0.1:2321, the address tcti-swtpm and DEFAULT_DISCOVERY use. */
 export const swtpmTcti: TctiRegistry = defineTcti("swtpm", (c) => {
   if (c.path !== undefined) return swtpm({ path: String(c.path) });
-  return swtpm({ host: str(c.host) ?? "127.0.0.1", port: c.port === undefined ? 2321 : Number(c.port) });
+  return swtpm({ host: confStr(c.host) ?? "127.0.0.1", port: confNum(c.port) ?? 2321 });
 });
 
 /** `memory` and `softtpm[:state=FILE]`: SoftTpm in this process. */

@@ -38,8 +38,12 @@ export function defineTcti(name: string, factory: TctiFactory): TctiRegistry {
   return Object.freeze({ [name]: factory });
 }
 
-const str = (v: string | number | undefined): string | undefined => (v === undefined ? undefined : String(v));
-const num = (v: string | number | undefined): number | undefined => (v === undefined ? undefined : Number(v));
+/** A TCTI config value as a string (undefined stays undefined), for factories. */
+export const confStr = (v: string | number | undefined): string | undefined => (v === undefined ? undefined : String(v));
+/** A TCTI config value as a number (undefined stays undefined), for factories. */
+export const confNum = (v: string | number | undefined): number | undefined => (v === undefined ? undefined : Number(v));
+const str = confStr;
+const num = confNum;
 
 /** `mssim:host=..,port=..` or `mssim:path=..` → {@link mssim}. tcti-mssim's defaults: port 2321, platform port + 1. */
 export const mssimTcti: TctiRegistry = defineTcti("mssim", (c) => mssim({ host: str(c.host), port: num(c.port), path: str(c.path) }));
