@@ -22,14 +22,21 @@ function loadDc(): DcModule | null {
   if (dc !== undefined) return dc;
   try {
     const p = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
-    dc = (p?.getBuiltinModule?.("node:diagnostics_channel") as DcModule | undefined) ?? null;
+    const mod = p?.getBuiltinModule?.("node:diagnostics_channel") as DcModule | undefined;
+    dc = mod && typeof mod.channel === "function" ? mod : null;
   } catch {
     dc = null;
   }
   return dc;
 }
 
-/** The named channel, or a no-op channel where diagnostics_channel is not available. */
+/** The named channel, or a no-op channel where diagnostics_channel is not available. Never throws. */
 export function traceChannel(name: string): TraceChannel {
-  return loadDc()?.channel(name) ?? noop;
+  const mod = loadDc();
+  if (!mod) return noop;
+  try {
+    return mod.channel(name);
+  } catch {
+    return noop;
+  }
 }
