@@ -11,7 +11,7 @@ import { TPM_RC } from "../tpm/constants.js";
 import { SoftTpm } from "../softtpm/index.js";
 import { FileStorage } from "../softtpm/file-storage.js";
 import { memory } from "../transports/memory/index.js";
-import { UsageError } from "./args.js";
+import { parseTcti } from "../transports/tcti/parse.js";
 import { openTcti } from "./tcti.js";
 
 /** An open TPM plus what to do when the CLI is done with it. */
@@ -31,10 +31,9 @@ export interface CliTarget {
 
 /** Opens the TPM a TCTI string names. */
 export async function openCliTarget(tcti: string, options: { locality?: number } = {}): Promise<CliTarget> {
-  const [name, conf = ""] = splitOnce(tcti, ":");
-  if (name === "memory" || name === "softtpm") {
-    const state = parseConf(conf).get("state");
-    if (name === "memory" && conf) throw new UsageError(`"memory" takes no options (use softtpm:state=FILE)`);
+  const spec = parseTcti(tcti);
+  if (spec.name === "memory" || spec.name === "softtpm") {
+    const state = spec.config.state === undefined ? undefined : String(spec.config.state);
     const soft = new SoftTpm(state ? { storage: new FileStorage(state) } : {});
     const chipOpts = { locality: options.locality };
     let tpm: Tpm;
@@ -80,21 +79,4 @@ export async function openCliTarget(tcti: string, options: { locality?: number }
     finish: () => opened.tpm.close(),
     abandon: () => opened.tpm.close(),
   };
-}
-
-function splitOnce(s: string, sep: string): [string, string | undefined] {
-  const i = s.indexOf(sep);
-  return i < 0 ? [s, undefined] : [s.slice(0, i), s.slice(i + 1)];
-}
-
-/** Parses tpm2-tss style `key=value,key=value`. */
-export function parseConf(conf: string): Map<string, string> {
-  const m = new Map<string, string>();
-  if (!conf) return m;
-  for (const part of conf.split(",")) {
-    const eq = part.indexOf("=");
-    if (eq <= 0) throw new UsageError(`bad TCTI option "${part}" (want key=value)`);
-    m.set(part.slice(0, eq), part.slice(eq + 1));
-  }
-  return m;
 }
