@@ -450,20 +450,13 @@ describe("tis driver: broken interrupts", () => {
 
   it("an interrupt storm (over 1000 unhandled interrupts, each within 100 ms) turns interrupts off", async () => {
     const s = stack();
-    let fire: (() => void) | undefined;
-    const line: InterruptLine = {
-      onInterrupt: (cb) => {
-        const off = s.device.onInterrupt(cb);
-        fire = () => cb({ locality: 0, causes: 0x01 });
-        return off;
-      },
-    };
+    const { line, fire } = strayInterrupts(s.device);
     const t = tis({ mmio: s.counted, interrupts: line });
     await t.open({ clock: s.clock, locality: 0 });
     expect(t.info?.interrupts).toBe(true);
-    for (let i = 0; i < 995; i++) fire!();
+    for (let i = 0; i < 995; i++) fire();
     expect(t.info?.interrupts).toBe(true);
-    for (let i = 0; i < 10; i++) fire!();
+    for (let i = 0; i < 10; i++) fire();
     expect(t.info?.interrupts).toBe(false);
     s.backend.options.executionMs = 5;
     expect((await t.send(GET_RANDOM_16, { signal: new AbortController().signal, locality: 0, timeoutMs: 2000, clock: s.clock })).length).toBe(28);
@@ -471,18 +464,11 @@ describe("tis driver: broken interrupts", () => {
 
   it("unhandled interrupts spread out in time are not a storm", async () => {
     const s = stack();
-    let fire: (() => void) | undefined;
-    const line: InterruptLine = {
-      onInterrupt: (cb) => {
-        const off = s.device.onInterrupt(cb);
-        fire = () => cb({ locality: 0, causes: 0x01 });
-        return off;
-      },
-    };
+    const { line, fire } = strayInterrupts(s.device);
     const t = tis({ mmio: s.counted, interrupts: line });
     await t.open({ clock: s.clock, locality: 0 });
     for (let i = 0; i < 1100; i++) {
-      fire!();
+      fire();
       if (i % 500 === 499) await s.clock.advance(101);
     }
     expect(t.info?.interrupts).toBe(true);
@@ -505,3 +491,15 @@ describe("tis driver: options", () => {
     expect(r.ms).toBe(100);
   });
 });
+
+/** The device's interrupt line, plus a way to raise unsolicited dataAvail interrupts on it. */
+function strayInterrupts(device: InterruptLine): { line: InterruptLine; fire: () => void } {
+  let cb: Parameters<InterruptLine["onInterrupt"]>[0] | undefined;
+  const line: InterruptLine = {
+    onInterrupt: (fn) => {
+      cb = fn;
+      return device.onInterrupt(fn);
+    },
+  };
+  return { line, fire: () => cb?.({ locality: 0, causes: 0x01 }) };
+}
