@@ -5,7 +5,7 @@ export default defineConfig([
     entry: {
       index: "src/index.ts",
       softtpm: "src/softtpm/index.ts",
-      wire: "src/tpm/index.ts",
+      wire: "src/wire/index.ts",
     },
     format: ["esm", "cjs"],
     dts: true,

@@ -24,7 +24,7 @@ export {
   type TpmInfo,
   type NvDefineOptions,
   type NvAuthOptions,
-} from "./tpm.js";
+} from "./client/tpm.js";
 
 // Core: chip, transports contract, clock, errors
 export { Chip, checkResponse, type ChipOptions, type TransmitOptions, type Readiness, type ChipCommandEvent } from "./core/chip.js";
@@ -44,17 +44,17 @@ export {
   TeeError,
   FfaError,
   type TpmkitErrorOptions,
-} from "./core/errors.js";
+} from "./errors/index.js";
 export { chipBackend, type ChipBackendOptions } from "./core/bridge.js";
 export { commandDuration, COMMAND_DURATIONS_MS, DEFAULT_DURATION_MS, TIMEOUTS_TPM2, TIMEOUTS_PROBE, type InterfaceTimeouts } from "./core/durations.js";
 
 // Wire format
-export { TpmResponseError, decodeRc, formatRc, commandName, RC_LAYER, type DecodedRc } from "./tpm/rc.js";
-export { TPM_ST, TPM_SU, TPM_CC, TPM_ALG, TPM_CAP, TPM_PT, TPM_HT, TPM_NT, TPMA_NV, TPM_RH, TPM_RS, TPM_RC } from "./tpm/constants.js";
-export { TpmReader, TpmWriter, toHex, fromHex, readHeader, HEADER_SIZE, type TpmHeader } from "./tpm/buffer.js";
-export { buildCommand, parseResponse, type CommandSpec, type PasswordAuth } from "./tpm/command.js";
-export { HASH_ALGS, HIERARCHIES, hashId, hashName, type HashAlgName, type Hierarchy, type PcrSelection, type PcrSelect } from "./tpm/types.js";
-export type { CapabilityData, NvPublic, TimeInfo, HashResult, TaggedDigest } from "./tpm/commands.js";
+export { TpmResponseError, decodeRc, formatRc, commandName, RC_LAYER, type DecodedRc } from "./wire/rc.js";
+export { TPM_ST, TPM_SU, TPM_CC, TPM_ALG, TPM_CAP, TPM_PT, TPM_HT, TPM_NT, TPMA_NV, TPM_RH, TPM_RS, TPM_RC } from "./wire/constants.js";
+export { TpmReader, TpmWriter, toHex, fromHex, readHeader, HEADER_SIZE, type TpmHeader } from "./wire/buffer.js";
+export { buildCommand, parseResponse, type CommandSpec, type PasswordAuth } from "./wire/command.js";
+export { HASH_ALGS, HIERARCHIES, hashId, hashName, type HashAlgName, type Hierarchy, type PcrSelection, type PcrSelect } from "./wire/types.js";
+export type { CapabilityData, NvPublic, TimeInfo, HashResult, TaggedDigest } from "./wire/commands.js";
 
 // The embedded TPM
 export { SoftTpm, type SoftTpmOptions, type Storage, MemoryStorage, FileStorage, SeededRandom, SystemRandom, type RandomSource } from "./softtpm/index.js";
@@ -78,5 +78,5 @@ export { serveMssim, type MssimServer, type ServeMssimOptions, type ServeMssimTa
 // Host transports and TCTI strings
 export { mssim, MssimPlatform, MssimSwtpmDetectedError, type MssimOptions, type MssimTransport } from "./transports/mssim/index.js";
 export { linuxDevice, FakeTpmDevice, type LinuxDeviceOptions, type LinuxDeviceTransport, type DeviceFs } from "./transports/linux-device/index.js";
-export { parseTcti, formatTcti, defineTcti, TctiDiscoveryError, DEFAULT_DISCOVERY, type TctiSpec, type TctiRegistry, type TctiFactory, type OpenTransportOptions } from "./transports/tcti/index.js";
-export { openTransport, tctiRegistry } from "./transports/registry.js";
+export { parseTcti, formatTcti, defineTcti, TctiDiscoveryError, DEFAULT_DISCOVERY, type TctiSpec, type TctiRegistry, type TctiFactory, type OpenTransportOptions } from "./platform/index.js";
+export { openTransport, tctiRegistry } from "./platform/registry.js";

@@ -3,11 +3,11 @@
  * against any transport. Every transport folder calls it with a factory for a fresh stack.
  */
 import { describe, expect, it } from "vitest";
-import { Tpm } from "../src/tpm.js";
+import { Tpm } from "../src/client/tpm.js";
 import type { Transport } from "../src/core/transport.js";
-import { TpmArgumentError, TpmStateError } from "../src/core/errors.js";
-import { TPM_CAP, TPM_CC, TPM_RC } from "../src/tpm/constants.js";
-import { TpmResponseError } from "../src/tpm/rc.js";
+import { TpmArgumentError, TpmStateError } from "../src/errors/index.js";
+import { TPM_CAP, TPM_CC, TPM_RC } from "../src/wire/constants.js";
+import { TpmResponseError } from "../src/wire/rc.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 
 /** A fresh transport per test, plus whatever must be torn down after it. */

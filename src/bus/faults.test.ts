@@ -2,7 +2,7 @@ import { describe, it, expect } from "vitest";
 import type { Mmio } from "./mmio.js";
 import { faultyMmio } from "./faults.js";
 import { FakeClock } from "../core/clock.js";
-import { TpmArgumentError, TpmTransportError } from "../core/errors.js";
+import { TpmArgumentError, TpmTransportError } from "../errors/index.js";
 
 function regs(): Mmio & { writes: [number, number][]; fifo: number[] } {
   const writes: [number, number][] = [];

@@ -11,7 +11,7 @@ import type { Mmio } from "./mmio.js";
 import type { MaybePromise } from "../core/transport.js";
 import type { Clock } from "../core/clock.js";
 import { systemClock } from "../core/clock.js";
-import { TpmArgumentError, TpmTransportError } from "../core/errors.js";
+import { TpmArgumentError, TpmTransportError } from "../errors/index.js";
 import { type MmioAccess, type MmioOp, isRead, mapMaybe, widthOf } from "./access.js";
 
 /** What a fault does to a matching access. */

@@ -4,11 +4,11 @@
  *
  * @packageDocumentation
  */
-import { TpmkitError } from "../core/errors.js";
-import { Tpm } from "../tpm.js";
-import { fromHex, toHex } from "../tpm/buffer.js";
-import { TPM_ALG, TPM_CC, TPM_PT } from "../tpm/constants.js";
-import { HASH_ALGS, hashName, type HashAlgName, type PcrSelection } from "../tpm/types.js";
+import { TpmkitError } from "../errors/index.js";
+import { Tpm } from "../client/tpm.js";
+import { fromHex, toHex } from "../wire/buffer.js";
+import { TPM_ALG, TPM_CC, TPM_PT } from "../wire/constants.js";
+import { HASH_ALGS, hashName, type HashAlgName, type PcrSelection } from "../wire/types.js";
 import { parseArgs, UsageError, type ParsedArgs } from "./args.js";
 import { openCliTarget, type CliTarget } from "./target.js";
 

@@ -5,13 +5,13 @@
  *
  * @packageDocumentation
  */
-import { Tpm } from "../tpm.js";
-import { TpmResponseError } from "../tpm/rc.js";
-import { TPM_RC } from "../tpm/constants.js";
+import { Tpm } from "../client/tpm.js";
+import { TpmResponseError } from "../wire/rc.js";
+import { TPM_RC } from "../wire/constants.js";
 import { SoftTpm } from "../softtpm/index.js";
-import { FileStorage } from "../softtpm/file-storage.js";
+import { FileStorage } from "../node/file-storage.js";
 import { memory } from "../transports/memory/index.js";
-import { parseTcti } from "../transports/tcti/parse.js";
+import { parseTcti } from "../platform/tcti-parse.js";
 import { openTcti } from "./tcti.js";
 
 /** An open TPM plus what to do when the CLI is done with it. */

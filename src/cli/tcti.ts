@@ -2,8 +2,8 @@
  * TCTI strings other than memory/softtpm for the CLI: every transport in the full registry.
  * @packageDocumentation
  */
-import { Tpm } from "../tpm.js";
-import { openTransport } from "../transports/registry.js";
+import { Tpm } from "../client/tpm.js";
+import { openTransport } from "../platform/registry.js";
 
 const DESCRIPTIONS: Record<string, string> = {
   tis: "SoftTpm behind the TIS register model (Tpm → Chip → tis driver → TisDevice → SoftTpm)",

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { Chip } from "./chip.js";
 import { FakeClock } from "./clock.js";
-import { ProbeDeferredError, TpmArgumentError, TpmFormatError, TpmNotFoundError, TpmStateError, TpmTimeoutError, abortErrorFrom } from "./errors.js";
+import { ProbeDeferredError, TpmArgumentError, TpmFormatError, TpmNotFoundError, TpmStateError, TpmTimeoutError, abortErrorFrom } from "../errors/index.js";
 import type { SendOptions, Transport } from "./transport.js";
 
 function cmd(cc: number, body: number[] = []): Uint8Array {

@@ -19,10 +19,10 @@ import {
   TpmTimeoutError,
   TpmTransportError,
   abortErrorFrom,
-} from "./errors.js";
+} from "../errors/index.js";
 import { traceChannel } from "./trace.js";
 import type { Transport } from "./transport.js";
-import { TPM_CC, TPM_RC } from "../tpm/constants.js";
+import { TPM_CC, TPM_RC } from "../wire/constants.js";
 
 /**
  * Where a chip is in its life: `absent` (no TPM found), `deferred` (a dependency is missing; open

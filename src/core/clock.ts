@@ -4,7 +4,7 @@
  *
  * @packageDocumentation
  */
-import { TpmAbortError, abortErrorFrom } from "./errors.js";
+import { TpmAbortError, abortErrorFrom } from "../errors/index.js";
 
 /** A cancellable one-shot timer. */
 export interface TimerHandle {

@@ -5,7 +5,7 @@
  *
  * @packageDocumentation
  */
-import { TPM_CC } from "../tpm/constants.js";
+import { TPM_CC } from "../wire/constants.js";
 
 /** The duration for commands not in the table (the kernel's "any other"). */
 export const DEFAULT_DURATION_MS = 120_000;

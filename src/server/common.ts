@@ -9,7 +9,7 @@
  */
 import * as fs from "node:fs";
 import * as net from "node:net";
-import { TpmArgumentError, TpmTransportError } from "../core/errors.js";
+import { TpmArgumentError, TpmTransportError } from "../errors/index.js";
 
 /**
  * Anything that runs TPM commands: the lead's `Chip` has exactly this method; wrap a
@@ -141,7 +141,7 @@ export async function listenSerial(target: ListenTarget, serve: (socket: net.Soc
   };
 }
 
-export { ByteQueue } from "../core/byte-queue.js";
+export { ByteQueue } from "../node/byte-queue.js";
 
 /**
  * The port to try for attempt `attempt` when a caller asked for "any free pair" (port 0 with a

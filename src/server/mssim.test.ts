@@ -2,12 +2,12 @@ import { describe, it, expect, afterEach } from "vitest";
 import fc from "fast-check";
 import type { Socket } from "node:net";
 import { FakeClock, systemClock } from "../core/clock.js";
-import { TpmTransportError, TpmkitError } from "../core/errors.js";
-import { fromHex, toHex } from "../tpm/buffer.js";
-import { connectSocket } from "../transports/mssim/connect.js";
-import { MSSIM_CMD, encodeSendCommand, u32be } from "../transports/mssim/protocol.js";
-import { SocketReader } from "../transports/mssim/stream.js";
-import { scriptedBackend, type ScriptedBackend } from "../transports/mssim/testkit.js";
+import { TpmTransportError, TpmkitError } from "../errors/index.js";
+import { fromHex, toHex } from "../wire/buffer.js";
+import { connectSocket } from "../node/connect.js";
+import { MSSIM_CMD, encodeSendCommand, u32be } from "../node/mssim-protocol.js";
+import { SocketReader } from "../node/socket-reader.js";
+import { scriptedBackend, type ScriptedBackend } from "../testing/scripted-backend.js";
 import { serveMssim, type MssimServer, type ServeMssimOptions } from "./mssim.js";
 
 const GET_RANDOM_8 = fromHex("80010000000c0000017b0008");

@@ -14,10 +14,10 @@
  */
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import { systemClock, type Clock } from "../core/clock.js";
-import { TpmArgumentError, TpmTransportError } from "../core/errors.js";
+import { TpmArgumentError, TpmTransportError } from "../errors/index.js";
 import type { MaybePromise } from "../core/transport.js";
-import { TPM_RC, TPM_ST } from "../tpm/constants.js";
-import { HEADER_SIZE, readHeader } from "../tpm/buffer.js";
+import { TPM_RC, TPM_ST } from "../wire/constants.js";
+import { HEADER_SIZE, readHeader } from "../wire/buffer.js";
 import { portPairCandidate } from "./common.js";
 import {
   MSSIM_CMD,
@@ -26,8 +26,8 @@ import {
   MSSIM_SERVER_VERSION,
   readU32,
   u32be,
-} from "../transports/mssim/protocol.js";
-import { SocketReader } from "../transports/mssim/stream.js";
+} from "../node/mssim-protocol.js";
+import { SocketReader } from "../node/socket-reader.js";
 
 /**
  * Where commands go: anything with `transmit` (the lead's `Chip` has it). For a bare

@@ -7,7 +7,7 @@ import fc from "fast-check";
 import { FakeClock, systemClock } from "../core/clock.js";
 import { swtpm } from "../transports/swtpm/transport.js";
 import { SwtpmControl } from "../transports/swtpm/control.js";
-import { PTM_CAP } from "../transports/swtpm/protocol.js";
+import { PTM_CAP } from "../node/swtpm-protocol.js";
 import { serveSwtpm, tpmErrorResponse, type SwtpmServeOptions, type SwtpmServer } from "./swtpm.js";
 import type { CommandSink } from "./common.js";
 

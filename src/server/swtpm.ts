@@ -23,8 +23,8 @@
  */
 import type * as net from "node:net";
 import { systemClock, type Clock, type TimerHandle } from "../core/clock.js";
-import { TpmArgumentError, TpmTransportError } from "../core/errors.js";
-import { TPM_RC, TPM_ST } from "../tpm/constants.js";
+import { TpmArgumentError, TpmTransportError } from "../errors/index.js";
+import { TPM_RC, TPM_ST } from "../wire/constants.js";
 import {
   PTM_CAP,
   PTM_INIT_FLAG_DELETE_VOLATILE,
@@ -35,7 +35,7 @@ import {
   SWTPM_RESULT,
   SWTPM_STATEBLOB_MAX,
   put32,
-} from "../transports/swtpm/protocol.js";
+} from "../node/swtpm-protocol.js";
 import { ByteQueue, listenSerial, portPairCandidate, type BoundAddress, type CommandSink, type ListenTarget, type SerialListener } from "./common.js";
 
 export type { BoundAddress, CommandSink, ListenTarget } from "./common.js";

@@ -1,7 +1,7 @@
 import { describe, it, expect } from "vitest";
 import fc from "fast-check";
 import { SoftTpm } from "./softtpm.js";
-import { MemoryStorage } from "./storage.js";
+import { MemoryStorage } from "../core/storage.js";
 import { decodeState } from "./state.js";
 import { SOFTTPM_COMMAND_ATTRIBUTES } from "./index.js";
 import { STARTUP_CLEAR, authArea, pwSession, rcOf, u16, u32 } from "./test-helpers.js";

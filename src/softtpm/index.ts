@@ -12,8 +12,8 @@ export {
   type SoftTpmOptions,
   type SoftTpmPowerState,
 } from "./softtpm.js";
-export { type Storage, MemoryStorage } from "./storage.js";
-export { FileStorage, STATE_FILE_MAX } from "./file-storage.js";
+export { type Storage, MemoryStorage } from "../core/storage.js";
+export { FileStorage, STATE_FILE_MAX } from "../node/file-storage.js";
 export { type RandomSource, SeededRandom, SystemRandom } from "./random.js";
 export {
   decodeState,

@@ -6,7 +6,7 @@
  * @packageDocumentation
  */
 import { sha256 } from "@noble/hashes/sha2.js";
-import { TpmArgumentError } from "../core/errors.js";
+import { TpmArgumentError } from "../errors/index.js";
 
 /** Where a SoftTpm draws its random bytes from (TPM 2.0 Part 1 §11.4.10, "Random Number Generator"). */
 export interface RandomSource {

@@ -1,6 +1,6 @@
 import { describe, it, expect } from "vitest";
 import { FakeClock } from "../core/clock.js";
-import { TpmAbortError, TpmArgumentError, TpmStateError } from "../core/errors.js";
+import { TpmAbortError, TpmArgumentError, TpmStateError } from "../errors/index.js";
 import { SoftTpm } from "./softtpm.js";
 import {
   SHUTDOWN_CLEAR,

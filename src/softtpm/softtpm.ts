@@ -20,7 +20,7 @@
 import { hmac } from "@noble/hashes/hmac.js";
 import { sha512 } from "@noble/hashes/sha2.js";
 import { type Clock, systemClock } from "../core/clock.js";
-import { TpmArgumentError, TpmStateError, TpmStateFileError, throwIfAborted } from "../core/errors.js";
+import { TpmArgumentError, TpmStateError, TpmStateFileError, throwIfAborted } from "../errors/index.js";
 import type { TpmBackend } from "../core/transport.js";
 import { type RandomSource, SeededRandom, SystemRandom } from "./random.js";
 import {
@@ -37,7 +37,7 @@ import {
   encodeState,
   nvIndexProblem,
 } from "./state.js";
-import type { Storage } from "./storage.js";
+import type { Storage } from "../core/storage.js";
 import {
   CC,
   COMMAND_ATTRIBUTES,

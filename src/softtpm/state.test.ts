@@ -4,11 +4,11 @@ import { mkdtemp, readFile, rm, writeFile, symlink, readdir } from "node:fs/prom
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sha256 } from "@noble/hashes/sha2.js";
-import { TpmStateFileError } from "../core/errors.js";
-import { FileStorage } from "./file-storage.js";
+import { TpmStateFileError } from "../errors/index.js";
+import { FileStorage } from "../node/file-storage.js";
 import { SoftTpm } from "./softtpm.js";
 import { type NvIndexState, type PersistentState, STATE_VERSION, decodeState, encodeState } from "./state.js";
-import { MemoryStorage, type Storage } from "./storage.js";
+import { MemoryStorage, type Storage } from "../core/storage.js";
 import { SHUTDOWN_CLEAR, SHUTDOWN_STATE, STARTUP_CLEAR, STARTUP_STATE, authCmd, hex, nvPublic, pcrExtend, pcrRead, pcrReadDigests, rcOf, t2b, u16 } from "./test-helpers.js";
 
 const bytes = (max: number) => fc.uint8Array({ maxLength: max });

@@ -14,8 +14,8 @@
  * @packageDocumentation
  */
 import { sha256 } from "@noble/hashes/sha2.js";
-import { TpmFormatError, TpmStateFileError } from "../core/errors.js";
-import { TpmReader, TpmWriter } from "../tpm/buffer.js";
+import { TpmFormatError, TpmStateFileError } from "../errors/index.js";
+import { TpmReader, TpmWriter } from "../wire/buffer.js";
 import { HASH_ALGS, PCR_COUNT, hashAlg } from "./tables.js";
 
 /** Magic bytes at the start of a state blob: "TKSS". */

@@ -11,7 +11,7 @@
  * Byte layouts: TPM 2.0 Part 1 §18 (command header, authorization area), Part 3 (each command's
  * parameters), Part 2 (structures). Constants come from src/tpm/constants.ts.
  */
-import { TPMA_NV, TPM_ALG, TPM_CAP, TPM_CC, TPM_RH, TPM_RS, TPM_ST, TPM_SU } from "../../src/tpm/constants.js";
+import { TPMA_NV, TPM_ALG, TPM_CAP, TPM_CC, TPM_RH, TPM_RS, TPM_ST, TPM_SU } from "../../src/wire/constants.js";
 
 // ------------------------------------------------------------------------------------------- PRNG
 

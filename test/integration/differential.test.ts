@@ -23,7 +23,7 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SoftTpm, SwtpmControl, swtpm, systemClock, toHex, type SwtpmTransport } from "../../src/index.js";
-import { TPM_CAP, TPM_CC, TPM_PT } from "../../src/tpm/constants.js";
+import { TPM_CAP, TPM_CC, TPM_PT } from "../../src/wire/constants.js";
 import { DiffGenerator, type DiffStep } from "./differential-gen.js";
 import { killAllStartedSwtpm, requireSwtpm, startSwtpm, type SwtpmPeer } from "./swtpm-peer.js";
 

@@ -8,10 +8,10 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { Chip } from "../../src/core/chip.js";
 import { systemClock } from "../../src/core/clock.js";
-import { fromHex, toHex } from "../../src/tpm/buffer.js";
+import { fromHex, toHex } from "../../src/wire/buffer.js";
 import { serveMssim } from "../../src/server/mssim.js";
 import { mssim, MssimSwtpmDetectedError } from "../../src/transports/mssim/index.js";
-import { scriptedBackend } from "../../src/transports/mssim/testkit.js";
+import { scriptedBackend } from "../../src/testing/scripted-backend.js";
 import { startSwtpm } from "./swtpm-peer.js";
 
 const run = promisify(execFile);

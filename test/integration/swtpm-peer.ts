@@ -10,7 +10,7 @@ import * as fs from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
-import type { SwtpmEndpoint } from "../../src/transports/swtpm/socket.js";
+import type { SwtpmEndpoint } from "../../src/node/swtpm-socket.js";
 import { freePortPair } from "./ports.js";
 
 /** A running swtpm. */

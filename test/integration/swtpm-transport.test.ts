@@ -5,12 +5,12 @@
 import * as fs from "node:fs";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { systemClock } from "../../src/core/clock.js";
-import { TpmTransportError } from "../../src/core/errors.js";
-import { TpmWriter, toHex } from "../../src/tpm/buffer.js";
+import { TpmTransportError } from "../../src/errors/index.js";
+import { TpmWriter, toHex } from "../../src/wire/buffer.js";
 import { swtpm, type SwtpmTransport } from "../../src/transports/swtpm/transport.js";
 import { SwtpmControl } from "../../src/transports/swtpm/control.js";
-import { PTM_BLOB_TYPE, PTM_CAP, SwtpmControlError } from "../../src/transports/swtpm/protocol.js";
-import type { SwtpmEndpoint } from "../../src/transports/swtpm/socket.js";
+import { PTM_BLOB_TYPE, PTM_CAP, SwtpmControlError } from "../../src/node/swtpm-protocol.js";
+import type { SwtpmEndpoint } from "../../src/node/swtpm-socket.js";
 import { killAllStartedSwtpm, requireSwtpm, startSwtpm as startPeer, type SwtpmPeer } from "./swtpm-peer.js";
 
 // ---------------------------------------------------------------- commands, built by hand (TPM 2.0 Part 3)

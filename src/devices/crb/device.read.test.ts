@@ -1,8 +1,8 @@
 import { describe, it, expect } from "vitest";
 import fc from "fast-check";
 import { CrbDevice } from "./index.js";
-import { CRB_REG } from "../../transports/crb/registers.js";
-import { FakeBackend, getRandomCommand } from "../../transports/crb/testing.js";
+import { CRB_REG } from "../../bus/crb-registers.js";
+import { FakeBackend, getRandomCommand } from "../../testing/crb.js";
 
 // An aligned 32-bit register read is answered from the register in one step (a fast path); it
 // must equal the little-endian composition of the four byte reads, in every state.

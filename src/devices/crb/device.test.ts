@@ -2,10 +2,10 @@ import { describe, it, expect } from "vitest";
 import fc from "fast-check";
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import { CrbDevice, CRB_DEVICE_CHANNEL, type CrbDeviceEvent } from "./index.js";
-import { CRB_QEMU_ADDRESS, CRB_REG } from "../../transports/crb/registers.js";
-import { FakeBackend, answer, getRandomCommand } from "../../transports/crb/testing.js";
-import { TpmArgumentError } from "../../core/errors.js";
-import { TPM_RC } from "../../tpm/constants.js";
+import { CRB_QEMU_ADDRESS, CRB_REG } from "../../bus/crb-registers.js";
+import { FakeBackend, answer, getRandomCommand } from "../../testing/crb.js";
+import { TpmArgumentError } from "../../errors/index.js";
+import { TPM_RC } from "../../wire/constants.js";
 
 const R = CRB_REG;
 const flush = async () => {

@@ -7,11 +7,11 @@
  * @packageDocumentation
  */
 import { systemClock, type Clock } from "../../core/clock.js";
-import { TpmArgumentError } from "../../core/errors.js";
+import { TpmArgumentError } from "../../errors/index.js";
 import { traceChannel, type TraceChannel } from "../../core/trace.js";
 import type { TpmBackend } from "../../core/transport.js";
 import type { Mmio } from "../../bus/mmio.js";
-import { TPM_RC, TPM_ST } from "../../tpm/constants.js";
+import { TPM_RC, TPM_ST } from "../../wire/constants.js";
 import {
   CRB_CONTROL_AREA_SIZE,
   CRB_CTRL_REQ,
@@ -23,7 +23,7 @@ import {
   CRB_PAGE_SIZE,
   CRB_QEMU_BUFFER_SIZE,
   CRB_REG,
-} from "../../transports/crb/registers.js";
+} from "../../bus/crb-registers.js";
 
 /** Name of the diagnostics channel the model publishes {@link CrbDeviceEvent}s on. */
 export const CRB_DEVICE_CHANNEL = "tpmkit:crb:device";

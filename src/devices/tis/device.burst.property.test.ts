@@ -2,7 +2,7 @@ import { describe, it, expect } from "vitest";
 import fc from "fast-check";
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import { TisDevice } from "./device.js";
-import { FakeTpmBackend } from "./fake-backend.js";
+import { FakeTpmBackend } from "../../testing/fake-backend.js";
 import { FakeClock } from "../../core/clock.js";
 import type { InterruptEvent } from "../../bus/interrupt.js";
 

@@ -1,7 +1,7 @@
 import { describe, it, expect } from "vitest";
 import fc from "fast-check";
 import { TisDevice } from "./device.js";
-import { FakeTpmBackend } from "./fake-backend.js";
+import { FakeTpmBackend } from "../../testing/fake-backend.js";
 import { FakeClock } from "../../core/clock.js";
 
 const GET_RANDOM_16 = Uint8Array.from([0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x7b, 0, 16]);

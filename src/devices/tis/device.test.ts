@@ -1,9 +1,9 @@
 import { describe, it, expect } from "vitest";
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import { TisDevice, TIS_DEVICE_CHANNEL, type TisDeviceEvent } from "./device.js";
-import { FakeTpmBackend } from "./fake-backend.js";
+import { FakeTpmBackend } from "../../testing/fake-backend.js";
 import { FakeClock } from "../../core/clock.js";
-import { TpmArgumentError } from "../../core/errors.js";
+import { TpmArgumentError } from "../../errors/index.js";
 import type { TpmBackend } from "../../core/transport.js";
 
 const L = (loc: number, reg: number) => loc * 0x1000 + reg;

@@ -16,10 +16,10 @@ import type { InterruptEvent, InterruptLine } from "../../bus/interrupt.js";
 import type { TpmBackend } from "../../core/transport.js";
 import type { Clock } from "../../core/clock.js";
 import { systemClock } from "../../core/clock.js";
-import { TpmArgumentError } from "../../core/errors.js";
+import { TpmArgumentError } from "../../errors/index.js";
 import { diagnosticsChannel } from "../../bus/diagnostics.js";
 import { TIS_ACCESS, TIS_INT, TIS_LOCALITY_COUNT, TIS_REG, TIS_STS } from "../../bus/tis-registers.js";
-import { TPM_RC, TPM_ST } from "../../tpm/constants.js";
+import { TPM_RC, TPM_ST } from "../../wire/constants.js";
 
 /** Largest command/response buffer QEMU's TIS has (TPM_TIS_BUFFER_MAX). facts/qemu-swtpm.md §1. */
 export const TIS_BUFFER_MAX = 4096;

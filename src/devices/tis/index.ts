@@ -23,4 +23,4 @@ export {
   type TisLocalityState,
   type TisPower,
 } from "./device.js";
-export { FakeTpmBackend, type FakeTpmBackendOptions } from "./fake-backend.js";
+export { FakeTpmBackend, type FakeTpmBackendOptions } from "../../testing/fake-backend.js";

@@ -1,11 +1,11 @@
 import { describe, it, expect } from "vitest";
 import { FakeClock, systemClock } from "../../core/clock.js";
-import { ProbeDeferredError, TpmArgumentError, TpmNotFoundError, TpmTimeoutError, TpmTransportError, TpmkitError } from "../../core/errors.js";
+import { ProbeDeferredError, TpmArgumentError, TpmNotFoundError, TpmTimeoutError, TpmTransportError, TpmkitError } from "../../errors/index.js";
 import type { Mmio } from "../../bus/mmio.js";
 import { CrbDevice } from "../../devices/crb/index.js";
 import { crb, mmioStart, smcStart, CRB_QEMU_ADDRESS, CRB_REG, type CrbStartMethod } from "./index.js";
-import { FakeBackend, RecordingMmio, answer, getRandomCommand, paddedCommand, response } from "./testing.js";
-import { TPM_RC } from "../../tpm/constants.js";
+import { FakeBackend, RecordingMmio, answer, getRandomCommand, paddedCommand, response } from "../../testing/crb.js";
+import { TPM_RC } from "../../wire/constants.js";
 
 const R = CRB_REG;
 

@@ -12,7 +12,7 @@ import {
   TpmTimeoutError,
   TpmTransportError,
   throwIfAborted,
-} from "../../core/errors.js";
+} from "../../errors/index.js";
 import type { OpenContext, SendOptions, Transport, TransportPresence } from "../../core/transport.js";
 import type { Mmio } from "../../bus/mmio.js";
 import {
@@ -30,7 +30,7 @@ import {
   decodeInterfaceId,
   type CrbInterfaceId,
   type CrbTimeouts,
-} from "./registers.js";
+} from "../../bus/crb-registers.js";
 import type { CrbStartContext, CrbStartEvent, CrbStartMethod, CrbStartQualifier } from "./start.js";
 
 /** Options of {@link crb}. */

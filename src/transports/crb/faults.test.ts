@@ -2,13 +2,13 @@ import { describe, it, expect } from "vitest";
 import fc from "fast-check";
 import { FakeClock } from "../../core/clock.js";
 import { Chip } from "../../core/chip.js";
-import { Tpm } from "../../tpm.js";
-import { TpmNotFoundError, TpmTimeoutError, TpmTransportError, TpmkitError } from "../../core/errors.js";
+import { Tpm } from "../../client/tpm.js";
+import { TpmNotFoundError, TpmTimeoutError, TpmTransportError, TpmkitError } from "../../errors/index.js";
 import { CrbDevice } from "../../devices/crb/index.js";
 import { crb, mmioStart, smcStart, type CrbStartMethod } from "./index.js";
-import { FakeBackend, answer, getRandomCommand, type FakeMode } from "./testing.js";
+import { FakeBackend, answer, getRandomCommand, type FakeMode } from "../../testing/crb.js";
 import { faultyMmio, type MmioFault } from "../../bus/faults.js";
-import { CRB_REG } from "./registers.js";
+import { CRB_REG } from "../../bus/crb-registers.js";
 
 describe("crb under a Chip", () => {
   it("serves Tpm.open + getRandom through the register path (the DESIGN example)", async () => {

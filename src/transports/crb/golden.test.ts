@@ -2,7 +2,7 @@ import { describe, it, expect } from "vitest";
 import { FakeClock } from "../../core/clock.js";
 import { CrbDevice } from "../../devices/crb/index.js";
 import { crb, mmioStart } from "./index.js";
-import { FakeBackend, RecordingMmio, answer, getRandomCommand, type Access } from "./testing.js";
+import { FakeBackend, RecordingMmio, answer, getRandomCommand, type Access } from "../../testing/crb.js";
 
 const fmt = (a: Access) => `${a.op} 0x${a.offset.toString(16).padStart(3, "0")} ${a.op.endsWith("blk") ? `len ${a.value}` : `0x${a.value.toString(16)}`}`;
 

@@ -19,4 +19,4 @@ export {
   type SmcStartOptions,
   type SmcRequest,
 } from "./start.js";
-export * from "./registers.js";
+export * from "../../bus/crb-registers.js";

@@ -1,7 +1,7 @@
 import { describe, it, expect } from "vitest";
 import { FakeClock } from "../../core/clock.js";
 import { SoftTpm } from "../../softtpm/index.js";
-import { Tpm } from "../../tpm.js";
+import { Tpm } from "../../client/tpm.js";
 import { CrbDevice } from "../../devices/crb/index.js";
 import { crb, mmioStart, smcStart } from "./index.js";
 

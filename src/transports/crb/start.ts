@@ -7,9 +7,9 @@
  * @packageDocumentation
  */
 import type { Clock } from "../../core/clock.js";
-import { TpmArgumentError, TpmkitError, TpmTransportError } from "../../core/errors.js";
+import { TpmArgumentError, TpmkitError, TpmTransportError } from "../../errors/index.js";
 import type { Mmio } from "../../bus/mmio.js";
-import { CRB_INVOKE, CRB_REG } from "./registers.js";
+import { CRB_INVOKE, CRB_REG } from "../../bus/crb-registers.js";
 
 /**
  * What a start-method notification is about, as the DEN0138 TPM service's START qualifier:

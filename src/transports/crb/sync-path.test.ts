@@ -4,7 +4,7 @@ import { FakeClock, systemClock, type Clock } from "../../core/clock.js";
 import type { Mmio } from "../../bus/mmio.js";
 import { CrbDevice } from "../../devices/crb/index.js";
 import { crb, mmioStart } from "./index.js";
-import { FakeBackend, RecordingMmio, answer, getRandomCommand, paddedCommand, type Access } from "./testing.js";
+import { FakeBackend, RecordingMmio, answer, getRandomCommand, paddedCommand, type Access } from "../../testing/crb.js";
 import { countingClock } from "../../../test/support/counting-clock.js";
 
 // The driver awaits an access only when it returned a Promise. These tests hold it to the same

@@ -11,4 +11,4 @@ export {
   type LinuxDeviceTransport,
 } from "./linux-device.js";
 export { nodeDeviceFs, type DeviceFile, type DeviceFs } from "./fs.js";
-export { FakeTpmDevice, TPMRM_UNKNOWN_COMMAND_RC, errnoError, type FakeDeviceFaults, type FakeTpmDeviceOptions } from "./fake-device.js";
+export { FakeTpmDevice, TPMRM_UNKNOWN_COMMAND_RC, errnoError, type FakeDeviceFaults, type FakeTpmDeviceOptions } from "../../testing/fake-device.js";

@@ -1,11 +1,11 @@
 import { describe, it, expect } from "vitest";
 import { existsSync } from "node:fs";
 import { FakeClock, systemClock } from "../../core/clock.js";
-import { TpmArgumentError, TpmFormatError, TpmNotFoundError, TpmStateError, TpmTimeoutError, TpmTransportError } from "../../core/errors.js";
+import { TpmArgumentError, TpmFormatError, TpmNotFoundError, TpmStateError, TpmTimeoutError, TpmTransportError } from "../../errors/index.js";
 import type { SendOptions } from "../../core/transport.js";
-import { fromHex, toHex } from "../../tpm/buffer.js";
-import { scriptedBackend } from "../mssim/testkit.js";
-import { FakeTpmDevice, TPMRM_UNKNOWN_COMMAND_RC } from "./fake-device.js";
+import { fromHex, toHex } from "../../wire/buffer.js";
+import { scriptedBackend } from "../../testing/scripted-backend.js";
+import { FakeTpmDevice, TPMRM_UNKNOWN_COMMAND_RC } from "../../testing/fake-device.js";
 import { DEFAULT_DEVICE_PATHS, linuxDevice } from "./linux-device.js";
 
 const GET_RANDOM_8 = fromHex("80010000000c0000017b0008");

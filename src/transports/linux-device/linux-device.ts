@@ -17,9 +17,9 @@ import {
   abortErrorFrom,
   throwIfAborted,
   type TpmkitError,
-} from "../../core/errors.js";
+} from "../../errors/index.js";
 import type { OpenContext, SendOptions, Transport } from "../../core/transport.js";
-import { HEADER_SIZE, readHeader } from "../../tpm/buffer.js";
+import { HEADER_SIZE, readHeader } from "../../wire/buffer.js";
 import { nodeDeviceFs, type DeviceFile, type DeviceFs } from "./fs.js";
 
 /** The kernel's TPM buffer size (TPM_BUFSIZE): the largest command or response, bytes. */

@@ -4,7 +4,7 @@
  *
  * @packageDocumentation
  */
-import { TpmkitError, TpmTransportError, abortErrorFrom } from "../../core/errors.js";
+import { TpmkitError, TpmTransportError, abortErrorFrom } from "../../errors/index.js";
 import type { SendOptions, TpmBackend, Transport } from "../../core/transport.js";
 
 /** Options of {@link memory}. */

@@ -14,6 +14,6 @@ export {
   mssimCommandName,
   encodeSendCommand,
   checkResponseSize,
-} from "./protocol.js";
-export { connectSocket, formatAddress, type SocketAddress } from "./connect.js";
-export { ByteQueue, SocketReader, type ReadOptions } from "./stream.js";
+} from "../../node/mssim-protocol.js";
+export { connectSocket, formatAddress, type SocketAddress } from "../../node/connect.js";
+export { ByteQueue, SocketReader, type ReadOptions } from "../../node/socket-reader.js";

@@ -16,10 +16,10 @@ import {
   TpmStateError,
   TpmTransportError,
   throwIfAborted,
-} from "../../core/errors.js";
+} from "../../errors/index.js";
 import type { OpenContext, SendOptions, Transport } from "../../core/transport.js";
-import { readHeader } from "../../tpm/buffer.js";
-import { connectSocket, formatAddress, type SocketAddress } from "./connect.js";
+import { readHeader } from "../../wire/buffer.js";
+import { connectSocket, formatAddress, type SocketAddress } from "../../node/connect.js";
 import { MssimPlatform } from "./platform.js";
 import {
   MSSIM_CMD,
@@ -29,8 +29,8 @@ import {
   encodeSendCommand,
   readU32,
   u32be,
-} from "./protocol.js";
-import { SocketReader } from "./stream.js";
+} from "../../node/mssim-protocol.js";
+import { SocketReader } from "../../node/socket-reader.js";
 
 /** Options of {@link mssim}. */
 export interface MssimOptions {

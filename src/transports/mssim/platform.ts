@@ -6,10 +6,10 @@
  */
 import type { Socket } from "node:net";
 import { systemClock, type Clock } from "../../core/clock.js";
-import { TpmFormatError, TpmStateError, TpmTransportError, type TpmkitErrorOptions } from "../../core/errors.js";
-import { connectSocket, formatAddress, type SocketAddress } from "./connect.js";
-import { MSSIM_CMD, mssimCommandName, readU32, u32be } from "./protocol.js";
-import { SocketReader } from "./stream.js";
+import { TpmFormatError, TpmStateError, TpmTransportError, type TpmkitErrorOptions } from "../../errors/index.js";
+import { connectSocket, formatAddress, type SocketAddress } from "../../node/connect.js";
+import { MSSIM_CMD, mssimCommandName, readU32, u32be } from "../../node/mssim-protocol.js";
+import { SocketReader } from "../../node/socket-reader.js";
 
 /**
  * The peer on the mssim platform port answered like a swtpm control channel: the classic mistake

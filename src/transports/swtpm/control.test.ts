@@ -2,9 +2,9 @@ import * as net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { FakeClock } from "../../core/clock.js";
-import { TpmArgumentError, TpmFormatError, TpmStateError, TpmTimeoutError, TpmTransportError, TpmkitError } from "../../core/errors.js";
+import { TpmArgumentError, TpmFormatError, TpmStateError, TpmTimeoutError, TpmTransportError, TpmkitError } from "../../errors/index.js";
 import { SwtpmControl } from "./control.js";
-import { PTM_CAP, SWTPM_CMD, SWTPM_RESULT, SwtpmControlError, be32, put32, swtpmResultName } from "./protocol.js";
+import { PTM_CAP, SWTPM_CMD, SWTPM_RESULT, SwtpmControlError, be32, put32, swtpmResultName } from "../../node/swtpm-protocol.js";
 
 type Handler = (req: Uint8Array, sock: net.Socket) => void;
 

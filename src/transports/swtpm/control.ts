@@ -21,7 +21,7 @@
  */
 import type * as net from "node:net";
 import { systemClock, type Clock } from "../../core/clock.js";
-import { TpmArgumentError, TpmFormatError, TpmStateError, TpmTimeoutError, TpmTransportError, TpmkitError, abortErrorFrom } from "../../core/errors.js";
+import { TpmArgumentError, TpmFormatError, TpmStateError, TpmTimeoutError, TpmTransportError, TpmkitError, abortErrorFrom } from "../../errors/index.js";
 import {
   PTM_CONFIG_FLAG,
   PTM_INIT_FLAG_DELETE_VOLATILE,
@@ -37,8 +37,8 @@ import {
   put32,
   swtpmCommandName,
   type SwtpmCapabilities,
-} from "./protocol.js";
-import { connectSocket, normalizeEndpoint, type SwtpmEndpoint } from "./socket.js";
+} from "../../node/swtpm-protocol.js";
+import { connectSocket, normalizeEndpoint, type SwtpmEndpoint } from "../../node/swtpm-socket.js";
 
 /** Options of {@link SwtpmControl}. */
 export interface SwtpmControlOptions {

@@ -28,5 +28,5 @@ export {
   swtpmCommandName,
   decodeCapabilities,
   type SwtpmCapabilities,
-} from "./protocol.js";
-export { deriveControlEndpoint, type SwtpmEndpoint, type SwtpmTcpEndpoint, type SwtpmUnixEndpoint } from "./socket.js";
+} from "../../node/swtpm-protocol.js";
+export { deriveControlEndpoint, type SwtpmEndpoint, type SwtpmTcpEndpoint, type SwtpmUnixEndpoint } from "../../node/swtpm-socket.js";

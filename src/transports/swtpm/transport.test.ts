@@ -5,7 +5,7 @@ import * as fs from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { FakeClock, systemClock } from "../../core/clock.js";
-import { TpmArgumentError, TpmFormatError, TpmStateError, TpmTransportError, TpmkitError } from "../../core/errors.js";
+import { TpmArgumentError, TpmFormatError, TpmStateError, TpmTransportError, TpmkitError } from "../../errors/index.js";
 import { swtpm } from "./transport.js";
 import { SwtpmControl } from "./control.js";
 

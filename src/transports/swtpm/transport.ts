@@ -21,10 +21,10 @@
  */
 import type * as net from "node:net";
 import { systemClock, type Clock } from "../../core/clock.js";
-import { TpmArgumentError, TpmFormatError, TpmStateError, TpmTransportError, abortErrorFrom } from "../../core/errors.js";
+import { TpmArgumentError, TpmFormatError, TpmStateError, TpmTransportError, abortErrorFrom } from "../../errors/index.js";
 import type { OpenContext, SendOptions, Transport, TransportPresence } from "../../core/transport.js";
 import { SwtpmControl, type SwtpmControlOptions } from "./control.js";
-import { connectSocket, deriveControlEndpoint, describeEndpoint, normalizeEndpoint, type SwtpmEndpoint } from "./socket.js";
+import { connectSocket, deriveControlEndpoint, describeEndpoint, normalizeEndpoint, type SwtpmEndpoint } from "../../node/swtpm-socket.js";
 
 /** Options of {@link swtpm}. */
 export interface SwtpmTransportOptions {

@@ -1,11 +1,11 @@
 import { describe, it, expect } from "vitest";
 import { Chip } from "../../core/chip.js";
-import { Tpm } from "../../tpm.js";
+import { Tpm } from "../../client/tpm.js";
 import { tis } from "./tis.js";
 import { TisDevice } from "../../devices/tis/device.js";
-import { FakeTpmBackend } from "../../devices/tis/fake-backend.js";
+import { FakeTpmBackend } from "../../testing/fake-backend.js";
 import { FakeClock } from "../../core/clock.js";
-import { TpmNotFoundError, TpmTimeoutError } from "../../core/errors.js";
+import { TpmNotFoundError, TpmTimeoutError } from "../../errors/index.js";
 
 const getRandom = (n: number) => Uint8Array.from([0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x7b, 0, n]);
 

@@ -6,10 +6,10 @@ import { describe, it, expect } from "vitest";
 import fc from "fast-check";
 import { tis } from "./tis.js";
 import { TisDevice, type TisDeviceFaults } from "../../devices/tis/device.js";
-import { FakeTpmBackend } from "../../devices/tis/fake-backend.js";
+import { FakeTpmBackend } from "../../testing/fake-backend.js";
 import { FakeClock } from "../../core/clock.js";
 import { faultyMmio, type MmioFault } from "../../bus/faults.js";
-import { TpmkitError } from "../../core/errors.js";
+import { TpmkitError } from "../../errors/index.js";
 
 const GET_RANDOM_16 = Uint8Array.from([0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x7b, 0, 16]);
 const STS = 0x18, FIFO = 0x24, ACCESS = 0x00;

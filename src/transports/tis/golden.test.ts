@@ -7,7 +7,7 @@
 import { describe, it, expect } from "vitest";
 import { tis } from "./tis.js";
 import { TisDevice } from "../../devices/tis/device.js";
-import { FakeTpmBackend } from "../../devices/tis/fake-backend.js";
+import { FakeTpmBackend } from "../../testing/fake-backend.js";
 import { FakeClock } from "../../core/clock.js";
 import { traceMmio } from "../../bus/trace.js";
 import { formatAccess } from "../../bus/access.js";

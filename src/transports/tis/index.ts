@@ -16,4 +16,4 @@ export {
   type TisTimeouts,
   type TisDriverEvent,
 } from "./tis.js";
-export { measureTisTransactions, type TisMeasurement, type MeasureTisOptions } from "./measure.js";
+export { measureTisTransactions, type TisMeasurement, type MeasureTisOptions } from "../../testing/measure-tis.js";

@@ -1,7 +1,7 @@
 import { describe, it, expect } from "vitest";
 import { tis } from "./tis.js";
 import { TisDevice } from "../../devices/tis/device.js";
-import { FakeTpmBackend } from "../../devices/tis/fake-backend.js";
+import { FakeTpmBackend } from "../../testing/fake-backend.js";
 import { FakeClock, systemClock } from "../../core/clock.js";
 import type { Mmio } from "../../bus/mmio.js";
 import { countingClock } from "../../../test/support/counting-clock.js";

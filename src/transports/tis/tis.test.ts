@@ -2,12 +2,12 @@ import { describe, it, expect } from "vitest";
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import { tis, TIS_DRIVER_CHANNEL, type TisDriverEvent, type TisOptions } from "./tis.js";
 import { TisDevice, type TisDeviceOptions } from "../../devices/tis/device.js";
-import { FakeTpmBackend } from "../../devices/tis/fake-backend.js";
+import { FakeTpmBackend } from "../../testing/fake-backend.js";
 import { FakeClock } from "../../core/clock.js";
 import { countMmio } from "../../bus/count.js";
 import { faultyMmio, type MmioFault } from "../../bus/faults.js";
 import type { InterruptLine } from "../../bus/interrupt.js";
-import { TpmArgumentError, TpmNotFoundError, TpmTimeoutError, TpmTransportError } from "../../core/errors.js";
+import { TpmArgumentError, TpmNotFoundError, TpmTimeoutError, TpmTransportError } from "../../errors/index.js";
 
 const GET_RANDOM_16 = Uint8Array.from([0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x7b, 0, 16]);
 const STS0 = 0x18;

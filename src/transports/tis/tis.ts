@@ -18,10 +18,10 @@ import {
   TpmTransportError,
   abortErrorFrom,
   throwIfAborted,
-} from "../../core/errors.js";
+} from "../../errors/index.js";
 import { diagnosticsChannel } from "../../bus/diagnostics.js";
 import { TIS_ACCESS, TIS_INT, TIS_LOCALITY_COUNT, TIS_REG, TIS_STS, tisLocalityOffset } from "../../bus/tis-registers.js";
-import { TPM_CAP, TPM_CC, TPM_PT, TPM_ST } from "../../tpm/constants.js";
+import { TPM_CAP, TPM_CC, TPM_PT, TPM_ST } from "../../wire/constants.js";
 
 /** The four TIS timeouts in ms (the kernel's TIMEOUT_A..D). PTP §5.5.1.4 / facts/kernel.md §1. */
 export interface TisTimeouts {

@@ -1,0 +1,119 @@
+/**
+ * A {@link Storage} in one file (Node only). Saves are atomic and durable: write a temporary file
+ * in the same directory, fsync it, rename it over the state file, then fsync the directory, so a
+ * crash or power cut leaves the old or the new state, never a torn one (the swtpm `fsync`
+ * lesson; see facts/reliability.md W1). Symlinks are not followed for the state file
+ * (CVE-2020-28407).
+ *
+ * @packageDocumentation
+ */
+import { constants as fsConstants } from "node:fs";
+import { lstat, open, rename, unlink } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { TpmStateFileError } from "../errors/index.js";
+import type { Storage } from "../core/storage.js";
+
+/** Largest state file FileStorage reads (bytes); a bigger file is refused, not read. */
+export const STATE_FILE_MAX = 1 << 20;
+
+/**
+ * Keeps a SoftTpm state blob in `path`.
+ *
+ * @example
+ * ```ts
+ * const tpm = new SoftTpm({ storage: new FileStorage("/var/lib/mytool/tpm.state") });
+ * await tpm.start();
+ * ```
+ */
+export class FileStorage implements Storage {
+  /** The state file. */
+  readonly path: string;
+  #seq = 0;
+
+  /**
+   * @param path - the state file; its directory must exist
+   * @throws TpmStateFileError if `path` is empty
+   */
+  constructor(path: string) {
+    if (typeof path !== "string" || path === "") throw new TpmStateFileError("FileStorage: path must be a non-empty string");
+    this.path = path;
+  }
+
+  /**
+   * Reads the state file.
+   *
+   * @returns its bytes, or undefined if it does not exist
+   * @throws TpmStateFileError if it is not a regular file, is too big, or cannot be read
+   */
+  async load(): Promise<Uint8Array | undefined> {
+    let st;
+    try {
+      st = await lstat(this.path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw new TpmStateFileError(`cannot stat state file ${this.path}`, { cause: e });
+    }
+    if (!st.isFile()) throw new TpmStateFileError(`state file ${this.path} is not a regular file`);
+    if (st.size > STATE_FILE_MAX) throw new TpmStateFileError(`state file ${this.path} is ${st.size} bytes, larger than ${STATE_FILE_MAX}`);
+    let fh;
+    try {
+      fh = await open(this.path, fsConstants.O_RDONLY | (fsConstants.O_NOFOLLOW ?? 0));
+      const buf = new Uint8Array(Math.min(STATE_FILE_MAX + 1, st.size + 1));
+      let n = 0;
+      for (;;) {
+        const { bytesRead } = await fh.read(buf, n, buf.length - n, null);
+        if (bytesRead === 0) break;
+        n += bytesRead;
+        if (n >= buf.length) throw new TpmStateFileError(`state file ${this.path} grew while being read`);
+      }
+      return buf.slice(0, n);
+    } catch (e) {
+      if (e instanceof TpmStateFileError) throw e;
+      throw new TpmStateFileError(`cannot read state file ${this.path}`, { cause: e });
+    } finally {
+      await fh?.close();
+    }
+  }
+
+  /**
+   * Atomically replaces the state file: temp file, fsync, rename, fsync of the directory.
+   *
+   * @param state - the blob
+   * @throws TpmStateFileError if any step fails (the old file is then left in place)
+   */
+  async save(state: Uint8Array): Promise<void> {
+    const dir = dirname(this.path);
+    const tmp = join(dir, `.${basename(this.path)}.${process.pid}.${++this.#seq}.tmp`);
+    try {
+      const fh = await open(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
+      try {
+        let off = 0;
+        while (off < state.length) {
+          const { bytesWritten } = await fh.write(state, off, state.length - off);
+          off += bytesWritten;
+        }
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, this.path);
+    } catch (e) {
+      await unlink(tmp).catch(() => undefined);
+      throw new TpmStateFileError(`cannot save state file ${this.path}`, { cause: e });
+    }
+    try {
+      const d = await open(dir, fsConstants.O_RDONLY);
+      try {
+        await d.sync();
+      } finally {
+        await d.close();
+      }
+    } catch (e) {
+      // Some filesystems refuse fsync on a directory (EINVAL/EISDIR/EPERM): the rename is done.
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== "EINVAL" && code !== "EISDIR" && code !== "EPERM" && code !== "EACCES") {
+        throw new TpmStateFileError(`cannot fsync directory ${dir}`, { cause: e });
+      }
+    }
+  }
+}
