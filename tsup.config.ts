@@ -6,6 +6,7 @@ export default defineConfig([
       index: "src/index.ts",
       softtpm: "src/softtpm/index.ts",
       wire: "src/wire/index.ts",
+      testing: "src/testing/index.ts",
     },
     format: ["esm", "cjs"],
     dts: true,

@@ -66,9 +66,12 @@ export { crb, mmioStart, smcStart, CRB_QEMU_ADDRESS, type CrbOptions, type CrbTr
 export { swtpm, SwtpmControl, SwtpmControlError, type SwtpmTransport, type SwtpmTransportOptions, type SwtpmControlOptions } from "./transports/swtpm/index.js";
 
 // Device models and the register bus
-export { TisDevice, FakeTpmBackend, TIS_DEVICE_CHANNEL, type TisDeviceOptions, type TisDeviceFaults, type TisDeviceState } from "./devices/tis/index.js";
+export { TisDevice, TIS_DEVICE_CHANNEL, type TisDeviceOptions, type TisDeviceFaults, type TisDeviceState } from "./devices/tis/index.js";
 export { CrbDevice, CRB_DEVICE_CHANNEL, type CrbDeviceOptions, type CrbDeviceFaults, type CrbDeviceState } from "./devices/crb/index.js";
 export { traceMmio, countMmio, faultyMmio, formatAccess, MMIO_TRACE_CHANNEL, type MmioTraceMessage, type Mmio, type InterruptLine, type TracedMmio, type CountedMmio, type FaultyMmio, type MmioFault, type MmioAccess } from "./bus/index.js";
+
+// Test doubles and measurement helpers (also at `tpmkit/testing`)
+export { FakeTpmBackend, type FakeTpmBackendOptions, FakeTpmDevice } from "./testing/index.js";
 
 // Servers
 export { serveSwtpm, type SwtpmServer, type SwtpmServeOptions, type SwtpmPowerHooks } from "./server/swtpm.js";
@@ -77,6 +80,6 @@ export { serveMssim, type MssimServer, type ServeMssimOptions, type ServeMssimTa
 
 // Host transports and TCTI strings
 export { mssim, MssimPlatform, MssimSwtpmDetectedError, type MssimOptions, type MssimTransport } from "./transports/mssim/index.js";
-export { linuxDevice, FakeTpmDevice, type LinuxDeviceOptions, type LinuxDeviceTransport, type DeviceFs } from "./transports/linux-device/index.js";
+export { linuxDevice, type LinuxDeviceOptions, type LinuxDeviceTransport, type DeviceFs } from "./transports/linux-device/index.js";
 export { parseTcti, formatTcti, defineTcti, TctiDiscoveryError, DEFAULT_DISCOVERY, type TctiSpec, type TctiRegistry, type TctiFactory, type OpenTransportOptions } from "./platform/index.js";
 export { openTransport, tctiRegistry } from "./platform/registry.js";

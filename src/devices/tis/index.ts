@@ -1,5 +1,5 @@
 /**
- * `TisDevice`: a register-accurate TIS model after QEMU's tpm_tis, plus a scripted backend for tests.
+ * `TisDevice`: a register-accurate TIS model after QEMU's tpm_tis.
  *
  * @packageDocumentation
  */
@@ -23,4 +23,3 @@ export {
   type TisLocalityState,
   type TisPower,
 } from "./device.js";
-export { FakeTpmBackend, type FakeTpmBackendOptions } from "../../testing/fake-backend.js";

@@ -1,5 +1,5 @@
 /**
- * `linux-device`: /dev/tpmrm0 and /dev/tpm0, with an injectable file layer and a fake device.
+ * `linux-device`: /dev/tpmrm0 and /dev/tpm0 with an injectable file layer.
  * @packageDocumentation
  */
 export {
@@ -11,4 +11,3 @@ export {
   type LinuxDeviceTransport,
 } from "./linux-device.js";
 export { nodeDeviceFs, type DeviceFile, type DeviceFs } from "./fs.js";
-export { FakeTpmDevice, TPMRM_UNKNOWN_COMMAND_RC, errnoError, type FakeDeviceFaults, type FakeTpmDeviceOptions } from "../../testing/fake-device.js";

@@ -1,5 +1,5 @@
 /**
- * `tis`: the TIS (PTP FIFO) transport over an MMIO window, and its bus measurement helper.
+ * `tis`: the TIS (PTP FIFO) transport over an MMIO window.
  *
  * @packageDocumentation
  */
@@ -16,4 +16,3 @@ export {
   type TisTimeouts,
   type TisDriverEvent,
 } from "./tis.js";
-export { measureTisTransactions, type TisMeasurement, type MeasureTisOptions } from "../../testing/measure-tis.js";
