@@ -6,6 +6,12 @@
  * @packageDocumentation
  */
 
+/**
+ * The key under which every tpmkit error carries the names of its class chain (see
+ * {@link TpmkitError}'s `instanceof`). `Symbol.for`, so every copy of tpmkit in a process shares it.
+ */
+export const ERROR_BRAND: unique symbol = Symbol.for("tpmkit.error");
+
 /** Options every tpmkit error accepts. */
 export interface TpmkitErrorOptions {
   /** The error (or value) that caused this one. */
@@ -25,6 +31,19 @@ export interface TpmkitErrorOptions {
  * ```
  */
 export class TpmkitError extends Error {
+  /**
+   * `instanceof` that holds across copies of tpmkit in one process (the ESM and the CJS build of a
+   * dual package, or two versions side by side), as undici does for its errors: every tpmkit error
+   * carries, under a `Symbol.for` key, the names of its class chain, and each class checks that list
+   * when the ordinary prototype check fails.
+   */
+  static override [Symbol.hasInstance](instance: unknown): boolean {
+    if (Function.prototype[Symbol.hasInstance].call(this, instance)) return true;
+    if (typeof instance !== "object" || instance === null) return false;
+    const chain = (instance as { [ERROR_BRAND]?: unknown })[ERROR_BRAND];
+    return Array.isArray(chain) && chain.includes(this.name);
+  }
+
   /** Stable machine-readable code, e.g. `"TPM_RESPONSE"`. */
   readonly code: string;
   /** The message without details. */
@@ -35,6 +54,9 @@ export class TpmkitError extends Error {
   constructor(code: string, shortMessage: string, options: TpmkitErrorOptions = {}) {
     super(options.details ? `${shortMessage}\n${options.details}` : shortMessage, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
+    const chain: string[] = [];
+    for (let c: unknown = new.target; typeof c === "function" && c !== Error; c = Object.getPrototypeOf(c)) chain.push((c as { name: string }).name);
+    Object.defineProperty(this, ERROR_BRAND, { value: Object.freeze(chain), enumerable: false });
     this.code = code;
     this.shortMessage = shortMessage;
     this.details = options.details;

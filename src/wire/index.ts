@@ -4,3 +4,4 @@
  */
 export * from "./constants.js";
 export * from "./buffer.js";
+export * from "./bytes.js";
