@@ -285,3 +285,35 @@ describe("Chip readiness", () => {
     expect(abortErrorFrom(ac.signal)).toBe(reason);
   });
 });
+
+describe("Chip default locality", () => {
+  it("adopts the transport's defaultLocality when the caller gave none, for commands and for open()", async () => {
+    const seen: number[] = [];
+    let opened = -1;
+    const t = fakeTransport((_c, o) => (seen.push(o.locality), rsp(0)), {
+      defaultLocality: 3,
+      async open(ctx) {
+        opened = ctx.locality;
+      },
+    });
+    const chip = new Chip(t);
+    expect(chip.locality).toBe(3);
+    await chip.open();
+    expect(opened).toBe(3);
+    await chip.transmit(cmd(0x17b));
+    await chip.transmit(cmd(0x17b), { locality: 1 });
+    expect(seen).toEqual([3, 1]);
+  });
+
+  it("the chip's own locality option wins over the transport's", async () => {
+    const seen: number[] = [];
+    const chip = new Chip(fakeTransport((_c, o) => (seen.push(o.locality), rsp(0)), { defaultLocality: 3 }), { locality: 2 });
+    await chip.transmit(cmd(0x17b));
+    expect(seen).toEqual([2]);
+  });
+
+  it("a transport without one gives 0, and a bad one is refused with a titled error", () => {
+    expect(new Chip(fakeTransport(() => rsp(0))).locality).toBe(0);
+    expect(() => new Chip(fakeTransport(() => rsp(0), { defaultLocality: 7 }))).toThrow(new TpmArgumentError("chip: locality must be an integer in 0–4, got 7"));
+  });
+});

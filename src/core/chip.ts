@@ -21,12 +21,14 @@ import {
   abortErrorFrom,
 } from "../errors/index.js";
 import { traceChannel } from "./trace.js";
+import { assertLocality } from "./assert.js";
 import type { Transport } from "./transport.js";
 import { TPM_CC, TPM_RC } from "../wire/constants.js";
 
 /**
- * Where a chip is in its life: `absent` (no TPM found), `deferred` (a dependency is missing; open
- * again later), `probing` (open in progress), `ready`, `failed` (the transport broke), `closed`.
+ * Where a chip is in its life: `idle` (constructed, `open()` not called yet), `probing` (open in
+ * progress), `ready`, `absent` (no TPM found), `deferred` (a dependency is missing; open again
+ * later), `failed` (the transport broke, or did not settle after a cancel), `closed`.
  */
 export type Readiness = "idle" | "absent" | "deferred" | "probing" | "ready" | "failed" | "closed";
 
@@ -34,7 +36,10 @@ export type Readiness = "idle" | "absent" | "deferred" | "probing" | "ready" | "
 export interface ChipOptions {
   /** Time source for timeouts and retry sleeps. Default: the system clock. */
   clock?: Clock;
-  /** Default locality, 0–4. Default 0. */
+  /**
+   * Default locality, 0–4, for commands (and Startup) sent without one. Default: the transport's
+   * `defaultLocality` (what `tis({ locality: 3 })` was configured with), else 0.
+   */
   locality?: number;
   /** Duration bound per command code (ms); default: the kernel's table. */
   duration?: (commandCode: number) => number;
@@ -61,7 +66,15 @@ export interface TransmitOptions {
   retry?: boolean;
 }
 
-/** Published on `tpmkit:chip:command` when a command ends. */
+/** Published on {@link CHIP_READINESS_CHANNEL} (`tpmkit:chip:readiness`) when a chip's readiness changes. */
+export interface ChipReadinessEvent {
+  chip: Chip;
+  readiness: Readiness;
+  /** Why, for `absent`, `deferred` and `failed`. */
+  error?: unknown;
+}
+
+/** Published on {@link CHIP_COMMAND_CHANNEL} (`tpmkit:chip:command`) when a command ends. */
 export interface ChipCommandEvent {
   chip: Chip;
   commandCode: number;
@@ -76,8 +89,13 @@ export interface ChipCommandEvent {
   durationMs: number;
 }
 
-const commandChannel = traceChannel("tpmkit:chip:command");
-const readinessChannel = traceChannel("tpmkit:chip:readiness");
+/** The diagnostics channel a chip publishes every finished command on ({@link ChipCommandEvent}). */
+export const CHIP_COMMAND_CHANNEL = "tpmkit:chip:command";
+/** The diagnostics channel a chip publishes readiness changes on ({@link ChipReadinessEvent}). */
+export const CHIP_READINESS_CHANNEL = "tpmkit:chip:readiness";
+
+const commandChannel = /* @__PURE__ */ traceChannel(CHIP_COMMAND_CHANNEL);
+const readinessChannel = /* @__PURE__ */ traceChannel(CHIP_READINESS_CHANNEL);
 
 interface Job {
   command: Uint8Array;
@@ -134,7 +152,7 @@ export class Chip {
   constructor(transport: Transport, options: ChipOptions = {}) {
     this.transport = transport;
     this.clock = options.clock ?? systemClock;
-    this.locality = checkLocality(options.locality ?? 0);
+    this.locality = assertLocality(options.locality ?? transport.defaultLocality ?? 0, "chip");
     this.#duration = options.duration ?? commandDuration;
     this.#retry =
       options.retry === false
@@ -164,7 +182,7 @@ export class Chip {
     if (this.#readiness === r && this.#readinessError === error) return;
     this.#readiness = r;
     this.#readinessError = error;
-    if (readinessChannel.hasSubscribers) readinessChannel.publish({ chip: this, readiness: r, error });
+    if (readinessChannel.hasSubscribers) readinessChannel.publish({ chip: this, readiness: r, error } satisfies ChipReadinessEvent);
     for (const fn of [...this.#listeners]) fn(r);
   }
 
@@ -249,7 +267,7 @@ export class Chip {
     let locality = this.locality;
     if (options.locality !== undefined) {
       try {
-        locality = checkLocality(options.locality);
+        locality = assertLocality(options.locality, "chip");
       } catch (e) {
         return Promise.reject(e);
       }
@@ -474,10 +492,6 @@ export class Chip {
   }
 }
 
-function checkLocality(l: number): number {
-  if (!Number.isInteger(l) || l < 0 || l > 4) throw new TpmArgumentError(`locality must be 0–4, got ${l}`);
-  return l;
-}
 
 /** Checks that a response is one whole TPM response: ≥ 10 bytes, a known tag, size field = length. */
 export function checkResponse(rsp: unknown, kind: string): asserts rsp is Uint8Array {

@@ -28,7 +28,7 @@ export interface SendOptions {
 export interface OpenContext {
   signal?: AbortSignal;
   clock: Clock;
-  /** Default locality of the chip. */
+  /** Default locality of the chip: its `locality` option, else the transport's `defaultLocality`, else 0. */
   locality: number;
 }
 
@@ -57,6 +57,11 @@ export interface Transport {
   cancel?(): void | Promise<void>;
   /** Releases sockets, files, localities. Idempotent. */
   close?(): Promise<void>;
+  /**
+   * The locality the transport was configured for (`tis({ locality: 3 })`). A {@link Chip} built
+   * without a `locality` option sends every command, and Startup, at this one. Absent means 0.
+   */
+  readonly defaultLocality?: number;
   /** Localities the transport can send at. Absent means only locality 0. */
   readonly localities?: readonly number[];
   /** Largest command the transport accepts (bytes); the chip rejects larger ones up front. */

@@ -24,7 +24,7 @@ describe("errors: instanceof across copies", () => {
   it("plain objects and other errors are not tpmkit errors, even with a look-alike code", () => {
     expect({ code: "TPM_TIMEOUT" } instanceof TpmkitError).toBe(false);
     expect(new Error("x") instanceof TpmkitError).toBe(false);
-    expect(null instanceof TpmkitError).toBe(false);
+    expect((null as unknown as object) instanceof TpmkitError).toBe(false);
     expect(Object.assign(new Error("x"), { [ERROR_BRAND]: "TpmkitError" }) instanceof TpmkitError).toBe(false);
   });
 
