@@ -82,4 +82,4 @@ export { serveMssim, type MssimServer, type ServeMssimOptions, type ServeMssimTa
 export { mssim, MssimPlatform, MssimSwtpmDetectedError, type MssimOptions, type MssimTransport } from "./transports/mssim/index.js";
 export { linuxDevice, type LinuxDeviceOptions, type LinuxDeviceTransport, type DeviceFs } from "./transports/linux-device/index.js";
 export { parseTcti, formatTcti, defineTcti, TctiDiscoveryError, DEFAULT_DISCOVERY, type TctiSpec, type TctiRegistry, type TctiFactory, type OpenTransportOptions } from "./platform/index.js";
-export { openTransport, tctiRegistry } from "./platform/registry.js";
+export { openTransport, tctiRegistry, BOARDS, boardFor, type Board, type BoardDefinition } from "./platform/index.js";

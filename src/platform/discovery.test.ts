@@ -8,8 +8,9 @@ import { serveMssim } from "../server/mssim.js";
 import { FakeTpmDevice } from "../testing/fake-device.js";
 import { linuxDevice } from "../transports/linux-device/linux-device.js";
 import { scriptedBackend } from "../testing/scripted-backend.js";
-import { DEFAULT_DISCOVERY, TctiDiscoveryError, configuredTcti, defaultTctiRegistry, defineTcti, openTransport, type TctiRegistry } from "./discovery.js";
-import type { TctiConfig } from "./tcti-parse.js";
+import { DEFAULT_DISCOVERY, TctiDiscoveryError, configuredTcti, openTransport } from "./discovery.js";
+import { defaultTctiRegistry, tctiRegistry } from "./registry.js";
+import { defineTcti, type TctiConfig, type TctiRegistry } from "./tcti-parse.js";
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -72,9 +73,20 @@ describe("openTransport with a TCTI string or the environment", () => {
   });
 
   it("rejects an unregistered name, listing the registered ones", async () => {
-    const err = await openTransport("swtpm:port=2321", { env: {} }).catch((e: unknown) => e);
+    const err = await openTransport("swtpm:port=2321", { env: {}, registry: defaultTctiRegistry }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TpmArgumentError);
     expect((err as Error).message).toMatch(/unknown TCTI "swtpm".*registered: device, mssim/);
+    const err2 = await openTransport("nosuch:x=1", { env: {} }).catch((e: unknown) => e);
+    expect(err2).toBeInstanceOf(TpmArgumentError);
+    expect((err2 as Error).message).toMatch(/unknown TCTI "nosuch".*registered: crb, device, memory, mssim, softtpm, swtpm, tis/);
+  });
+
+  it("defaults to the one registry of every transport and board, the one the CLI uses", () => {
+    expect(Object.keys(tctiRegistry).sort()).toEqual(["crb", "device", "memory", "mssim", "softtpm", "swtpm", "tis"]);
+    for (const name of Object.keys(tctiRegistry)) {
+      const spec = { name, config: name === "device" ? { path: "/dev/tpm0" } : {}, text: name };
+      expect(tctiRegistry[name]!(spec.config, spec).kind).toBe(name === "softtpm" ? "memory" : name);
+    }
   });
 
   it("provides mssim and device entries that build the real transports", () => {

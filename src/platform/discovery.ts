@@ -8,51 +8,8 @@
 import { systemClock, type Clock } from "../core/clock.js";
 import { TpmArgumentError, TpmNotFoundError, TpmTimeoutError, TpmkitError, abortErrorFrom, throwIfAborted } from "../errors/index.js";
 import type { Transport } from "../core/transport.js";
-import { linuxDevice } from "../transports/linux-device/linux-device.js";
-import { mssim } from "../transports/mssim/mssim.js";
-import { formatTcti, parseTcti, type TctiConfig, type TctiSpec } from "./tcti-parse.js";
-
-/** Builds a transport from a parsed configuration. May throw TpmArgumentError for bad values. */
-export type TctiFactory = (config: TctiConfig, spec: TctiSpec) => Transport;
-
-/** Name → factory. Combine with object spread: `{ ...defaultTctiRegistry, ...defineTcti("swtpm", f) }`. */
-export type TctiRegistry = Readonly<Record<string, TctiFactory>>;
-
-/**
- * Declares one registry entry.
- *
- * @param name - the TCTI name (lower-case letters, digits, `-`, `_`)
- * @param factory - builds the transport from the parsed configuration
- * @returns a one-entry registry, to spread into another
- * @throws TpmArgumentError when the name is not a valid TCTI name
- *
- * @example
- * ```ts
- * const registry = { ...defaultTctiRegistry, ...defineTcti("swtpm", (c) => swtpm({ host: String(c.host), port: Number(c.port) })) };
- * const transport = await openTransport("swtpm:port=2321", { registry });
- * ```
- */
-export function defineTcti(name: string, factory: TctiFactory): TctiRegistry {
-  if (!/^[a-z0-9][a-z0-9_-]*$/.test(name)) throw new TpmArgumentError(`"${name}" is not a TCTI name (lower-case letters, digits, "-" and "_")`);
-  if (typeof factory !== "function") throw new TpmArgumentError(`the factory of TCTI "${name}" is not a function`);
-  return Object.freeze({ [name]: factory });
-}
-
-/** A TCTI config value as a string (undefined stays undefined), for factories. */
-export const confStr = (v: string | number | undefined): string | undefined => (v === undefined ? undefined : String(v));
-/** A TCTI config value as a number (undefined stays undefined), for factories. */
-export const confNum = (v: string | number | undefined): number | undefined => (v === undefined ? undefined : Number(v));
-const str = confStr;
-const num = confNum;
-
-/** `mssim:host=..,port=..` or `mssim:path=..` → {@link mssim}. tcti-mssim's defaults: port 2321, platform port + 1. */
-export const mssimTcti: TctiRegistry = defineTcti("mssim", (c) => mssim({ host: str(c.host), port: num(c.port), path: str(c.path) }));
-
-/** `device:/dev/tpmrm0` → {@link linuxDevice}; `device` alone searches /dev/tpmrm0 then /dev/tpm0. */
-export const deviceTcti: TctiRegistry = defineTcti("device", (c) => linuxDevice({ path: str(c.path) }));
-
-/** The entries this module provides (mssim, device). The SDK's root registry adds the others. */
-export const defaultTctiRegistry: TctiRegistry = Object.freeze({ ...mssimTcti, ...deviceTcti });
+import { formatTcti, parseTcti, type TctiRegistry, type TctiSpec } from "./tcti-parse.js";
+import { tctiRegistry } from "./registry.js";
 
 /**
  * What discovery tries, in tpm2-tss 4.x tctildr's order (`libtss2-tcti-default.so` has no
@@ -74,7 +31,7 @@ export const TCTI_ENV_VARS: readonly string[] = Object.freeze(["TPM2TOOLS_TCTI",
 
 /** Options of {@link openTransport}. */
 export interface OpenTransportOptions {
-  /** Name → factory (default {@link defaultTctiRegistry}). */
+  /** Name → factory (default {@link tctiRegistry}: every transport and board tpmkit has). */
   registry?: TctiRegistry;
   /** Environment to read TCTI strings from (default `process.env` where there is one). */
   env?: Readonly<Record<string, string | undefined>>;
@@ -216,11 +173,11 @@ function reasonOf(e: unknown): string {
  * @example
  * ```ts
  * const tpm = await Tpm.open(await openTransport("device:/dev/tpmrm0"));
- * const any = await openTransport(undefined, { registry: fullRegistry }); // env or discovery
+ * const any = await openTransport(); // TPM2TOOLS_TCTI / TCTI, else discovery in tpm2-tss's order
  * ```
  */
 export async function openTransport(tcti?: string, options: OpenTransportOptions = {}): Promise<Transport> {
-  const registry = options.registry ?? defaultTctiRegistry;
+  const registry = options.registry ?? tctiRegistry;
   const configured = configuredTcti(tcti, options.env ?? defaultEnv());
   if (configured) {
     let spec: TctiSpec;

@@ -1,23 +1,16 @@
 /**
- * The full TCTI registry: every transport tpmkit has, by its TCTI name, and `openTransport` using
- * it. `tis` and `crb` build the register-level stacks over a fresh SoftTpm
- * (`tis(TisDevice(SoftTpm))`, `crb(CrbDevice(SoftTpm), mmioStart)`); `memory` and `softtpm` the
- * memory transport over SoftTpm (with `state=FILE`, a FileStorage).
+ * The one TCTI registry: every transport tpmkit has, by its TCTI name. Host transports (`swtpm`,
+ * `mssim`, `device`) build their driver; boards (`memory`, `softtpm`, `tis`, `crb`) build a whole
+ * emulated stack ({@link BOARDS}). The library's `openTransport` and the `tpmkit` CLI both use it.
  *
  * @packageDocumentation
  */
 import { TpmArgumentError } from "../errors/index.js";
-import type { Transport } from "../core/transport.js";
-import { SoftTpm } from "../softtpm/softtpm.js";
-import { FileStorage } from "../node/file-storage.js";
-import { TisDevice } from "../devices/tis/device.js";
-import { CrbDevice } from "../devices/crb/device.js";
-import { memory } from "../transports/memory/index.js";
-import { tis } from "../transports/tis/tis.js";
-import { crb } from "../transports/crb/crb.js";
-import { mmioStart } from "../transports/crb/start.js";
+import { linuxDevice } from "../transports/linux-device/linux-device.js";
+import { mssim } from "../transports/mssim/mssim.js";
 import { swtpm } from "../transports/swtpm/transport.js";
-import { confNum, confStr, defaultTctiRegistry, defineTcti, openTransport as openWith, type OpenTransportOptions, type TctiRegistry } from "./discovery.js";
+import { BOARDS } from "./boards.js";
+import { confNum, confStr, defineTcti, type TctiRegistry } from "./tcti-parse.js";
 
 /** `swtpm:host=H,port=P` or `swtpm:path=SOCK`; defaults 127.0.0.1:2321, the address tcti-swtpm and DEFAULT_DISCOVERY use. */
 export const swtpmTcti: TctiRegistry = defineTcti("swtpm", (c) => {
@@ -25,34 +18,21 @@ export const swtpmTcti: TctiRegistry = defineTcti("swtpm", (c) => {
   return swtpm({ host: confStr(c.host) ?? "127.0.0.1", port: confNum(c.port) ?? 2321 });
 });
 
-/** `memory` and `softtpm[:state=FILE]`: SoftTpm in this process. */
-export const softTpmTcti: TctiRegistry = {
-  ...defineTcti("memory", () => memory({ backend: new SoftTpm() })),
-  ...defineTcti("softtpm", (c) => memory({ backend: new SoftTpm(c.state !== undefined ? { storage: new FileStorage(String(c.state)) } : {}) })),
-};
+/** `mssim:host=..,port=..` or `mssim:path=..` → mssim(). tcti-mssim's defaults: port 2321, platform port + 1. */
+export const mssimTcti: TctiRegistry = defineTcti("mssim", (c) => mssim({ host: confStr(c.host), port: confNum(c.port), path: confStr(c.path) }));
 
-/** `tis` and `crb`: the register-level device models over a fresh SoftTpm. */
-export const registerTcti: TctiRegistry = {
-  ...defineTcti("tis", () => tis({ mmio: new TisDevice({ backend: new SoftTpm() }) })),
-  ...defineTcti("crb", () => crb({ mmio: new CrbDevice({ backend: new SoftTpm() }), start: mmioStart() })),
-};
+/** `device:/dev/tpmrm0` → linuxDevice(); `device` alone searches /dev/tpmrm0 then /dev/tpm0. */
+export const deviceTcti: TctiRegistry = defineTcti("device", (c) => linuxDevice({ path: confStr(c.path) }));
 
-/** Every transport tpmkit has, by TCTI name. */
-export const tctiRegistry: TctiRegistry = Object.freeze({ ...defaultTctiRegistry, ...swtpmTcti, ...softTpmTcti, ...registerTcti });
+/** The host transports that reach a TPM outside this process over a socket or a device node: mssim and device. */
+export const defaultTctiRegistry: TctiRegistry = Object.freeze({ ...mssimTcti, ...deviceTcti });
 
-/**
- * Opens the transport a TCTI string names, with every tpmkit transport available; with no
- * string, reads TPM2TOOLS_TCTI / TCTI, then discovers in tpm2-tss's order.
- *
- * @example
- * ```ts
- * const tpm = await Tpm.open(await openTransport("swtpm:host=127.0.0.1,port=2321"));
- * ```
- * @throws TpmArgumentError for a bad string, TctiDiscoveryError when discovery finds nothing
- */
-export function openTransport(tcti?: string, options: OpenTransportOptions = {}): Promise<Transport> {
-  return openWith(tcti, { ...options, registry: options.registry ?? tctiRegistry });
-}
+/** Every transport and board tpmkit has, by TCTI name. */
+export const tctiRegistry: TctiRegistry = Object.freeze({
+  ...defaultTctiRegistry,
+  ...swtpmTcti,
+  ...Object.fromEntries(Object.values(BOARDS).map((b) => [b.name, (c: Parameters<typeof b.build>[0]) => b.build(c).transport])),
+});
 
 /** Throws unless `name` is a registered TCTI. */
 export function assertTcti(name: string): void {

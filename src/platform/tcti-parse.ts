@@ -7,6 +7,7 @@
  * @packageDocumentation
  */
 import { TpmArgumentError } from "../errors/index.js";
+import type { Transport } from "../core/transport.js";
 
 /** Parsed configuration: string values, except `port`, which is a number. */
 export type TctiConfig = Readonly<Record<string, string | number>>;
@@ -40,8 +41,8 @@ const SCHEMAS: Readonly<Record<string, Schema>> = {
   swtpm: { keys: ["host", "port", "path"], exclusive: [["path", "host"], ["path", "port"]] },
   softtpm: { keys: ["state"] },
   memory: { keys: [] },
-  tis: { keys: [] },
-  crb: { keys: [] },
+  tis: { keys: ["state"] },
+  crb: { keys: ["state"] },
 };
 
 /** Names that mean the same TCTI (tpm2-tools treats `abrmd` and `tabrmd` as synonyms). */
@@ -160,3 +161,34 @@ export function formatTcti(spec: { name: string; config?: TctiConfig }): string 
   if (spec.name === "device" && entries.length === 1 && entries[0]![0] === "path") return `device:${entries[0]![1]}`;
   return `${spec.name}:${entries.map(([k, v]) => `${k}=${v}`).join(",")}`;
 }
+
+/** Builds a transport from a parsed configuration. May throw TpmArgumentError for bad values. */
+export type TctiFactory = (config: TctiConfig, spec: TctiSpec) => Transport;
+
+/** Name → factory. Combine with object spread: `{ ...tctiRegistry, ...defineTcti("mytpm", f) }`. */
+export type TctiRegistry = Readonly<Record<string, TctiFactory>>;
+
+/**
+ * Declares one registry entry.
+ *
+ * @param name - the TCTI name (lower-case letters, digits, `-`, `_`)
+ * @param factory - builds the transport from the parsed configuration
+ * @returns a one-entry registry, to spread into another
+ * @throws TpmArgumentError when the name is not a valid TCTI name
+ *
+ * @example
+ * ```ts
+ * const registry = { ...tctiRegistry, ...defineTcti("lab", (c) => swtpm({ host: "lab-tpm.local", port: Number(c.port ?? 2321) })) };
+ * const transport = await openTransport("lab:port=2321", { registry });
+ * ```
+ */
+export function defineTcti(name: string, factory: TctiFactory): TctiRegistry {
+  if (!/^[a-z0-9][a-z0-9_-]*$/.test(name)) throw new TpmArgumentError(`"${name}" is not a TCTI name (lower-case letters, digits, "-" and "_")`);
+  if (typeof factory !== "function") throw new TpmArgumentError(`the factory of TCTI "${name}" is not a function`);
+  return Object.freeze({ [name]: factory });
+}
+
+/** A TCTI config value as a string (undefined stays undefined), for factories. */
+export const confStr = (v: string | number | undefined): string | undefined => (v === undefined ? undefined : String(v));
+/** A TCTI config value as a number (undefined stays undefined), for factories. */
+export const confNum = (v: string | number | undefined): number | undefined => (v === undefined ? undefined : Number(v));
