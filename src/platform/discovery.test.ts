@@ -84,7 +84,8 @@ describe("openTransport with a TCTI string or the environment", () => {
   it("defaults to the one registry of every transport and board, the one the CLI uses", () => {
     expect(Object.keys(tctiRegistry).sort()).toEqual(["crb", "device", "memory", "mssim", "softtpm", "swtpm", "tis"]);
     for (const name of Object.keys(tctiRegistry)) {
-      const spec = { name, config: name === "device" ? { path: "/dev/tpm0" } : {}, text: name };
+      const config: Record<string, string> = name === "device" ? { path: "/dev/tpm0" } : {};
+      const spec = { name, config, text: name };
       expect(tctiRegistry[name]!(spec.config, spec).kind).toBe(name === "softtpm" ? "memory" : name);
     }
   });
