@@ -2,7 +2,8 @@
  * TCTI strings, as tpm2-tss's TCTI loader and tpm2-tools take them (`-T`, `TPM2TOOLS_TCTI`):
  * `name` or `name:conf`, where `conf` is comma-separated `key=value` pairs
  * (`mssim:host=127.0.0.1,port=2321`) or, for `device`, a bare path (`device:/dev/tpmrm0`).
- * Facts qemu-swtpm.md §5; tpm2-tss tctildr.c and the per-TCTI conf parsers. Pure (no Node APIs).
+ * Sources: TCG TSS 2.0 TCTI specification; tpm2-tss include/tss2/tss2_tcti.h, src/tss2-tcti/tctildr.c and the
+ * per-TCTI conf parsers (tcti-mssim.c, tcti-swtpm.c, tcti-device.c). Pure (no Node APIs).
  *
  * @packageDocumentation
  */
