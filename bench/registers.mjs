@@ -78,7 +78,7 @@ function tisMinimum(burst, commandSize, responseSize) {
 /**
  * Floors of a CRB command. `data_path` = command copy, START write, one START read, response
  * header copy, response rest copy (5). `kernel_sequence` adds what tpm_crb does around every
- * command (facts/kernel.md §2): locality request (write + read), cmdReady (write + read),
+ * command (Linux drivers/char/tpm/tpm_crb.c and tpm-chip.c): locality request (write + read), cmdReady (write + read),
  * CTRL_CANCEL = 0, CTRL_STS error check, goIdle (write + read), relinquish (write + read): 15.
  */
 const CRB_DATA_PATH = 5;

@@ -6,8 +6,8 @@
 // Environment:
 //   BENCH_N        commands per timed run, per path (default 5000; the peer gets the same N)
 //   BENCH_ROUNDS   interleaved rounds; every figure is the median over rounds (default 5)
-//   PEER_BENCH     path of peer-bench.sh (default /work/shared/peers/peer-bench.sh);
-//                  set to "" to skip the C peer (then no tpm2-tss ratios are printed)
+//   PEER_BENCH     path of peer-bench.sh, the C peer (tpm2-tss over swtpm; not part of this repository);
+//                  unset, the C peer is skipped (then no tpm2-tss ratios are printed)
 //
 // Paths measured, all sequential TPM2_GetRandom(16) unless named otherwise:
 //   tpmkit/transport     swtpm().send(cmd)                     (the transport alone, no chip)
@@ -31,7 +31,7 @@ import { Tpm, swtpm, systemClock } from "../dist/index.js";
 
 const N = Number(process.env.BENCH_N ?? 5000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
-const PEER_BENCH = process.env.PEER_BENCH ?? "/work/shared/peers/peer-bench.sh";
+const PEER_BENCH = process.env.PEER_BENCH ?? "";
 if (!Number.isInteger(N) || N < 1 || !Number.isInteger(ROUNDS) || ROUNDS < 1) {
   console.error("BENCH_N and BENCH_ROUNDS must be positive integers");
   process.exit(2);
@@ -95,7 +95,7 @@ function listenOnce(port) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** Starts `swtpm socket --tpm2` (flags as in swtpm-measured.md §1) and waits until it answers. */
+/** Starts `swtpm socket --tpm2` (the flags that worked against swtpm 0.7.1; see swtpm(8)) and waits until it answers. */
 async function startSwtpm(kind, port) {
   const dir = mkdtempSync(join(tmpdir(), `tpmkit-bench-${kind}-`));
   const pidFile = join(dir, "pid");
@@ -297,7 +297,7 @@ try {
   const unix = await startSwtpm("unix", 0);
   const names = Object.keys(paths);
   const usePeer = PEER_BENCH !== "" && existsSync(PEER_BENCH);
-  if (!usePeer) peerError = PEER_BENCH === "" ? "skipped (PEER_BENCH empty)" : `${PEER_BENCH} not found`;
+  if (!usePeer) peerError = PEER_BENCH === "" ? "skipped (PEER_BENCH not set)" : `${PEER_BENCH} not found`;
   for (let r = 0; r < ROUNDS; r++) {
     // Rotate the order each round so no path always runs first (warm caches, CPU frequency).
     const order = names.map((_, i) => names[(i + r) % names.length]);

@@ -1,8 +1,9 @@
 // A TIS device whose backend failed to start (the emulator behind it never came up): QEMU's TIS
-// then answers every register read with 0 and ignores every write (facts/qemu-swtpm.md §1,
-// "Backend start-up failure"). The driver's probe waits TIMEOUT_A (750 ms) for
-// ACCESS.tpmRegValidSts and gives up with TpmNotFoundError, as the kernel's probe gives -ENODEV
-// (facts/kernel.md §1, "Reads of all 0 or all 0xFF").
+// then answers every register read with 0 and ignores every write (QEMU hw/tpm/tpm_tis_common.c,
+// tpm_tis_mmio_read() and tpm_tis_mmio_write() after a backend start-up failure). The driver's
+// probe waits TIMEOUT_A (750 ms) for ACCESS.tpmRegValidSts and gives up with TpmNotFoundError, as
+// the kernel's probe gives -ENODEV (Linux drivers/char/tpm/tpm_tis_core.c, tpm_tis_core_init()
+// and wait_startup()).
 //
 // The wait runs on a FakeClock with auto-advance: virtual time jumps from timer to timer, so the
 // 750 ms probe finishes at once and the example prints the virtual time it took.
@@ -18,8 +19,8 @@ export async function main(log: (line: string) => void = console.log): Promise<v
     execute: () => Promise.reject(new Error("never called: the backend is not running")),
   };
   const device = new TisDevice({ backend });
-  await device.start(); // never rejects; the outcome is in device.state
-  log(`device power: ${device.state.power}, TPM version seen by firmware: ${device.tpmVersion}`);
+  const phase = await device.start(); // never rejects: resolves with the phase, "failed" here
+  log(`device power: ${phase}, TPM version seen by firmware: ${device.tpmVersion}`);
   log(`ACCESS (0x000) reads 0x${device.read8(0x000).toString(16)}, DID_VID (0xF00) reads 0x${device.read32(0xf00).toString(16)}`);
 
   const clock = new FakeClock({ auto: true });

@@ -2,7 +2,7 @@
 // - mmioStart(): ACPI TPM2 start method 7 (COMMAND_BUFFER): write CTRL_START = 1;
 // - smcStart(): ACPI start method 11 (Arm SMC): write CTRL_START = 1, then call the firmware.
 //   Here `call` stands in for the SMC; a nonzero return fails the command with EIO, as in
-//   the kernel's tpm_crb (facts/kernel.md §2).
+//   the kernel's tpm_crb (Linux drivers/char/tpm/tpm_crb.c, tpm_crb_smc_start()).
 //
 // Run: see examples/README.md.
 import { pathToFileURL } from "node:url";

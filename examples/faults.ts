@@ -1,25 +1,27 @@
 // Fault injection on the register bus: faultyMmio wraps a healthy TisDevice and makes chosen
-// accesses misbehave, the way real buses do (facts/reliability.md R1–R3).
+// accesses misbehave, the way real buses do (the glitches the Linux TPM drivers were hardened
+// against in 2018, after NCC Group's TPM Genie).
 // 1. One failed bus transfer (a `throw` fault on the next FIFO write) fails that command with a
 //    typed TpmTransportError (errno EIO); the driver cleans up (commandReady, relinquish), so the
 //    next command succeeds.
 // 2. One flipped bit in the response's size field is caught by the driver's size check and
-//    absorbed with responseRetry (PTP §6.5.2; facts/kernel.md §1 "Receive"): the caller never
-//    sees it, the `tpmkit:tis` diagnostics channel does.
+//    absorbed with responseRetry (PTP §6.5.2; Linux drivers/char/tpm/tpm_tis_core.c,
+//    tpm_tis_recv()): the caller never
+//    sees it, the `tpmkit:driver:tis` diagnostics channel does.
 //
 // Run: see examples/README.md.
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import { pathToFileURL } from "node:url";
 import { SoftTpm, TisDevice, Tpm, TpmTransportError, faultyMmio, tis, toHex } from "../src/index.js";
 
-/** What the TIS driver publishes on `tpmkit:tis` (the fields this example reads). */
+/** What the TIS driver publishes on `tpmkit:driver:tis` (the fields this example reads). */
 interface TisDriverEvent {
   type: "invalid-status" | "irq-fallback" | "data-retry" | "response-retry";
   attempt?: number;
   reason?: string;
 }
 
-const TIS_FIFO = 0x24; // DATA_FIFO of locality 0 (PTP §6.5.2; facts/kernel.md §1)
+const TIS_FIFO = 0x24; // DATA_FIFO of locality 0 (PTP §6.5.2; Linux tpm_tis_core.h, TPM_DATA_FIFO)
 
 /** Runs the example; `log` receives each output line. */
 export async function main(log: (line: string) => void = console.log): Promise<void> {
@@ -28,7 +30,7 @@ export async function main(log: (line: string) => void = console.log): Promise<v
   const tpm = await Tpm.open(tis({ mmio: bus }));
   const events: TisDriverEvent[] = [];
   const onEvent = (m: unknown) => events.push(m as TisDriverEvent);
-  subscribe("tpmkit:tis", onEvent);
+  subscribe("tpmkit:driver:tis", onEvent);
   try {
     // 1. a failed transfer
     bus.inject({ kind: "throw", ops: ["writeFifo"], offset: TIS_FIFO, times: 1 });
@@ -47,7 +49,7 @@ export async function main(log: (line: string) => void = console.log): Promise<v
     for (const ev of events) if (ev.type === "response-retry") log(`driver event: response-retry #${ev.attempt} (${ev.reason})`);
     log(`faulted accesses: ${bus.hits}`);
   } finally {
-    unsubscribe("tpmkit:tis", onEvent);
+    unsubscribe("tpmkit:driver:tis", onEvent);
     await tpm.close();
   }
 }

@@ -1,6 +1,6 @@
 // Tpm over the TIS (PTP FIFO) driver, over a register-level TisDevice model, over SoftTpm.
 // PCR 17 is a DRTM PCR: TPM2_PCR_Extend of it is refused at locality 0 (TPM_RC_LOCALITY) and
-// allowed at locality 3 — the rule swtpm 0.7.1 enforces too (facts/swtpm-measured.md §5).
+// allowed at locality 3 — the rule swtpm 0.7.1 enforces too (measured against swtpm 0.7.1).
 // The TIS driver requests the command's locality on its own register page (locality × 0x1000).
 //
 // Run: see examples/README.md.

@@ -1,16 +1,16 @@
 // Observability through node:diagnostics_channel:
 // - `tpmkit:chip:command`: one message per command, from the Chip (code, locality, rc, retries, duration);
-// - `tpmkit:mmio`: one message per register access, from the traceMmio wrapper.
+// - `tpmkit:bus:mmio`: one message per register access, from the traceMmio wrapper.
 // The example subscribes to both and prints the TIS register accesses of one TPM2_GetRandom(8):
 // locality request, commandReady, FIFO writes with the Expect checks, GO, the dataAvail poll,
-// the FIFO reads, commandReady and relinquish (PTP §6.5.2; facts/kernel.md §1).
+// the FIFO reads, commandReady and relinquish (PTP §6.5.2; Linux drivers/char/tpm/tpm_tis_core.c).
 //
 // Run: see examples/README.md.
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import { pathToFileURL } from "node:url";
 import { SoftTpm, TisDevice, Tpm, commandName, formatRc, tis, traceMmio, type ChipCommandEvent, type MmioAccess } from "../src/index.js";
 
-/** TIS register names by offset inside a locality page (PTP §6.5.2; facts/kernel.md §1). */
+/** TIS register names by offset inside a locality page (PTP §6.5.2; Linux tpm_tis_core.h). */
 const TIS_NAMES: Record<number, string> = {
   0x000: "ACCESS",
   0x008: "INT_ENABLE",
@@ -50,12 +50,12 @@ export async function main(log: (line: string) => void = console.log): Promise<v
     const rc = ev.rc === undefined ? `error ${String(ev.error)}` : formatRc(ev.rc);
     log(`chip: ${commandName(ev.commandCode)} at locality ${ev.locality} -> ${rc}, ${ev.retries} retries`);
   };
-  subscribe("tpmkit:mmio", onMmio);
+  subscribe("tpmkit:bus:mmio", onMmio);
   subscribe("tpmkit:chip:command", onCommand);
   try {
     await tpm.getRandom(8);
   } finally {
-    unsubscribe("tpmkit:mmio", onMmio);
+    unsubscribe("tpmkit:bus:mmio", onMmio);
     unsubscribe("tpmkit:chip:command", onCommand);
     await tpm.close();
   }

@@ -50,7 +50,7 @@ describe("examples", () => {
     });
     await import("../examples/basic.js");
     expect(line(lines, "random:")).toMatch(/^random: [0-9a-f]{32}$/);
-    // PCR 16 starts at zeros (facts/swtpm-measured.md §5): new = SHA-256(zeros || 0xab × 32)
+    // PCR 16 starts at zeros (as on swtpm 0.7.1, measured): new = SHA-256(zeros || 0xab × 32)
     const expected = sha256(new Uint8Array(32), new Uint8Array(32).fill(0xab));
     expect(line(lines, "sha256 PCR 16:")).toBe(`sha256 PCR 16: ${expected}`);
     expect(line(lines, "PCR 17 at locality 0:")).toBe("PCR 17 at locality 0: TPM_RC_LOCALITY");

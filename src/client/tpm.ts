@@ -1,5 +1,5 @@
 /**
- * The typed TPM 2.0 client: {@link Tpm}. Commands are built from descriptors (`src/tpm/commands.ts`)
+ * The typed TPM 2.0 client: {@link Tpm}. Commands are built from descriptors (`src/wire/commands.ts`)
  * and run through a {@link Chip} over any transport.
  *
  * @packageDocumentation

@@ -25,8 +25,14 @@ export interface TpmkitErrorOptions {
  *
  * @example
  * ```ts
- * try { await tpm.getRandom(8); } catch (e) {
- *   if (e instanceof TpmkitError && e.code === "TPM_TIMEOUT") retryLater();
+ * import { Tpm, SoftTpm, TpmkitError, memory } from "tpmkit";
+ * await using tpm = await Tpm.open(memory({ backend: new SoftTpm() }));
+ * try {
+ *   console.log(await tpm.getRandom(8, { timeoutMs: 2000 }));
+ * } catch (e) {
+ *   // match on the stable code, not on the message
+ *   if (e instanceof TpmkitError && e.code === "TPM_TIMEOUT") console.log("the TPM did not answer in time");
+ *   else throw e;
  * }
  * ```
  */

@@ -12,8 +12,12 @@ import { TpmArgumentError, TpmFormatError } from "../errors/index.js";
  *
  * @example
  * ```ts
- * const r = new TpmReader(response);
- * const tag = r.u16(), size = r.u32(), rc = r.u32();
+ * import { TpmReader, fromHex } from "tpmkit";
+ * // a TPM2_GetRandom(8) response as swtpm 0.7.1 sent it
+ * const r = new TpmReader(fromHex("8001000000140000000000080d5dd37366b45f17"));
+ * const tag = r.u16(), size = r.u32(), rc = r.u32(); // 0x8001, 20, 0
+ * const randomBytes = r.tpm2b(); // 8 bytes
+ * r.expectEnd();
  * ```
  */
 export class TpmReader {
@@ -104,9 +108,11 @@ export class TpmReader {
  *
  * @example
  * ```ts
+ * import { TpmWriter, toHex } from "tpmkit";
+ * // TPM2_GetRandom(16): tag TPM_ST_NO_SESSIONS, size 12, TPM_CC_GetRandom, bytesRequested
  * const w = new TpmWriter();
  * w.u16(0x8001).u32(12).u32(0x17b).u16(16);
- * const cmd = w.finish();
+ * const cmd = w.finish(); // toHex(cmd) === "80010000000c0000017b0010"
  * ```
  */
 export class TpmWriter {

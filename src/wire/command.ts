@@ -33,15 +33,15 @@ export interface CommandSpec<R> {
   response: (r: TpmReader, handles: number[]) => R;
 }
 
-const encoder = new TextEncoder();
+const encoder = /* @__PURE__ */ new TextEncoder();
 
 /** Bytes of a password given as a string or bytes. */
 export function authBytes(p: Uint8Array | string | undefined): Uint8Array {
   if (p === undefined) return EMPTY;
   return typeof p === "string" ? encoder.encode(p) : p;
 }
-const EMPTY = new Uint8Array(0);
-const scratch = new TpmWriter(4096);
+const EMPTY = /* @__PURE__ */ new Uint8Array(0);
+const scratch = /* @__PURE__ */ new TpmWriter(4096);
 
 /**
  * Builds the command bytes for a spec: tag TPM_ST_SESSIONS when it has authorizations (with a

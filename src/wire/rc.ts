@@ -20,7 +20,7 @@ export const RC_LAYER = {
   RESMGR_TPM: 12,
 } as const;
 
-const LAYER_NAMES: Record<number, string> = Object.fromEntries(Object.entries(RC_LAYER).map(([k, v]) => [v, k]));
+const LAYER_NAMES: Record<number, string> = /* @__PURE__ */ Object.fromEntries(/* @__PURE__ */ Object.entries(RC_LAYER).map(([k, v]) => [v, k]));
 
 /** Building blocks of TPM_RC that are not codes of their own. */
 const RC_BLOCKS = new Set(["VER1", "FMT1", "WARN", "H", "P", "S", "N_MASK", "MAX_FM0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "A", "B", "C", "D", "E", "F"]);
@@ -33,7 +33,7 @@ for (const [k, v] of Object.entries(TPM_RC)) {
   if (!map.has(v)) map.set(v, `TPM_RC_${k}`);
 }
 
-const CC_NAMES = new Map<number, string>(Object.entries(TPM_CC).map(([k, v]) => [v, `TPM_CC_${k}`]));
+const CC_NAMES = /* @__PURE__ */ new Map<number, string>(/* @__PURE__ */ Object.entries(TPM_CC).map(([k, v]) => [v, `TPM_CC_${k}`]));
 
 /** The name of a command code, e.g. `TPM_CC_GetRandom`, or its hex value. */
 export function commandName(cc: number): string {
@@ -70,6 +70,7 @@ export interface DecodedRc {
  * @returns its parts
  * @example
  * ```ts
+ * import { decodeRc } from "tpmkit";
  * decodeRc(0x98e).name        // "TPM_RC_AUTH_FAIL"
  * decodeRc(0x98e).session     // 1
  * ```
@@ -118,14 +119,27 @@ export function formatRc(rc: number): string {
 }
 
 /**
- * A TPM answered with a non-success response code. `rc` is the raw code, `name` its TPM_RC name
+ * A TPM answered with a non-success response code. `rc` is the raw code, `rcName` its TPM_RC name
  * (compare `base` with `TPM_RC.*`), and `handle`/`parameter`/`session` say which input it is about.
+ *
+ * The typed calls of `Tpm` (and `parseResponse`) throw it; `Tpm.transmit` does not: it returns the
+ * raw response whatever its code, so decode that code yourself.
  *
  * @example
  * ```ts
- * try { await tpm.transmit(cmd); } catch (e) {
- *   if (e instanceof TpmResponseError && e.base === TPM_RC.COMMAND_CODE) ...
+ * import { Tpm, SoftTpm, TPM_RC, TpmResponseError, decodeRc, memory, readHeader } from "tpmkit";
+ * await using tpm = await Tpm.open(memory({ backend: new SoftTpm() }));
+ * // A typed call throws TpmResponseError for a non-success code (PCR 17 needs locality 2–4):
+ * try {
+ *   await tpm.pcrExtend(17, { sha256: new Uint8Array(32) });
+ * } catch (e) {
+ *   if (e instanceof TpmResponseError && e.base === TPM_RC.LOCALITY) console.log("refused:", e.rcName);
+ *   else throw e;
  * }
+ * // transmit returns the response bytes; the code is in the header:
+ * const rsp = await tpm.transmit(Uint8Array.of(0x80, 0x01, 0, 0, 0, 10, 0x20, 0, 0, 0)); // no such command
+ * const rc = decodeRc(readHeader(rsp).code);
+ * if (rc.base === TPM_RC.COMMAND_CODE) console.log("not a command:", rc.name);
  * ```
  */
 export class TpmResponseError extends TpmkitError {
