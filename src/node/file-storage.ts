@@ -1,8 +1,8 @@
 /**
  * A {@link Storage} in one file (Node only). Saves are atomic and durable: write a temporary file
  * in the same directory, fsync it, rename it over the state file, then fsync the directory, so a
- * crash or power cut leaves the old or the new state, never a torn one (the swtpm `fsync`
- * lesson; see facts/reliability.md W1). Symlinks are not followed for the state file
+ * crash or power cut leaves the old or the new state, never a torn one (as swtpm's
+ * `--tpmstate ...,fsync` option does; swtpm(8)). Symlinks are not followed for the state file
  * (CVE-2020-28407).
  *
  * @packageDocumentation

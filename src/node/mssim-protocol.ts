@@ -1,8 +1,8 @@
 /**
  * The Microsoft/IBM TPM 2.0 simulator ("mssim") TCP protocol: command codes, the
  * TPM_SEND_COMMAND frame, and size limits. Pure (no Node APIs), shared by the client transport
- * and the server. Source: TCG TPM 2.0 reference implementation, Simulator `TpmTcpProtocol.h`
- * and `TcpServer.c`, as digested in facts qemu-swtpm.md §4.
+ * and the server. Source: TCG TPM 2.0 reference implementation (microsoft/ms-tpm-20-ref),
+ * TPMCmd/Simulator/include/TpmTcpProtocol.h and TPMCmd/Simulator/src/TcpServer.c.
  *
  * Every integer on the wire is big-endian. A request starts with a u32 command code; unless
  * noted the server answers with a u32 0 acknowledgement.
@@ -11,6 +11,7 @@
  */
 import { TpmArgumentError, TpmFormatError } from "../errors/index.js";
 import { HEADER_SIZE } from "../wire/buffer.js";
+import { writeU32be } from "../wire/bytes.js";
 
 /**
  * mssim command codes (u32, big-endian). Platform signals go to the platform port (command port
@@ -94,34 +95,16 @@ export function encodeSendCommand(command: Uint8Array, locality: number): Uint8A
     throw new TpmArgumentError(`mssim: a TPM command needs at least ${HEADER_SIZE} bytes, got ${command.length}`);
   }
   const out = new Uint8Array(MSSIM_SEND_PREFIX_SIZE + command.length);
-  const v = new DataView(out.buffer);
-  v.setUint32(0, MSSIM_CMD.TPM_SEND_COMMAND);
-  v.setUint8(4, locality);
-  v.setUint32(5, command.length);
+  writeU32be(out, 0, MSSIM_CMD.TPM_SEND_COMMAND);
+  out[4] = locality;
+  writeU32be(out, 5, command.length);
   out.set(command, MSSIM_SEND_PREFIX_SIZE);
   return out;
 }
 
-/** A u32 big-endian as 4 bytes. */
-export function u32be(value: number): Uint8Array {
-  const out = new Uint8Array(4);
-  new DataView(out.buffer).setUint32(0, value >>> 0);
-  return out;
-}
-
 /**
- * Reads a u32 big-endian from exactly 4 bytes.
- *
- * @throws TpmFormatError when `b` is not 4 bytes long
- */
-export function readU32(b: Uint8Array, what = "u32"): number {
-  if (b.length !== 4) throw new TpmFormatError(`${what}: needs 4 bytes, got ${b.length}`);
-  return new DataView(b.buffer, b.byteOffset, 4).getUint32(0);
-}
-
-/**
- * Checks a response size prefix from the command port before anything is allocated or read
- * (fault row S2).
+ * Checks a response size prefix from the command port before anything is allocated or read (a
+ * lying prefix must never make the client allocate or wait for a body it will not accept).
  *
  * @param size - the u32 the peer sent
  * @param max - the largest response accepted

@@ -1,7 +1,8 @@
 /**
- * Buffered, bounded reads over a Node stream socket: the plumbing under the mssim client and
- * server. A TCP peer may deliver a frame in any number of chunks (or cut it anywhere), so every
- * read here asks for an exact byte count and settles on exactly one of: the bytes, the peer
+ * Buffered, bounded reads over a Node stream socket: the one socket reader under every socket
+ * client and server (the swtpm data and control channels, the mssim command and platform ports,
+ * and both servers). A peer may deliver a frame in any number of chunks (or cut it anywhere), so
+ * every read here asks for an exact byte count and settles on exactly one of: the bytes, the peer
  * closing (a {@link TpmTransportError} with an errno), the deadline (a {@link TpmTimeoutError}) or
  * the caller's AbortSignal. Reads are serialized by the callers (one frame at a time).
  *
@@ -11,8 +12,9 @@ import type { Socket } from "node:net";
 import { ByteQueue } from "./byte-queue.js";
 import type { Clock, TimerHandle } from "../core/clock.js";
 import { TpmTimeoutError, TpmTransportError, abortErrorFrom, type TpmkitError } from "../errors/index.js";
+import { errnoOf } from "./connect.js";
 
-export { ByteQueue };
+export { ByteQueue, errnoOf };
 
 /** Options of one {@link SocketReader.read}. */
 export interface ReadOptions {
@@ -28,15 +30,13 @@ export interface ReadOptions {
 
 interface Waiter {
   n: number;
+  /** false for {@link SocketReader.wait}: resolve once `n` bytes are buffered, take none. */
+  consume: boolean;
   resolve(b: Uint8Array): void;
   reject(e: unknown): void;
 }
 
-/** Maps a Node socket error to its errno string (`"ECONNRESET"`, ...), if it has one. */
-export function errnoOf(e: unknown): string | undefined {
-  const c = (e as { code?: unknown } | null)?.code;
-  return typeof c === "string" ? c : undefined;
-}
+const NONE = /* @__PURE__ */ new Uint8Array(0);
 
 /**
  * Reads exact byte counts from a socket. Buffers what arrives, pauses the socket when more than
@@ -82,6 +82,11 @@ export class SocketReader {
     });
   }
 
+  /** The socket this reader consumes (for writes). */
+  get socket(): Socket {
+    return this.#socket;
+  }
+
   /** Bytes already received and not yet read (stale bytes, when a frame is complete). */
   get buffered(): number {
     return this.#queue.length;
@@ -109,8 +114,36 @@ export class SocketReader {
    * @throws TpmAbortError (or the signal's tpmkit reason) when aborted
    */
   read(n: number, options: ReadOptions = {}): Promise<Uint8Array> {
+    return this.#await(n, true, options);
+  }
+
+  /**
+   * Waits until at least `n` bytes are buffered, without taking any: a server waits for the first
+   * byte of a frame with no deadline, then bounds the rest of the frame from that moment.
+   *
+   * @param n - byte count (at least 1 to wait for anything)
+   * @param options - signal, deadline, clock, label
+   * @throws as {@link SocketReader.read}
+   */
+  async wait(n: number, options: ReadOptions = {}): Promise<void> {
+    await this.#await(n, false, options);
+  }
+
+  /**
+   * Drops what is buffered, fails every pending and future read with `error` (unless the reader
+   * already failed) and destroys the socket. What an owner calls to drop a connection with a reason
+   * of its own.
+   */
+  destroy(error: TpmkitError): void {
+    this.#queue.clear();
+    this.#fail(error);
+    this.#socket.destroy();
+  }
+
+  #await(n: number, consume: boolean, options: ReadOptions): Promise<Uint8Array> {
     if (this.#waiter) return Promise.reject(new TpmTransportError(`internal: concurrent read on ${this.#peer}`));
     if (this.#queue.length >= n) {
+      if (!consume) return Promise.resolve(NONE);
       const b = this.#queue.take(n);
       this.#resumeIfLow();
       return Promise.resolve(b);
@@ -131,6 +164,7 @@ export class SocketReader {
       };
       this.#waiter = {
         n,
+        consume,
         resolve: (b) => {
           cleanup();
           resolve(b);
@@ -164,6 +198,7 @@ export class SocketReader {
   #pump(): void {
     const w = this.#waiter;
     if (w && this.#queue.length >= w.n) {
+      if (!w.consume) return w.resolve(NONE);
       const b = this.#queue.take(w.n);
       this.#resumeIfLow();
       w.resolve(b);

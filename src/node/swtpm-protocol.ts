@@ -1,10 +1,11 @@
 /**
  * The swtpm control-channel protocol (swtpm include/swtpm/tpm_ioctl.h, man swtpm_ioctls(3)): command
  * numbers, capability bits, flags, and the TPM 1.2-style result codes the channel answers with.
- * Shared by the client ({@link SwtpmControl}) and the server (`serveSwtpm`). Every integer on the
+ * Shared by the client (`SwtpmControl`) and the server (`serveSwtpm`). Every integer on the
  * socket is big-endian. No Node built-ins here.
  *
- * Facts: /work/shared/facts/qemu-swtpm.md §3, checked against swtpm 0.7.1 (swtpm-measured.md §3).
+ * Sources: swtpm include/swtpm/tpm_ioctl.h, src/swtpm/ctrlchannel.c and swtpm_ioctls(3); the reply
+ * layouts and result codes were checked against swtpm 0.7.1 (measured).
  *
  * @packageDocumentation
  */
@@ -113,9 +114,9 @@ export const SWTPM_HASH_DATA_MAX = 4096;
 /** Largest state blob CMD_SET_STATEBLOB accepts (swtpm: 512 KiB). */
 export const SWTPM_STATEBLOB_MAX = 512 * 1024;
 
-const RESULT_NAMES: ReadonlyMap<number, string> = new Map(Object.entries(SWTPM_RESULT).map(([k, v]) => [v, `TPM_${k}`]));
-const TPM2_RC_NAMES: ReadonlyMap<number, string> = new Map(
-  Object.entries(TPM_RC)
+const RESULT_NAMES: ReadonlyMap<number, string> = /* @__PURE__ */ new Map(/* @__PURE__ */ Object.entries(SWTPM_RESULT).map(([k, v]) => [v, `TPM_${k}`]));
+const TPM2_RC_NAMES: ReadonlyMap<number, string> = /* @__PURE__ */ new Map(
+  /* @__PURE__ */ Object.entries(TPM_RC)
     .filter(([k, v]) => /^[A-Z][A-Z0-9_]+$/.test(k) && !["VER1", "WARN", "MAX_FM0", "NOT_USED", "N_MASK"].includes(k) && ((v >= 0x100 && v <= 0x17f) || (v > 0x900 && v <= 0x97f)))
     .map(([k, v]) => [v as number, `TPM_RC_${k}`]),
 );
@@ -190,17 +191,4 @@ export function decodeCapabilities(bits: number): SwtpmCapabilities {
     .filter(([, v]) => (b & v) !== 0)
     .map(([k]) => k);
   return { bits: b, has: (cap: number) => (b & cap) === cap, names };
-}
-
-/** Big-endian u32 at `o` of `b` (the caller checked the bounds). */
-export function be32(b: Uint8Array, o: number): number {
-  return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
-}
-
-/** Writes a big-endian u32 at `o` of `b`. */
-export function put32(b: Uint8Array, o: number, v: number): void {
-  b[o] = (v >>> 24) & 0xff;
-  b[o + 1] = (v >>> 16) & 0xff;
-  b[o + 2] = (v >>> 8) & 0xff;
-  b[o + 3] = v & 0xff;
 }

@@ -1,15 +1,12 @@
 /**
- * Node socket plumbing shared by the swtpm data-channel transport and the control-channel client:
- * endpoints (TCP or UNIX socket), the control endpoint tcti-swtpm derives, and a bounded,
- * abortable connect.
- *
- * Node-specific (node:net).
+ * swtpm endpoints, shared by the swtpm data-channel transport, the control-channel client and the
+ * server: TCP or UNIX socket, their checks, and the control endpoint tcti-swtpm derives. The
+ * connect itself is `connectSocket` (node/connect.ts), the same for every socket client.
  *
  * @packageDocumentation
  */
-import * as net from "node:net";
-import type { Clock } from "../core/clock.js";
-import { TpmArgumentError, TpmTransportError, abortErrorFrom } from "../errors/index.js";
+import { TpmArgumentError } from "../errors/index.js";
+import { DEFAULT_HOST, formatAddress } from "./connect.js";
 
 /** A TCP endpoint. `host` defaults to 127.0.0.1 (swtpm's default bind address). */
 export interface SwtpmTcpEndpoint {
@@ -26,7 +23,7 @@ export interface SwtpmUnixEndpoint {
 export type SwtpmEndpoint = SwtpmTcpEndpoint | SwtpmUnixEndpoint;
 
 /** Default host: swtpm binds 127.0.0.1 unless told otherwise (swtpm(8), `--server bindaddr=`). */
-export const SWTPM_DEFAULT_HOST = "127.0.0.1";
+export const SWTPM_DEFAULT_HOST = DEFAULT_HOST;
 
 /**
  * Checks an endpoint and returns it in normalized form.
@@ -67,71 +64,5 @@ export function deriveControlEndpoint(data: SwtpmEndpoint): SwtpmEndpoint {
   return { host: d.host!, port: d.port + 1 };
 }
 
-/** Human-readable address for messages: "127.0.0.1:2321" or the path. */
-export function describeEndpoint(e: SwtpmEndpoint): string {
-  return "path" in e ? e.path : `${e.host ?? SWTPM_DEFAULT_HOST}:${e.port}`;
-}
-
-/** Options for {@link connectSocket}. */
-export interface ConnectOptions {
-  clock: Clock;
-  timeoutMs: number;
-  signal?: AbortSignal | undefined;
-  /** Passed to net.connect (e.g. `onread` for zero-copy reads). */
-  socketOptions?: Partial<net.NetConnectOpts>;
-  /** Label for errors ("data channel", "control channel"). */
-  what: string;
-}
-
-/**
- * Connects to an endpoint, bounded by `timeoutMs` on the injected clock and by `signal`.
- * Sets TCP_NODELAY on TCP sockets.
- *
- * @param endpoint - where to connect (normalized).
- * @param options - clock, bound, signal, label.
- * @returns the connected socket.
- * @throws TpmTransportError (errno from the socket, e.g. ECONNREFUSED, ENOENT, or ETIMEDOUT) or the abort reason.
- */
-export function connectSocket(endpoint: SwtpmEndpoint, options: ConnectOptions): Promise<net.Socket> {
-  const { clock, timeoutMs, signal, what } = options;
-  return new Promise<net.Socket>((resolve, reject) => {
-    if (signal?.aborted) return reject(abortErrorFrom(signal));
-    const base = "path" in endpoint ? { path: endpoint.path } : { host: endpoint.host ?? SWTPM_DEFAULT_HOST, port: endpoint.port };
-    const sock = net.connect({ ...(options.socketOptions ?? {}), ...base } as net.NetConnectOpts);
-    let settled = false;
-    const timer = clock.setTimer(timeoutMs, () =>
-      fail(new TpmTransportError(`${what}: connect to ${describeEndpoint(endpoint)} timed out after ${timeoutMs} ms`, { errno: "ETIMEDOUT" })),
-    );
-    const onAbort = () => fail(abortErrorFrom(signal!));
-    function cleanup() {
-      settled = true;
-      timer.clear();
-      signal?.removeEventListener("abort", onAbort);
-      sock.off("error", onError);
-      sock.off("connect", onConnect);
-    }
-    function fail(err: unknown) {
-      if (settled) return;
-      cleanup();
-      sock.destroy();
-      reject(err);
-    }
-    function onError(err: NodeJS.ErrnoException) {
-      fail(
-        new TpmTransportError(`${what}: cannot connect to ${describeEndpoint(endpoint)}: ${err.code ?? err.message}`, {
-          errno: err.code ?? "EIO",
-          cause: err,
-        }),
-      );
-    }
-    function onConnect() {
-      if (settled) return;
-      cleanup();
-      if (!("path" in endpoint)) sock.setNoDelay(true);
-      resolve(sock);
-    }
-    sock.once("error", onError);
-    sock.once("connect", onConnect);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
-}
+/** Human-readable address for messages: "127.0.0.1:2321" or the path (the same as {@link formatAddress}). */
+export const describeEndpoint: (e: SwtpmEndpoint) => string = formatAddress;

@@ -1,7 +1,8 @@
 /**
  * Shared plumbing for tpmkit's socket servers (swtpm and mssim protocols): the command-sink
- * interface, listening on TCP or a UNIX socket, serving one connection at a time (as swtpm and
- * the Microsoft simulator do), and a byte queue for framing.
+ * interface and listening on TCP or a UNIX socket, serving one connection at a time (as swtpm and
+ * the Microsoft simulator do). Framing reads go through the shared socket reader
+ * (node/socket-reader.ts).
  *
  * Node-specific (node:net, node:fs).
  *
@@ -10,13 +11,21 @@
 import * as fs from "node:fs";
 import * as net from "node:net";
 import { TpmArgumentError, TpmTransportError } from "../errors/index.js";
+import type { MaybePromise } from "../core/transport.js";
 
 /**
- * Anything that runs TPM commands: the lead's `Chip` has exactly this method; wrap a
- * `TpmBackend` as `{ transmit: (c, o) => backend.execute(c, o?.locality ?? 0, o?.signal) }`.
+ * Where a server's TPM commands go: anything that runs them. A `Chip` is one as it is; wrap a
+ * bare `TpmBackend` (a `SoftTpm`) as
+ * `{ transmit: (c, o) => backend.execute(c, o?.locality ?? 0, o?.signal), cancel: () => backend.cancel() }`.
  */
 export interface CommandSink {
+  /** Runs one command and returns the whole response. */
   transmit(command: Uint8Array, options?: { locality?: number; signal?: AbortSignal }): Promise<Uint8Array>;
+  /**
+   * Asks the TPM to cancel the running command (optional). The mssim server calls it on
+   * SIGNAL_CANCEL_ON, the swtpm server on CMD_CANCEL_TPM_CMD (besides aborting the command's signal).
+   */
+  cancel?(): MaybePromise<void>;
 }
 
 /** Where a server listens: TCP (`host` default 127.0.0.1, `port` 0 = pick a free one) or a UNIX socket path. */
@@ -140,8 +149,6 @@ export async function listenSerial(target: ListenTarget, serve: (socket: net.Soc
     },
   };
 }
-
-export { ByteQueue } from "../node/byte-queue.js";
 
 /**
  * The port to try for attempt `attempt` when a caller asked for "any free pair" (port 0 with a

@@ -5,9 +5,10 @@ import { FakeClock, systemClock } from "../core/clock.js";
 import { TpmTransportError, TpmkitError } from "../errors/index.js";
 import { fromHex, toHex } from "../wire/buffer.js";
 import { connectSocket } from "../node/connect.js";
-import { MSSIM_CMD, encodeSendCommand, u32be } from "../node/mssim-protocol.js";
+import { MSSIM_CMD, encodeSendCommand } from "../node/mssim-protocol.js";
+import { u32be } from "../wire/bytes.js";
 import { SocketReader } from "../node/socket-reader.js";
-import { scriptedBackend, type ScriptedBackend } from "../testing/scripted-backend.js";
+import { FakeTpmBackend } from "../testing/fake-backend.js";
 import { serveMssim, type MssimServer, type ServeMssimOptions } from "./mssim.js";
 
 const GET_RANDOM_8 = fromHex("80010000000c0000017b0008");
@@ -17,14 +18,14 @@ afterEach(async () => {
   while (cleanups.length) await cleanups.pop()!();
 });
 
-function sinkOf(backend: ScriptedBackend) {
+function sinkOf(backend: FakeTpmBackend) {
   return {
     transmit: (c: Uint8Array, o?: { locality?: number; signal?: AbortSignal }) => backend.execute(c, o?.locality ?? 0, o?.signal),
     cancel: () => backend.cancel?.(),
   };
 }
 
-async function start(options: ServeMssimOptions = {}, backend = scriptedBackend()) {
+async function start(options: ServeMssimOptions = {}, backend = new FakeTpmBackend({ answers: "tools" })) {
   const errors: unknown[] = [];
   const server = await serveMssim({ chip: sinkOf(backend), port: 0 }, { onError: (e) => errors.push(e), ...options });
   cleanups.push(() => server.close());
@@ -81,7 +82,7 @@ describe("serveMssim: binding", () => {
 
   it("reports EADDRINUSE as a TpmTransportError when the port is taken", async () => {
     const { server } = await start();
-    const err = await serveMssim({ chip: sinkOf(scriptedBackend()), port: server.port }).catch((e: unknown) => e);
+    const err = await serveMssim({ chip: sinkOf(new FakeTpmBackend({ answers: "tools" })), port: server.port }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TpmTransportError);
     expect((err as TpmTransportError).errno).toBe("EADDRINUSE");
   });
@@ -104,7 +105,7 @@ describe("serveMssim: TPM_SEND_COMMAND", () => {
     const c = await client(server.port);
     c.write(encodeSendCommand(GET_RANDOM_8, 0));
     expect(toHex(await c.read(8))).toBe("0000000000000000");
-    expect(backend.calls).toHaveLength(0);
+    expect(backend.commands).toHaveLength(0);
   });
 
   it("runs the command at the requested locality once powered on, framed as size + response + ack", async () => {
@@ -113,7 +114,7 @@ describe("serveMssim: TPM_SEND_COMMAND", () => {
     expect(server.poweredOn).toBe(true);
     const rsp = await roundTrip(server.port, GET_RANDOM_8, 3);
     expect(toHex(rsp)).toBe("800100000014000000000008" + "0001020304050607");
-    expect(backend.calls.map((c) => c.locality)).toEqual([3]);
+    expect(backend.commands.map((c) => c.locality)).toEqual([3]);
   });
 
   it("answers pipelined commands in order on one connection", async () => {
@@ -133,7 +134,7 @@ describe("serveMssim: TPM_SEND_COMMAND", () => {
     const { server, backend } = await start({ poweredOn: true });
     const lying = fromHex("80010000000d0000017b0008"); // header says 13, 12 sent
     expect(toHex(await roundTrip(server.port, lying))).toBe("80010000000a00000142");
-    expect(backend.calls).toHaveLength(0);
+    expect(backend.commands).toHaveLength(0);
   });
 
   it("answers TPM_RC_COMMAND_SIZE to a command shorter than a TPM header", async () => {
@@ -153,7 +154,8 @@ describe("serveMssim: TPM_SEND_COMMAND", () => {
   });
 
   it("answers TPM_RC_FAILURE and reports the error when the sink throws", async () => {
-    const backend = scriptedBackend({
+    const backend = new FakeTpmBackend({
+      answers: "tools",
       before: () => {
         throw new Error("backend exploded");
       },
@@ -164,15 +166,15 @@ describe("serveMssim: TPM_SEND_COMMAND", () => {
   });
 
   it("runs commands from several clients one at a time", async () => {
-    const backend = scriptedBackend({ before: () => new Promise<void>((r) => setImmediate(r)) });
+    const backend = new FakeTpmBackend({ answers: "tools", before: () => new Promise<void>((r) => setImmediate(r)) });
     const { server } = await start({ poweredOn: true }, backend);
     await Promise.all(Array.from({ length: 6 }, () => roundTrip(server.port)));
-    expect(backend.calls).toHaveLength(6);
-    expect(backend.maxConcurrent).toBe(1);
+    expect(backend.commands).toHaveLength(6);
+    expect(backend.maxInFlight).toBe(1);
   });
 });
 
-describe("serveMssim: bad frames never take the server down (S1–S5)", () => {
+describe("serveMssim: bad frames never take the server down", () => {
   it("survives a client cut at every byte offset of a TPM_SEND_COMMAND frame", async () => {
     const { server, backend } = await start({ poweredOn: true });
     const frame = encodeSendCommand(GET_RANDOM_8, 0);
@@ -184,7 +186,7 @@ describe("serveMssim: bad frames never take the server down (S1–S5)", () => {
     }
     // No cut frame reached the sink, and the server still answers.
     expect(toHex(await roundTrip(server.port)).slice(0, 12)).toBe("800100000014");
-    expect(backend.calls).toHaveLength(1);
+    expect(backend.commands).toHaveLength(1);
   });
 
   it("closes the connection on a size prefix above the limit without reading the body", async () => {
@@ -294,7 +296,7 @@ describe("serveMssim: platform signals", () => {
     const p = await client(server.platformPort);
     p.write(new Uint8Array([...u32be(MSSIM_CMD.SIGNAL_CANCEL_ON), ...u32be(MSSIM_CMD.SIGNAL_CANCEL_OFF)]));
     expect(toHex(await p.read(8))).toBe("0000000000000000");
-    expect(backend.cancelled).toBe(1);
+    expect(backend.cancels).toBe(1);
   });
 
   it("reports the largest command and response in GET_COMMAND_RESPONSE_SIZES", async () => {

@@ -2,13 +2,12 @@
  * An mssim-protocol socket server: exposes any command sink (a `Chip`, a bridge to a
  * `TpmBackend`) the way the Microsoft/IBM TPM 2.0 simulator does, so tpm2-tools
  * (`-T mssim:host=..,port=..`), tpm2-tss and other TSS stacks can drive an emulated stack.
- * Protocol: TCG reference implementation Simulator TcpServer.c / TPMCmdp.c, digested in facts
- * qemu-swtpm.md §4.
+ * Protocol: TCG TPM 2.0 reference implementation (microsoft/ms-tpm-20-ref),
+ * TPMCmd/Simulator/src/TcpServer.c and TPMCmdp.c.
  *
- * Robustness (facts reliability.md rows S1–S5): a peer cut at any byte offset, a size prefix
- * that lies, a trickling peer, unknown or out-of-order codes each end that client's connection
- * (or get a TPM error response) and never the server; oversized frames are refused before their
- * body is read.
+ * Robustness: a peer cut at any byte offset, a size prefix that lies, a trickling peer, unknown
+ * or out-of-order codes each end that client's connection (or get a TPM error response) and never
+ * the server; oversized frames are refused before their body is read.
  *
  * @packageDocumentation
  */
@@ -16,29 +15,18 @@ import { createServer, type AddressInfo, type Server, type Socket } from "node:n
 import { systemClock, type Clock } from "../core/clock.js";
 import { TpmArgumentError, TpmTransportError } from "../errors/index.js";
 import type { MaybePromise } from "../core/transport.js";
-import { TPM_RC, TPM_ST } from "../wire/constants.js";
-import { HEADER_SIZE, readHeader } from "../wire/buffer.js";
-import { portPairCandidate } from "./common.js";
-import {
-  MSSIM_CMD,
-  MSSIM_DEFAULT_MAX_SIZE,
-  MSSIM_ENDPOINT,
-  MSSIM_SERVER_VERSION,
-  readU32,
-  u32be,
-} from "../node/mssim-protocol.js";
+import { TPM_RC } from "../wire/constants.js";
+import { readHeader } from "../wire/buffer.js";
+import { concatBytes, errorResponse, readU32be, u32be } from "../wire/bytes.js";
+import { portPairCandidate, type CommandSink } from "./common.js";
+import { MSSIM_CMD, MSSIM_DEFAULT_MAX_SIZE, MSSIM_ENDPOINT, MSSIM_SERVER_VERSION } from "../node/mssim-protocol.js";
 import { SocketReader } from "../node/socket-reader.js";
 
 /**
- * Where commands go: anything with `transmit` (the lead's `Chip` has it). For a bare
- * `TpmBackend`: `{ transmit: (c, o) => backend.execute(c, o?.locality ?? 0, o?.signal) }`.
+ * Where commands go: the servers' one {@link CommandSink} (its `cancel` is called on
+ * SIGNAL_CANCEL_ON). Kept under this name for existing callers.
  */
-export interface MssimCommandSink {
-  /** Runs one command and returns the whole response. */
-  transmit(command: Uint8Array, options?: { locality?: number; signal?: AbortSignal }): Promise<Uint8Array>;
-  /** Asks the TPM to cancel the running command (called on SIGNAL_CANCEL_ON). */
-  cancel?(): MaybePromise<void>;
-}
+export type MssimCommandSink = CommandSink;
 
 /**
  * What the platform signals do beyond the server's own power/NV state. All optional; a hook
@@ -75,8 +63,8 @@ export interface MssimPlatformHooks {
 
 /** What to serve and where. */
 export interface ServeMssimTarget {
-  /** The command sink (a `Chip`, or a `TpmBackend` wrapped as shown on {@link MssimCommandSink}). */
-  chip: MssimCommandSink;
+  /** The command sink (a `Chip`, or a `TpmBackend` wrapped as shown on {@link CommandSink}). */
+  chip: CommandSink;
   /** Address to bind (default `"127.0.0.1"`; the reference simulator binds every interface). */
   host?: string;
   /** Command port; 0 picks a free port (default 0). */
@@ -123,28 +111,6 @@ export interface MssimServer {
   /** Stops listening, closes every client and aborts running commands. Idempotent. */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
-}
-
-/** A 10-byte TPM response carrying only `rc` (what the server answers when it cannot run a command). */
-function errorResponse(rc: number): Uint8Array {
-  const out = new Uint8Array(HEADER_SIZE);
-  const v = new DataView(out.buffer);
-  v.setUint16(0, TPM_ST.NO_SESSIONS);
-  v.setUint32(2, HEADER_SIZE);
-  v.setUint32(6, rc);
-  return out;
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
 }
 
 /** Closes the connection it is thrown in (a protocol violation by the client). */
@@ -271,7 +237,7 @@ export async function serveMssim(target: ServeMssimTarget, options: ServeMssimOp
         readHeader(response, true);
         if (response.length > sizes.largestResponseSize) {
           sizes.largestResponseSize = response.length;
-          sizes.largestResponse = (((response[6]! << 24) | (response[7]! << 16) | (response[8]! << 8) | response[9]!) >>> 0);
+          sizes.largestResponse = readU32be(response, 6);
         }
         return response;
       } catch (e) {
@@ -297,8 +263,10 @@ export async function serveMssim(target: ServeMssimTarget, options: ServeMssimOp
     const ack = (v = 0) => write(u32be(v));
     try {
       for (;;) {
-        const code = readU32(await reader.read(4, { signal: shutdown.signal, what: "command code" }));
+        // No bound while idle; a frame must arrive whole within frameTimeoutMs of its first byte.
+        await reader.wait(1, { signal: shutdown.signal });
         const deadline = clock.now() + frameTimeoutMs;
+        const code = readU32be(await reader.read(4, { signal: shutdown.signal, clock, timeoutMs: frameTimeoutMs, what: "command code" }), 0, "command code");
         const more = (n: number, what: string) =>
           reader.read(n, { signal: shutdown.signal, clock, timeoutMs: Math.max(0, deadline - clock.now()), what });
         if (code === MSSIM_CMD.SESSION_END) throw new CloseConnection();
@@ -311,18 +279,18 @@ export async function serveMssim(target: ServeMssimTarget, options: ServeMssimOp
             case MSSIM_CMD.TPM_SEND_COMMAND: {
               const head = await more(5, "TPM_SEND_COMMAND header");
               const locality = head[0]!;
-              const size = readU32(head.subarray(1, 5), "command size");
+              const size = readU32be(head, 1, "command size");
               if (size > maxCommand) throw new CloseConnection(`command size prefix ${size} exceeds ${maxCommand}`);
               const command = await more(size, "command");
               const response = await execute(command, locality, gone.signal);
-              write(concat(u32be(response.length), response, u32be(0)));
+              write(concatBytes(u32be(response.length), response, u32be(0)));
               break;
             }
             case MSSIM_CMD.SIGNAL_HASH_START:
               ack(poweredOn ? await runHook(hooks.hashStart) : 0);
               break;
             case MSSIM_CMD.SIGNAL_HASH_DATA: {
-              const n = readU32(await more(4, "hash data length"), "hash data length");
+              const n = readU32be(await more(4, "hash data length"), 0, "hash data length");
               if (n > maxCommand) throw new CloseConnection(`hash data length ${n} exceeds ${maxCommand}`);
               const data = await more(n, "hash data");
               ack(poweredOn ? await runHook(hooks.hashData && (() => hooks.hashData!(data))) : 0);
@@ -332,9 +300,9 @@ export async function serveMssim(target: ServeMssimTarget, options: ServeMssimOp
               ack(poweredOn ? await runHook(hooks.hashEnd) : 0);
               break;
             case MSSIM_CMD.REMOTE_HANDSHAKE: {
-              const version = readU32(await more(4, "client version"), "client version");
+              const version = readU32be(await more(4, "client version"), 0, "client version");
               if (version === 0) throw new CloseConnection("REMOTE_HANDSHAKE with client version 0");
-              write(concat(u32be(MSSIM_SERVER_VERSION), u32be(MSSIM_ENDPOINT.IN_RAW_MODE | MSSIM_ENDPOINT.PLATFORM_AVAILABLE | MSSIM_ENDPOINT.SUPPORTS_PP), u32be(0)));
+              write(concatBytes(u32be(MSSIM_SERVER_VERSION), u32be(MSSIM_ENDPOINT.IN_RAW_MODE | MSSIM_ENDPOINT.PLATFORM_AVAILABLE | MSSIM_ENDPOINT.SUPPORTS_PP), u32be(0)));
               break;
             }
             case MSSIM_CMD.SET_ALTERNATIVE_RESULT:
@@ -414,7 +382,7 @@ export async function serveMssim(target: ServeMssimTarget, options: ServeMssimOp
               break;
             case MSSIM_CMD.GET_COMMAND_RESPONSE_SIZES:
               write(
-                concat(
+                concatBytes(
                   u32be(16),
                   u32be(sizes.largestCommandSize),
                   u32be(sizes.largestCommand),

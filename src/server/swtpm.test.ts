@@ -175,7 +175,7 @@ describe("serveSwtpm: data channel", () => {
     expect(again.bytes.length).toBe(20);
   });
 
-  it("survives a client cut at every byte offset of a command and serves the next client (S1)", async () => {
+  it("survives a client cut at every byte offset of a command and serves the next client", async () => {
     const s = await start();
     for (let cut = 0; cut <= GET_RANDOM_8.length; cut++) {
       await new Promise<void>((resolve) => {
@@ -191,7 +191,7 @@ describe("serveSwtpm: data channel", () => {
     expect(bytes.length).toBe(20);
   });
 
-  it("closes a connection whose command does not arrive whole within commandReadTimeoutMs (S3)", async () => {
+  it("closes a connection whose command does not arrive whole within commandReadTimeoutMs", async () => {
     const clock = new FakeClock();
     const s = await start(fakeChip(), { clock, commandReadTimeoutMs: 1000 });
     const done = raw(s.port, GET_RANDOM_8.subarray(0, 7));
@@ -384,6 +384,27 @@ describe("serveSwtpm: control channel", () => {
     expect(cancelHook).toBe(1);
   });
 
+  it("CANCEL_TPM_CMD also calls the sink's own cancel() (the one CommandSink both servers take)", async () => {
+    let release: ((r: Uint8Array) => void) | undefined;
+    let sinkCancels = 0;
+    const chip: CommandSink = {
+      transmit: () => new Promise((r) => (release = r)),
+      cancel: () => {
+        sinkCancels++;
+        release?.(tpmErrorResponse(0x909));
+      },
+    };
+    const s = await start(chip);
+    const c = new SwtpmControl({ port: s.ctrlPort });
+    const t = swtpm({ port: s.port }, { control: c });
+    cleanups.push(() => t.close(), () => c.close());
+    const p = t.send(GET_RANDOM_8, sendOpts());
+    while (!release) await new Promise((r) => setImmediate(r));
+    await t.cancel();
+    expect(Array.from(await p)).toEqual(Array.from(tpmErrorResponse(0x909)));
+    expect(sinkCancels).toBe(1);
+  });
+
   it("state blobs go through the hooks; SET_STATEBLOB needs a stopped TPM", async () => {
     const store = new Map<number, Uint8Array>([[1, new Uint8Array(5000).fill(7)]]);
     const s = await start(fakeChip(), {
@@ -406,7 +427,7 @@ describe("serveSwtpm: control channel", () => {
     expect(store.get(2)![9999]).toBe(9);
   });
 
-  it("unknown commands get TPM_BAD_ORDINAL and SET_DATAFD TPM_IOERROR, and the channel stays usable (S4)", async () => {
+  it("unknown commands get TPM_BAD_ORDINAL and SET_DATAFD TPM_IOERROR, and the channel stays usable", async () => {
     const s = await start();
     const c = new SwtpmControl({ port: s.ctrlPort });
     cleanups.push(() => c.close());
@@ -417,7 +438,7 @@ describe("serveSwtpm: control channel", () => {
     expect(c.connections).toBe(1);
   });
 
-  it("a control message that stays incomplete is dropped after controlReadTimeoutMs; a lying HASH_DATA length is refused (S4)", async () => {
+  it("a control message that stays incomplete is dropped after controlReadTimeoutMs; a lying HASH_DATA length is refused", async () => {
     const clock = new FakeClock();
     const s = await start(fakeChip(), { clock, controlReadTimeoutMs: 500 });
     const partial = raw(s.ctrlPort, Buffer.from([0, 0, 0, 2, 0, 0]));

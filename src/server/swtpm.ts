@@ -5,14 +5,14 @@
  *
  * - Data channel: raw TPM commands framed by their header size field; also swtpm's mssim-compatible
  *   TPM_SEND_COMMAND prefix (u32 8, u8 locality, u32 size), answered as u32 size + response +
- *   u32 0 (qemu-swtpm.md §3, "tpm-send-command-header"). One data connection at a time; later
- *   ones wait, as with swtpm.
+ *   u32 0 (swtpm feature "tpm-send-command-header", `swtpm socket --print-capabilities`; swtpm
+ *   0.7.1, measured). One data connection at a time; later ones wait, as with swtpm.
  * - Control channel (swtpm_ioctls(3)): GET_CAPABILITY, INIT, SHUTDOWN, GET_TPMESTABLISHED,
  *   SET_LOCALITY, HASH_START/DATA/END, CANCEL_TPM_CMD, STORE_VOLATILE (hook), RESET_TPMESTABLISHED,
  *   GET/SET_STATEBLOB (hooks), STOP, GET_CONFIG, SET_DATAFD (refused as swtpm does with `--server`),
  *   SET_BUFFERSIZE, GET_INFO. Result codes and reply lengths follow swtpm 0.7.1 as measured.
- * - Robustness (reliability.md S1–S5): a size field below 10 or above the buffer size gets a
- *   TPM_RC_COMMAND_SIZE response and the connection is closed before any body is read; a command
+ * - Robustness: a size field below 10 or above the buffer size gets a TPM_RC_COMMAND_SIZE
+ *   response and the connection is closed before any body is read; a command
  *   (data) or control message that does not complete within its bound closes the connection; a
  *   client that disconnects mid-command aborts that command; nothing a client sends can crash the
  *   server or hang it.
@@ -22,9 +22,12 @@
  * @packageDocumentation
  */
 import type * as net from "node:net";
-import { systemClock, type Clock, type TimerHandle } from "../core/clock.js";
+import { systemClock, type Clock } from "../core/clock.js";
 import { TpmArgumentError, TpmTransportError } from "../errors/index.js";
 import { TPM_RC, TPM_ST } from "../wire/constants.js";
+import { concatBytes, errorResponse, readU32be as be32, readU32be, u32be, writeU32be as put32 } from "../wire/bytes.js";
+import { MSSIM_CMD } from "../node/mssim-protocol.js";
+import { SocketReader } from "../node/socket-reader.js";
 import {
   PTM_CAP,
   PTM_INIT_FLAG_DELETE_VOLATILE,
@@ -34,9 +37,8 @@ import {
   SWTPM_HASH_DATA_MAX,
   SWTPM_RESULT,
   SWTPM_STATEBLOB_MAX,
-  put32,
 } from "../node/swtpm-protocol.js";
-import { ByteQueue, listenSerial, portPairCandidate, type BoundAddress, type CommandSink, type ListenTarget, type SerialListener } from "./common.js";
+import { listenSerial, portPairCandidate, type BoundAddress, type CommandSink, type ListenTarget, type SerialListener } from "./common.js";
 
 export type { BoundAddress, CommandSink, ListenTarget } from "./common.js";
 
@@ -162,14 +164,17 @@ const NEEDS_RUNNING = new Set<number>([
 ]);
 const INFO_CHUNK = 3072;
 
-/** A TPM 2.0 error response: tag NO_SESSIONS, size 10, `rc`. TPM 2.0 Part 1 §18.8. */
-export function tpmErrorResponse(rc: number): Uint8Array {
-  const r = new Uint8Array(10);
-  r[0] = TPM_ST.NO_SESSIONS >> 8;
-  r[1] = TPM_ST.NO_SESSIONS & 0xff;
-  put32(r, 2, 10);
-  put32(r, 6, rc);
-  return r;
+/**
+ * A TPM 2.0 error response: tag TPM_ST_NO_SESSIONS, size 10, `rc` (TPM 2.0 Part 1 §18, the
+ * response header). The wire format's `errorResponse`, kept under this name for existing callers.
+ */
+export const tpmErrorResponse: (rc: number) => Uint8Array = errorResponse;
+
+const EMPTY = /* @__PURE__ */ new Uint8Array(0);
+
+/** `address:port` of a client, for error messages. */
+function peerName(sock: net.Socket): string {
+  return `${sock.remoteAddress ?? "local"}${sock.remotePort === undefined ? "" : `:${sock.remotePort}`}`;
 }
 
 class SwtpmServerImpl implements SwtpmServer {
@@ -275,85 +280,60 @@ class SwtpmServerImpl implements SwtpmServer {
   // ---------------------------------------------------------------- data channel
 
   #serveData(sock: net.Socket): void {
-    const q = new ByteQueue();
-    let busy = false;
-    let gone = false;
-    let timer: TimerHandle | undefined;
-    const highWater = 4 * (this.#opt.max + 9);
-    const clearTimer = () => {
-      timer?.clear();
-      timer = undefined;
-    };
-    sock.on("data", (d: Buffer) => {
-      q.push(d);
-      if (q.length > highWater) sock.pause();
-      void pump();
-    });
-    sock.on("close", () => {
-      gone = true;
-      clearTimer();
-      q.clear();
-    });
+    // Buffer at most a few whole frames before pausing the socket (backpressure against a flooding client).
+    const reader = new SocketReader(sock, `swtpm server data client ${peerName(sock)}`, 4 * (this.#opt.max + 9));
+    sock.on("close", () => this.#inflight?.abort(new TpmTransportError("client disconnected", { errno: "ECONNRESET" })));
     const send = (b: Uint8Array) => {
-      if (!gone) sock.write(b);
+      if (sock.writable) sock.write(b);
     };
-    const pump = async () => {
-      if (busy) return;
-      busy = true;
+    void (async () => {
       try {
-        while (!gone && !this.#isClosed) {
-          const f = this.#frame(q);
-          if (f.kind === "need") {
-            if (q.length > 0 && !timer) {
-              timer = this.#clock.setTimer(this.#opt.commandReadTimeoutMs, () => {
-                timer = undefined;
-                sock.destroy();
-              });
-            }
-            break;
-          }
-          clearTimer();
+        while (!this.#isClosed) {
+          // No bound while idle; a command must arrive whole within commandReadTimeoutMs of its first byte.
+          await reader.wait(1);
+          const deadline = this.#clock.now() + this.#opt.commandReadTimeoutMs;
+          const read = (n: number, what: string) => reader.read(n, { clock: this.#clock, timeoutMs: Math.max(0, deadline - this.#clock.now()), what });
+          const f = await this.#frame(read);
           if (f.kind === "bad") {
-            send(f.mssim ? mssimWrap(tpmErrorResponse(f.rc)) : tpmErrorResponse(f.rc));
-            gone = true;
-            sock.end();
-            q.clear();
-            break;
+            // Refused before any body byte is read; the framing is lost, so the connection ends.
+            sock.end(f.mssim ? mssimWrap(tpmErrorResponse(f.rc)) : tpmErrorResponse(f.rc));
+            reader.destroy(new TpmTransportError("swtpm server: command size out of range", { errno: "EMSGSIZE" }));
+            return;
           }
           if (f.locality !== undefined) this.state.locality = f.locality;
           const resp = await this.#execute(f.command);
           send(f.mssim ? mssimWrap(resp) : resp);
-          if (sock.isPaused() && q.length <= highWater && !gone) sock.resume();
         }
       } catch {
+        // A client that left, stalled past its bound or broke the framing: end its connection only.
         sock.destroy();
-      } finally {
-        busy = false;
       }
-    };
-    sock.on("close", () => this.#inflight?.abort(new TpmTransportError("client disconnected", { errno: "ECONNRESET" })));
+    })();
   }
 
-  #frame(
-    q: ByteQueue,
-  ): { kind: "need" } | { kind: "bad"; rc: number; mssim: boolean } | { kind: "cmd"; command: Uint8Array; mssim: boolean; locality?: number } {
+  /**
+   * Reads one data-channel frame: a raw TPM command framed by its header size field, or swtpm's
+   * mssim-compatible TPM_SEND_COMMAND prefix (u32 8, u8 locality, u32 size) when the first bytes
+   * are not a TPM 2 tag (swtpm src/swtpm/mainloop.c and swtpm_io.c; swtpm 0.7.1, measured). A size outside
+   * 10–bufferSize is refused before the body is read.
+   */
+  async #frame(
+    read: (n: number, what: string) => Promise<Uint8Array>,
+  ): Promise<{ kind: "bad"; rc: number; mssim: boolean } | { kind: "cmd"; command: Uint8Array; mssim: boolean; locality?: number }> {
     const max = this.state.bufferSize;
-    if (q.length < 4) return { kind: "need" };
-    const tag = q.u16(0);
-    if (this.#opt.sendCommandHeader && tag !== TPM_ST.NO_SESSIONS && tag !== TPM_ST.SESSIONS && q.u32(0) === 8) {
-      if (q.length < 9) return { kind: "need" };
-      const size = q.u32(5);
-      const locality = q.at(4);
+    const first = await read(4, "command header");
+    const tag = (first[0]! << 8) | first[1]!;
+    if (this.#opt.sendCommandHeader && tag !== TPM_ST.NO_SESSIONS && tag !== TPM_ST.SESSIONS && readU32be(first, 0) === MSSIM_CMD.TPM_SEND_COMMAND) {
+      const prefix = await read(5, "TPM_SEND_COMMAND prefix");
+      const locality = prefix[0]!;
+      const size = readU32be(prefix, 1);
       if (size < 10 || size > max) return { kind: "bad", rc: TPM_RC.COMMAND_SIZE, mssim: true };
-      if (q.length < 9 + size) return { kind: "need" };
-      q.take(9);
-      return { kind: "cmd", command: q.take(size), mssim: true, locality };
+      return { kind: "cmd", command: await read(size, "command"), mssim: true, locality };
     }
-    if (q.length < 10) return { kind: "need" };
-    const size = q.u32(2);
+    const header = concatBytes(first, await read(6, "command header"));
+    const size = readU32be(header, 2);
     if (size < 10 || size > max) return { kind: "bad", rc: TPM_RC.COMMAND_SIZE, mssim: false };
-    if (q.length < size) return { kind: "need" };
-    return { kind: "cmd", command: q.take(size), mssim: false };
+    return { kind: "cmd", command: concatBytes(header, await read(size - 10, "command")), mssim: false };
   }
 
   async #execute(command: Uint8Array): Promise<Uint8Array> {
@@ -380,85 +360,65 @@ class SwtpmServerImpl implements SwtpmServer {
   // ---------------------------------------------------------------- control channel
 
   #serveControl(sock: net.Socket): void {
-    const q = new ByteQueue();
-    let busy = false;
-    let gone = false;
-    let timer: TimerHandle | undefined;
-    const clearTimer = () => {
-      timer?.clear();
-      timer = undefined;
-    };
-    sock.on("data", (d: Buffer) => {
-      q.push(d);
-      void pump();
-    });
-    sock.on("close", () => {
-      gone = true;
-      clearTimer();
-      q.clear();
-    });
-    const pump = async () => {
-      if (busy) return;
-      busy = true;
+    const reader = new SocketReader(sock, `swtpm server control client ${peerName(sock)}`);
+    void (async () => {
       try {
-        while (!gone && !this.#isClosed && q.length > 0) {
-          const need = q.length >= 4 ? this.#controlLength(q) : undefined;
+        while (!this.#isClosed) {
+          // swtpm drops a control message that is not whole within 500 ms of its first byte
+          // (swtpm src/swtpm/ctrlchannel.c; swtpm 0.7.1, measured).
+          await reader.wait(1);
+          const deadline = this.#clock.now() + this.#opt.controlReadTimeoutMs;
+          const read = (n: number, what: string) => reader.read(n, { clock: this.#clock, timeoutMs: Math.max(0, deadline - this.#clock.now()), what });
+          const head = await read(4, "control command");
+          const cmd = readU32be(head, 0);
+          const need = await this.#controlLength(cmd, read);
           if (need === "bad") {
             // A length the protocol cannot carry: answer and drop the connection (framing is lost).
-            sock.end(u32(SWTPM_RESULT.BAD_PARAMETER));
-            gone = true;
-            break;
+            sock.end(u32be(SWTPM_RESULT.BAD_PARAMETER));
+            reader.destroy(new TpmTransportError("swtpm server: control message length out of range", { errno: "EMSGSIZE" }));
+            return;
           }
-          if (need === undefined || q.length < need) {
-            if (!timer) {
-              timer = this.#clock.setTimer(this.#opt.controlReadTimeoutMs, () => {
-                timer = undefined;
-                sock.destroy(); // swtpm closes after 500 ms of an incomplete message (measured)
-              });
-            }
-            break;
-          }
-          clearTimer();
-          const cmd = q.u32(0);
+          let body = await read(need.length, "control message");
           // Variable-length commands take exactly their length; fixed ones take the whole arrival,
           // as swtpm processes one read() per message.
-          const msg = q.take(cmd === SWTPM_CMD.HASH_DATA || cmd === SWTPM_CMD.SET_STATEBLOB ? need : q.length);
-          const reply = await this.#control(cmd, msg.subarray(4));
-          if (!gone) sock.write(reply.bytes);
+          if (!need.exact && reader.buffered > 0) body = concatBytes(body, await read(reader.buffered, "control message"));
+          const reply = await this.#control(cmd, concatBytes(need.prefix, body));
+          if (sock.writable) sock.write(reply.bytes);
           if (reply.terminate) {
-            gone = true;
             sock.end();
             void this.close();
-            break;
+            return;
           }
         }
       } catch {
         sock.destroy();
-      } finally {
-        busy = false;
       }
-    };
+    })();
   }
 
-  /** Total message length for the command at the head of `q`, undefined if not yet known, "bad" if impossible. */
-  #controlLength(q: ByteQueue): number | undefined | "bad" {
-    const cmd = q.u32(0);
+  /**
+   * The body of the control command `cmd` still to read: `prefix` (length fields already read),
+   * `length` more bytes, `exact` for variable-length commands; "bad" for a length the protocol cannot carry.
+   */
+  async #controlLength(
+    cmd: number,
+    read: (n: number, what: string) => Promise<Uint8Array>,
+  ): Promise<{ prefix: Uint8Array; length: number; exact: boolean } | "bad"> {
     if (cmd === SWTPM_CMD.HASH_DATA) {
-      if (q.length < 8) return undefined;
-      const n = q.u32(4);
-      return n > SWTPM_HASH_DATA_MAX ? "bad" : 8 + n;
+      const prefix = await read(4, "HASH_DATA length");
+      const n = readU32be(prefix, 0);
+      return n > SWTPM_HASH_DATA_MAX ? "bad" : { prefix, length: n, exact: true };
     }
     if (cmd === SWTPM_CMD.SET_STATEBLOB) {
-      if (q.length < 16) return undefined;
-      const n = q.u32(12);
-      return n > SWTPM_STATEBLOB_MAX ? "bad" : 16 + n;
+      const prefix = await read(12, "SET_STATEBLOB header");
+      const n = readU32be(prefix, 8);
+      return n > SWTPM_STATEBLOB_MAX ? "bad" : { prefix, length: n, exact: true };
     }
-    const fixed = FIXED_BODY[cmd];
-    return 4 + (fixed ?? 0);
+    return { prefix: EMPTY, length: FIXED_BODY[cmd] ?? 0, exact: false };
   }
 
   async #control(cmd: number, body: Uint8Array): Promise<{ bytes: Uint8Array; terminate?: boolean }> {
-    const res = (code: number) => ({ bytes: u32(code) });
+    const res = (code: number) => ({ bytes: u32be(code) });
     const fixed = FIXED_BODY[cmd];
     if (fixed !== undefined && STRICT_BODY.has(cmd) && body.length !== fixed) {
       return cmd === SWTPM_CMD.GET_STATEBLOB ? { bytes: u32s(SWTPM_RESULT.BAD_PARAMETER, 0, 0, 0) } : res(SWTPM_RESULT.BAD_PARAMETER);
@@ -488,7 +448,7 @@ class SwtpmServerImpl implements SwtpmServer {
       case SWTPM_CMD.SHUTDOWN: {
         this.state.running = false;
         const r = await hook(p.shutdown && (() => p.shutdown!()));
-        return { bytes: u32(r), terminate: true };
+        return { bytes: u32be(r), terminate: true };
       }
       case SWTPM_CMD.STOP: {
         this.state.running = false;
@@ -523,6 +483,8 @@ class SwtpmServerImpl implements SwtpmServer {
       case SWTPM_CMD.CANCEL_TPM_CMD:
         this.#inflight?.abort(CANCEL_REASON);
         try {
+          // best effort, as swtpm answers success whether or not a command could be interrupted
+          void Promise.resolve(this.#chip.cancel?.()).catch(() => undefined);
           p.cancel?.();
         } catch {
           /* best effort */
@@ -616,32 +578,20 @@ class SwtpmServerImpl implements SwtpmServer {
   }
 }
 
-const CANCEL_REASON = new TpmTransportError("cancelled by CMD_CANCEL_TPM_CMD", { errno: "ECANCELED" });
+const CANCEL_REASON = /* @__PURE__ */ new TpmTransportError("cancelled by CMD_CANCEL_TPM_CMD", { errno: "ECANCELED" });
 
-function u32(v: number): Uint8Array {
-  const b = new Uint8Array(4);
-  put32(b, 0, v);
-  return b;
-}
 function u32s(...v: number[]): Uint8Array {
-  const b = new Uint8Array(4 * v.length);
-  v.forEach((x, i) => put32(b, 4 * i, x));
-  return b;
+  return concatBytes(...v.map(u32be));
 }
-function be32(b: Uint8Array, o: number): number {
-  return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
-}
+/** swtpm's answer to a TPM_SEND_COMMAND-prefixed command: u32 size, the response, u32 0. */
 function mssimWrap(resp: Uint8Array): Uint8Array {
-  const out = new Uint8Array(8 + resp.length);
-  put32(out, 0, resp.length);
-  out.set(resp, 4);
-  return out;
+  return concatBytes(u32be(resp.length), resp, u32be(0));
 }
 
 /**
  * Serves a command sink over the swtpm protocols (data + control channel), on TCP or a UNIX
  * socket, so tpm2-tools (`-T swtpm:host=...,port=...` / `-T swtpm:path=...`), QEMU-style clients and
- * other TSS stacks can use it. swtpm(8), swtpm_ioctls(3); facts: qemu-swtpm.md §3.
+ * other TSS stacks can use it. swtpm(8), swtpm_ioctls(3), swtpm include/swtpm/tpm_ioctl.h.
  *
  * @param target - `{ chip, host?, port }` (port 0 = pick free adjacent ports) or `{ chip, path }`.
  * @param options - control address, power hooks, buffer sizes, bounds.

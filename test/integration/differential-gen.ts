@@ -661,7 +661,7 @@ export class DiffGenerator {
         return;
       case 2: {
         // a tag that is not NO_SESSIONS/SESSIONS; 0x0000 is left out: swtpm reads 00 00 00 08
-        // as the mssim TPM_SEND_COMMAND prefix (swtpm-measured.md §3)
+        // as the mssim TPM_SEND_COMMAND prefix (swtpm 0.7.1, measured)
         const tag = r.pick([TPM_ST.RSP_COMMAND, TPM_ST.NULL, 0x8003, TPM_ST.ATTEST_NV, 0x1234, 0xffff, 0x0001, r.range(1, 0xffff)]);
         b[0] = tag >>> 8;
         b[1] = tag & 0xff;

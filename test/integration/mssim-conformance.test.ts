@@ -4,8 +4,9 @@
  *   Tpm ─ mssim transport ─ TCP ─ serveMssim ─ Chip ─ mssim transport (TPM_SEND_COMMAND framing,
  *   no platform signals) ─ TCP ─ swtpm 0.7.1 data port
  *
- * swtpm accepts the mssim TPM_SEND_COMMAND header on its data port (facts swtpm-measured.md §3),
- * so the same client code drives both hops. swtpm must be installed (.ci/run installs it).
+ * swtpm accepts the mssim TPM_SEND_COMMAND header on its data port (swtpm feature
+ * "tpm-send-command-header"; swtpm 0.7.1, measured), so the same client code drives both hops.
+ * swtpm must be installed (.ci/run installs it).
  */
 import { Chip } from "../../src/core/chip.js";
 import { serveMssim } from "../../src/server/mssim.js";

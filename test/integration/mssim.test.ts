@@ -11,7 +11,7 @@ import { systemClock } from "../../src/core/clock.js";
 import { fromHex, toHex } from "../../src/wire/buffer.js";
 import { serveMssim } from "../../src/server/mssim.js";
 import { mssim, MssimSwtpmDetectedError } from "../../src/transports/mssim/index.js";
-import { scriptedBackend } from "../../src/testing/scripted-backend.js";
+import { FakeTpmBackend } from "../../src/testing/fake-backend.js";
 import { startSwtpm } from "./swtpm-peer.js";
 
 const run = promisify(execFile);
@@ -21,7 +21,7 @@ afterEach(async () => {
 });
 
 async function startServer() {
-  const backend = scriptedBackend();
+  const backend = new FakeTpmBackend({ answers: "tools" });
   const server = await serveMssim({ chip: { transmit: (c, o) => backend.execute(c, o?.locality ?? 0, o?.signal), cancel: () => backend.cancel?.() } });
   cleanups.push(() => server.close());
   return { server, backend };
@@ -36,7 +36,7 @@ describe("tpm2-tools (tcti-mssim) against serveMssim", () => {
     // tcti-mssim powered the simulator on and turned NV on before the first command.
     expect(server.poweredOn).toBe(true);
     expect(server.nvOn).toBe(true);
-    expect(backend.calls.map((c) => c.code.toString(16))).toContain("17b");
+    expect(backend.commands.map((c) => c.code.toString(16))).toContain("17b");
   });
 
   it("serves several tpm2_getrandom runs in a row (one client after another)", async () => {
@@ -64,7 +64,7 @@ describe("tpm2-tools driving a real swtpm through serveMssim (Chip bridge)", () 
     await run("tpm2_startup", [...T, "-c"], { timeout: 15000 });
     await run("tpm2_pcrextend", [...T, "0:sha256=0000000000000000000000000000000000000000000000000000000000000001"], { timeout: 15000 });
     const { stdout } = await run("tpm2_pcrread", [...T, "sha256:0"], { timeout: 15000 });
-    // Value measured with tpm2-tools straight against swtpm (facts swtpm-measured.md §2).
+    // Value measured with tpm2-tools 5.4 straight against swtpm 0.7.1.
     expect(stdout).toContain("0x90F4B39548DF55AD6187A1D20D731ECEE78C545B94AFD16F42EF7592D99CD365");
   });
 });
@@ -91,7 +91,7 @@ describe("mssim transport pointed at a real swtpm", () => {
     expect(err).toBeInstanceOf(MssimSwtpmDetectedError);
     expect((err as Error).message).toContain(`this looks like a swtpm; use swtpm:host=127.0.0.1,port=${port}`);
 
-    // swtpm does understand TPM_SEND_COMMAND framing on its data port (facts swtpm-measured §3):
+    // swtpm does understand TPM_SEND_COMMAND framing on its data port (swtpm 0.7.1, measured):
     // with the power-on signals skipped, the mssim transport talks to it.
     const direct = mssim({ port, powerOn: false });
     cleanups.push(() => direct.close!());

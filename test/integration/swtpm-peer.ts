@@ -1,5 +1,5 @@
 /**
- * Start and stop a real swtpm 0.7 process for the integration tests (facts swtpm-measured.md §1).
+ * Start and stop a real swtpm 0.7 process for the integration tests (`swtpm socket --tpm2`, swtpm(8)).
  *
  * The process runs in the foreground (no `--daemon`), so its PID is the child's and it is stopped by
  * that PID; state lives in a fresh temp dir that {@link SwtpmPeer.stop} removes. A missing swtpm is

@@ -131,7 +131,7 @@ describe("SwtpmControl against a real swtpm", () => {
     expect(info.json.TPMAttributes).toMatchObject({ model: "swtpm" });
   });
 
-  it("serializes concurrent control callers: each gets its own reply (scenario 4)", async () => {
+  it("serializes concurrent control callers: each gets its own reply", async () => {
     const caps = (await c.getCapability()).bits;
     const buf = await c.setBufferSize();
     const calls = Array.from({ length: 40 }, (_, i) =>

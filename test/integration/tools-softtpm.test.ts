@@ -6,7 +6,7 @@
  *
  * Each tool runs as a child process with `-T swtpm:host=127.0.0.1,port=P` and its output is
  * checked against known values (the sha256 extend known answer is the one swtpm 0.7.1 gives,
- * facts swtpm-measured.md §2). tpm2-tools must be installed (CI installs it): a missing tool is a
+ * measured with tpm2-tools 5.4). tpm2-tools must be installed (CI installs it): a missing tool is a
  * failure, never a skip. Every tool runs with a timeout and the server is closed in afterAll.
  */
 import { execFile } from "node:child_process";

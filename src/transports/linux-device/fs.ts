@@ -29,7 +29,8 @@ export interface DeviceFs {
 /**
  * The real thing: `node:fs/promises` with `O_RDWR | O_NONBLOCK`. The I/O runs on libuv's thread
  * pool, so the event loop never blocks; with O_NONBLOCK the kernel queues the command at
- * write(2) and read(2) hands over the response once it is there (kernel.md §5.4). `EAGAIN` from
+ * write(2) and read(2) hands over the response once it is there (Linux
+ * drivers/char/tpm/tpm-dev-common.c, tpm_common_write() and tpm_common_read()). `EAGAIN` from
  * a read is reported as 0 bytes ("not yet").
  */
 export const nodeDeviceFs: DeviceFs = {

@@ -4,7 +4,7 @@ import { FakeClock, systemClock } from "../../core/clock.js";
 import { TpmArgumentError, TpmFormatError, TpmNotFoundError, TpmStateError, TpmTimeoutError, TpmTransportError } from "../../errors/index.js";
 import type { SendOptions } from "../../core/transport.js";
 import { fromHex, toHex } from "../../wire/buffer.js";
-import { scriptedBackend } from "../../testing/scripted-backend.js";
+import { FakeTpmBackend } from "../../testing/fake-backend.js";
 import { FakeTpmDevice, TPMRM_UNKNOWN_COMMAND_RC } from "../../testing/fake-device.js";
 import { DEFAULT_DEVICE_PATHS, linuxDevice } from "./linux-device.js";
 
@@ -17,12 +17,12 @@ function opts(clock: FakeClock, over: Partial<SendOptions> = {}): SendOptions {
 
 function setup(options: { nodes?: string[]; denied?: string[]; delayMs?: number } = {}) {
   const clock = new FakeClock({ auto: true });
-  const backend = scriptedBackend({ before: () => (options.delayMs ? clock.sleep(options.delayMs) : undefined) });
+  const backend = new FakeTpmBackend({ answers: "tools", before: () => (options.delayMs ? clock.sleep(options.delayMs) : undefined) });
   const dev = new FakeTpmDevice({ backend, nodes: options.nodes, denied: options.denied });
   return { clock, backend, dev };
 }
 
-describe("FakeTpmDevice behaves as kernel.md §5.4 says", () => {
+describe("FakeTpmDevice behaves as the Linux TPM character devices do (drivers/char/tpm/tpm-dev-common.c)", () => {
   it("lets /dev/tpm0 be opened once (second open EBUSY) and /dev/tpmrm0 many times", async () => {
     const { dev } = setup();
     await dev.open("/dev/tpm0");
@@ -108,7 +108,7 @@ describe("linuxDevice", () => {
     const t = linuxDevice({ fs: dev, path: "/dev/tpmrm0" });
     const rsp = await t.send(fromHex("80010000000a20000001"), opts(clock));
     expect(toHex(rsp)).toBe("80010000000a" + TPMRM_UNKNOWN_COMMAND_RC.toString(16).padStart(8, "0"));
-    expect(backend.calls).toHaveLength(0);
+    expect(backend.commands).toHaveLength(0);
   });
 
   it("polls on the clock while the command runs (no event-loop blocking) and returns the response", async () => {

@@ -1,7 +1,8 @@
 /**
  * The Linux character-device transport: `/dev/tpmrm0` (the kernel's resource manager, many
  * openers) or `/dev/tpm0` (raw, one opener). Write the command, read the response; one command
- * outstanding per open file. Facts kernel.md §5.4 ("What userspace sees"); tpm2-tss tcti-device.
+ * outstanding per open file. Linux drivers/char/tpm/tpm-dev-common.c (tpm_common_read(),
+ * tpm_common_write()), tpm-dev.c and tpmrm-dev.c; tpm2-tss src/tss2-tcti/tcti-device.c.
  *
  * @packageDocumentation
  */

@@ -13,7 +13,7 @@ import { mssim, type MssimOptions } from "./mssim.js";
 import { MssimSwtpmDetectedError } from "./platform.js";
 import { ByteQueue } from "../../node/socket-reader.js";
 import { MSSIM_CMD, encodeSendCommand, mssimCommandName } from "../../node/mssim-protocol.js";
-import { scriptedBackend, type ScriptedBackend } from "../../testing/scripted-backend.js";
+import { FakeTpmBackend } from "../../testing/fake-backend.js";
 
 const GET_RANDOM_8 = fromHex("80010000000c0000017b0008");
 const RESPONSE_8 = fromHex("8001000000140000000000080001020304050607");
@@ -27,7 +27,7 @@ function sendOpts(over: Partial<SendOptions> = {}): SendOptions {
   return { signal: new AbortController().signal, locality: 0, timeoutMs: 2000, clock: systemClock, ...over };
 }
 
-async function withServer(options: ServeMssimOptions = {}, backend: ScriptedBackend = scriptedBackend()) {
+async function withServer(options: ServeMssimOptions = {}, backend: FakeTpmBackend = new FakeTpmBackend({ answers: "tools" })) {
   const server = await serveMssim(
     { chip: { transmit: (c, o) => backend.execute(c, o?.locality ?? 0, o?.signal), cancel: () => backend.cancel?.() }, port: 0 },
     options,
@@ -128,7 +128,7 @@ describe("mssim transport against serveMssim", () => {
     expect(toHex(await t.send(GET_RANDOM_8, sendOpts({ locality: 4 })))).toBe(toHex(RESPONSE_8));
     const second = await t.send(GET_RANDOM_8, sendOpts());
     expect(toHex(second).slice(24)).toBe("0102030405060708");
-    expect(backend.calls.map((c) => c.locality)).toEqual([4, 0]);
+    expect(backend.commands.map((c) => c.locality)).toEqual([4, 0]);
     expect(server.connections).toBe(1);
     expect(t.localities).toEqual([0, 1, 2, 3, 4]);
   });
@@ -162,7 +162,7 @@ describe("mssim transport against serveMssim", () => {
     const events: string[] = [];
     let started!: () => void;
     const running = new Promise<void>((r) => (started = r));
-    const backend = scriptedBackend({ before: () => (started(), new Promise<void>(() => undefined)) });
+    const backend = new FakeTpmBackend({ answers: "tools", before: () => (started(), new Promise<void>(() => undefined)) });
     const { server } = await withServer({ hooks: { cancelOff: () => void events.push("cancelOff") } }, backend);
     const t = transport({ port: server.port });
     await t.open!({ clock: systemClock, locality: 0 });
@@ -171,7 +171,7 @@ describe("mssim transport against serveMssim", () => {
     await t.cancel!();
     const rsp = await pending;
     expect(toHex(rsp)).toBe("80010000000a00000909"); // TPM_RC_CANCELED from the backend
-    expect(backend.cancelled).toBe(1);
+    expect(backend.cancels).toBe(1);
     expect(events).toEqual(["cancelOff"]);
   });
 

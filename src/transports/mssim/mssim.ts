@@ -1,7 +1,7 @@
 /**
  * The mssim transport: a TPM behind the Microsoft/IBM TPM 2.0 simulator TCP protocol (the
  * reference `tpm_server`, IBM's `tpm_server`, wolfTPM's fwTPM, or tpmkit's own
- * {@link serveMssim}). Behaves like tpm2-tss's tcti-mssim (facts qemu-swtpm.md §4–5): one
+ * `serveMssim`). Behaves like tpm2-tss's tcti-mssim (tpm2-tss src/tss2-tcti/tcti-mssim.c): one
  * persistent command connection, a 9-byte TPM_SEND_COMMAND header (u32 8, u8 locality, u32 size)
  * before each command, and u32 size + response + u32 0 acknowledgement back; platform signals on
  * port + 1.
@@ -27,9 +27,8 @@ import {
   MSSIM_DEFAULT_PORT,
   checkResponseSize,
   encodeSendCommand,
-  readU32,
-  u32be,
 } from "../../node/mssim-protocol.js";
+import { readU32be, u32be } from "../../wire/bytes.js";
 import { SocketReader } from "../../node/socket-reader.js";
 
 /** Options of {@link mssim}. */
@@ -204,7 +203,7 @@ export function mssim(options: MssimOptions = {}): MssimTransport {
         const r = await connected(opts.signal, c, Math.min(connectTimeoutMs, left()));
         socket!.write(frame);
         const ro = (what: string) => ({ signal: opts.signal, clock: c, timeoutMs: left(), what });
-        const size = readU32(await r.read(4, ro("response size")), "response size");
+        const size = readU32be(await r.read(4, ro("response size")), 0, "response size");
         if (size === 0) {
           // The reference simulator answers an empty response while powered off.
           await r.read(4, ro("acknowledgement"));
@@ -216,7 +215,7 @@ export function mssim(options: MssimOptions = {}): MssimTransport {
         checkResponseSize(size, maxResponse);
         const response = await r.read(size, ro("response"));
         readHeader(response, true);
-        const ack = readU32(await r.read(4, ro("acknowledgement")), "acknowledgement");
+        const ack = readU32be(await r.read(4, ro("acknowledgement")), 0, "acknowledgement");
         if (ack !== 0) throw new TpmFormatError(`${label}: response acknowledgement is ${ack}, expected 0`);
         return response;
       } catch (e) {

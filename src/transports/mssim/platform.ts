@@ -1,6 +1,7 @@
 /**
  * The mssim platform port client: power, NV, cancel, physical presence and reset signals, each a
- * bare u32 command code answered by a u32 0 acknowledgement (facts qemu-swtpm.md §4).
+ * bare u32 command code answered by a u32 0 acknowledgement (TCG TPM 2.0 reference implementation,
+ * TPMCmd/Simulator/src/TcpServer.c, PlatformServer()).
  *
  * @packageDocumentation
  */
@@ -8,14 +9,16 @@ import type { Socket } from "node:net";
 import { systemClock, type Clock } from "../../core/clock.js";
 import { TpmFormatError, TpmStateError, TpmTransportError, type TpmkitErrorOptions } from "../../errors/index.js";
 import { connectSocket, formatAddress, type SocketAddress } from "../../node/connect.js";
-import { MSSIM_CMD, mssimCommandName, readU32, u32be } from "../../node/mssim-protocol.js";
+import { MSSIM_CMD, mssimCommandName } from "../../node/mssim-protocol.js";
+import { readU32be, u32be } from "../../wire/bytes.js";
 import { SocketReader } from "../../node/socket-reader.js";
 
 /**
  * The peer on the mssim platform port answered like a swtpm control channel: the classic mistake
  * of pointing an mssim client at a swtpm, whose port + 1 speaks swtpm's control protocol (there,
  * POWER_ON = 1 is CMD_GET_CAPABILITY and comes back as 8 bytes). `suggestion` is the TCTI string
- * to use instead. Facts swtpm-measured.md §2.
+ * to use instead. (swtpm 0.7.1, measured: its control channel answers CMD_GET_CAPABILITY with
+ * 8 bytes, so the 4-byte acknowledgement reads as 0 and 4 stray bytes follow.)
  */
 export class MssimSwtpmDetectedError extends TpmTransportError {
   /** The TCTI string that would work, e.g. `"swtpm:host=127.0.0.1,port=2321"`. */
@@ -135,7 +138,7 @@ export class MssimPlatform {
     return this.#exclusive(async () => {
       const r = await this.#connected(signal);
       this.#socket!.write(u32be(MSSIM_CMD.GET_COMMAND_RESPONSE_SIZES));
-      const len = readU32(await r.read(4, this.#readOpts(signal, "sizes length")));
+      const len = readU32be(await r.read(4, this.#readOpts(signal, "sizes length")), 0, "sizes length");
       if (len !== 16) {
         this.#drop();
         throw new TpmFormatError(`mssim platform: GET_COMMAND_RESPONSE_SIZES length ${len}, expected 16`);
@@ -195,7 +198,7 @@ export class MssimPlatform {
   }
 
   async #ack(r: SocketReader, code: number, signal: AbortSignal | undefined): Promise<void> {
-    const value = readU32(await r.read(4, this.#readOpts(signal, `${mssimCommandName(code)} acknowledgement`)), "ack");
+    const value = readU32be(await r.read(4, this.#readOpts(signal, `${mssimCommandName(code)} acknowledgement`)), 0, "ack");
     const stale = r.buffered;
     if (stale > 0 || value !== 0) {
       this.#drop();

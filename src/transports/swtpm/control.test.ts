@@ -4,7 +4,8 @@ import fc from "fast-check";
 import { FakeClock } from "../../core/clock.js";
 import { TpmArgumentError, TpmFormatError, TpmStateError, TpmTimeoutError, TpmTransportError, TpmkitError } from "../../errors/index.js";
 import { SwtpmControl } from "./control.js";
-import { PTM_CAP, SWTPM_CMD, SWTPM_RESULT, SwtpmControlError, be32, put32, swtpmResultName } from "../../node/swtpm-protocol.js";
+import { PTM_CAP, SWTPM_CMD, SWTPM_RESULT, SwtpmControlError, swtpmResultName } from "../../node/swtpm-protocol.js";
+import { readU32be as be32, writeU32be as put32 } from "../../wire/bytes.js";
 
 type Handler = (req: Uint8Array, sock: net.Socket) => void;
 
@@ -209,7 +210,7 @@ describe("SwtpmControl: requests and decoded replies (layouts as swtpm 0.7.1 ans
 });
 
 describe("SwtpmControl: serialization, bounds and stream hygiene", () => {
-  it("never lets concurrent callers read each other's replies (scenario 4), however replies are split", async () => {
+  it("never lets concurrent callers read each other's replies, however replies are split", async () => {
     let overlap = false;
     let inFlight = false;
     const { c } = await setup((r, s) => {
@@ -352,7 +353,7 @@ describe("swtpm control protocol helpers", () => {
     expect(swtpmResultName(0x12345678)).toBe("UNKNOWN(0x12345678)");
   });
 
-  it("put32/be32 round-trip every u32 (property)", () => {
+  it("the wire format's writeU32be/readU32be the control client uses round-trip every u32 (property)", () => {
     fc.assert(
       fc.property(fc.integer({ min: 0, max: 0xffffffff }), (v) => {
         const b = new Uint8Array(4);

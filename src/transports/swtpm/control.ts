@@ -4,22 +4,22 @@
  *
  * Exchanges are serialized: one request is written and its whole reply read before the next
  * request goes out, so two concurrent callers never read each other's replies (QEMU guards its
- * control chardev with a mutex for the same reason; SCENARIOS.md scenario 4). An exchange that
+ * control chardev with a mutex for the same reason: QEMU backends/tpm/tpm_emulator.c,
+ * tpm_emulator_ctrlcmd()). An exchange that
  * times out or is aborted drops the connection, so a late reply can never be read by the next
  * caller; the next exchange reconnects.
  *
  * Reply lengths (swtpm 0.7.1, measured): a failed command answers with the 4-byte result only,
  * except CMD_GET_CAPABILITY/GET_CONFIG (always 8 bytes), CMD_GET_STATEBLOB (always the 16-byte
  * header, then `length` bytes) and CMD_GET_TPMESTABLISHED (8 bytes unless the TPM is stopped).
- * Bytes that arrive when no exchange is waiting mean the stream is out of step: the connection is
- * dropped. Note that a swtpm started with `--ctrl ...,terminate` exits when its control connection
+ * Bytes beyond a reply, or that arrive when no exchange is waiting, mean the stream is out of step:
+ * the connection is dropped (at the latest before the next request goes out). Note that a swtpm started with `--ctrl ...,terminate` exits when its control connection
  * is lost, so with such a swtpm a timed-out or aborted control exchange ends the process too.
  *
  * Node-specific (node:net).
  *
  * @packageDocumentation
  */
-import type * as net from "node:net";
 import { systemClock, type Clock } from "../../core/clock.js";
 import { TpmArgumentError, TpmFormatError, TpmStateError, TpmTimeoutError, TpmTransportError, TpmkitError, abortErrorFrom } from "../../errors/index.js";
 import {
@@ -32,13 +32,14 @@ import {
   SWTPM_RESULT,
   SWTPM_STATEBLOB_MAX,
   SwtpmControlError,
-  be32,
   decodeCapabilities,
-  put32,
   swtpmCommandName,
   type SwtpmCapabilities,
 } from "../../node/swtpm-protocol.js";
-import { connectSocket, normalizeEndpoint, type SwtpmEndpoint } from "../../node/swtpm-socket.js";
+import { concatBytes, readU32be as be32, writeU32be as put32 } from "../../wire/bytes.js";
+import { connectSocket } from "../../node/connect.js";
+import { SocketReader } from "../../node/socket-reader.js";
+import { describeEndpoint, normalizeEndpoint, type SwtpmEndpoint } from "../../node/swtpm-socket.js";
 
 /** Options of {@link SwtpmControl}. */
 export interface SwtpmControlOptions {
@@ -90,87 +91,6 @@ export interface SwtpmStateBlob {
   blob: Uint8Array;
 }
 
-interface Waiter {
-  need: number;
-  resolve: (b: Uint8Array) => void;
-  reject: (e: unknown) => void;
-}
-
-/** One control connection with a byte queue and at most one pending read. */
-class CtrlConn {
-  readonly sock: net.Socket;
-  #chunks: Uint8Array[] = [];
-  #buffered = 0;
-  #waiter: Waiter | undefined;
-  #dead: unknown;
-  #onDead: () => void;
-
-  constructor(sock: net.Socket, onDead: () => void) {
-    this.sock = sock;
-    this.#onDead = onDead;
-    sock.on("data", (d: Buffer) => {
-      if (this.#dead) return;
-      if (!this.#waiter) {
-        // Nobody asked: the stream is out of step (a reply longer than we know, or garbage).
-        this.fail(new TpmFormatError(`swtpm control channel sent ${d.length} unsolicited bytes; connection dropped`));
-        return;
-      }
-      this.#chunks.push(d);
-      this.#buffered += d.length;
-      this.#pump();
-    });
-    sock.on("error", (e: NodeJS.ErrnoException) =>
-      this.fail(new TpmTransportError(`swtpm control channel: ${e.code ?? e.message}`, { errno: e.code ?? "EIO", cause: e })),
-    );
-    sock.on("close", () => this.fail(new TpmTransportError("swtpm control channel closed by the peer", { errno: "ECONNRESET" })));
-  }
-
-  get dead(): boolean {
-    return this.#dead !== undefined;
-  }
-
-  fail(err: unknown): void {
-    if (this.#dead) return;
-    this.#dead = err;
-    this.sock.destroy();
-    const w = this.#waiter;
-    this.#waiter = undefined;
-    w?.reject(err);
-    this.#onDead();
-  }
-
-  read(n: number): Promise<Uint8Array> {
-    if (this.#dead) return Promise.reject(this.#dead);
-    return new Promise<Uint8Array>((resolve, reject) => {
-      this.#waiter = { need: n, resolve, reject };
-      this.#pump();
-    });
-  }
-
-  /** Returns true if any byte is buffered (a reply longer than expected). */
-  get hasLeftover(): boolean {
-    return this.#buffered > 0;
-  }
-
-  #pump(): void {
-    const w = this.#waiter;
-    if (!w || this.#buffered < w.need) return;
-    this.#waiter = undefined;
-    const out = new Uint8Array(w.need);
-    let off = 0;
-    while (off < w.need) {
-      const c = this.#chunks[0]!;
-      const take = Math.min(c.length, w.need - off);
-      out.set(c.subarray(0, take), off);
-      off += take;
-      if (take === c.length) this.#chunks.shift();
-      else this.#chunks[0] = c.subarray(take);
-    }
-    this.#buffered -= w.need;
-    w.resolve(out);
-  }
-}
-
 /** How to read one reply: called with the first 4 bytes (result), returns the reader. */
 type ReplyReader = (result: number, read: (n: number) => Promise<Uint8Array>) => Promise<Uint8Array>;
 
@@ -187,7 +107,7 @@ const replyOf =
  * Usable on its own (like `swtpm_ioctl`) and from the {@link swtpm} transport. One persistent
  * connection, opened on first use and re-opened after the peer drops it.
  *
- * Spec: swtpm_ioctls(3) and swtpm include/swtpm/tpm_ioctl.h; facts in qemu-swtpm.md §3.
+ * Spec: swtpm_ioctls(3), swtpm include/swtpm/tpm_ioctl.h and src/swtpm/ctrlchannel.c.
  *
  * @example
  * ```ts
@@ -205,7 +125,7 @@ export class SwtpmControl {
   #timeoutMs: number;
   #connectTimeoutMs: number;
   #maxBlob: number;
-  #conn: CtrlConn | undefined;
+  #conn: SocketReader | undefined;
   #queue: Array<() => void> = [];
   #busy = false;
   #closed = false;
@@ -411,7 +331,7 @@ export class SwtpmControl {
       if (got >= total) break;
       if (length === 0 || rounds > 1 << 16) throw new TpmFormatError(`state blob stalled at ${got} of ${total} bytes`);
     }
-    return { flags, encrypted: (flags & PTM_STATE_FLAG_ENCRYPTED) !== 0, blob: concat(parts, got) };
+    return { flags, encrypted: (flags & PTM_STATE_FLAG_ENCRYPTED) !== 0, blob: concatBytes(...parts) };
   }
 
   /**
@@ -515,7 +435,7 @@ export class SwtpmControl {
       if (got >= total) break;
       if (length === 0) throw new TpmFormatError(`GET_INFO stalled at ${got} of ${total} bytes`);
     }
-    const bytes = concat(parts, got);
+    const bytes = concatBytes(...parts);
     let end = bytes.indexOf(0);
     if (end < 0) end = bytes.length;
     const text = new TextDecoder().decode(bytes.subarray(0, end));
@@ -563,7 +483,7 @@ export class SwtpmControl {
     this.#closed = true;
     const c = this.#conn;
     this.#conn = undefined;
-    c?.fail(new TpmStateError("swtpm control client closed"));
+    c?.destroy(new TpmStateError("swtpm control client closed"));
     const q = this.#queue;
     this.#queue = [];
     for (const next of q) next();
@@ -573,7 +493,7 @@ export class SwtpmControl {
   disconnect(): void {
     const c = this.#conn;
     this.#conn = undefined;
-    c?.fail(new TpmTransportError("swtpm control connection dropped by the client", { errno: "ECONNRESET" }));
+    c?.destroy(new TpmTransportError("swtpm control connection dropped by the client", { errno: "ECONNRESET" }));
   }
 
   async #lock(signal: AbortSignal | undefined): Promise<void> {
@@ -603,24 +523,33 @@ export class SwtpmControl {
     else this.#busy = false;
   }
 
-  async #connection(signal: AbortSignal | undefined): Promise<CtrlConn> {
-    if (this.#conn && !this.#conn.dead) return this.#conn;
+  async #connection(signal: AbortSignal | undefined): Promise<SocketReader> {
+    const c = this.#conn;
+    if (c && !c.closed) {
+      if (c.buffered === 0) return c;
+      // Bytes that arrived when no exchange was waiting: the stream is out of step.
+      this.#fail(c, new TpmFormatError(`swtpm control channel sent ${c.buffered} unsolicited bytes; connection dropped`));
+    }
     const sock = await connectSocket(this.endpoint, {
       clock: this.#clock,
       timeoutMs: this.#connectTimeoutMs,
       signal,
-      what: "swtpm control channel",
+      label: "swtpm control channel",
     });
     if (this.#closed) {
       sock.destroy();
       throw new TpmStateError("swtpm control client closed");
     }
     this.#generation++;
-    const conn: CtrlConn = new CtrlConn(sock, () => {
-      if (this.#conn === conn) this.#conn = undefined;
-    });
+    const conn = new SocketReader(sock, `swtpm control channel ${describeEndpoint(this.endpoint)}`);
     this.#conn = conn;
     return conn;
+  }
+
+  /** Drops `conn` (failing its pending read with `err`); the next exchange reconnects. */
+  #fail(conn: SocketReader, err: TpmkitError): void {
+    if (this.#conn === conn) this.#conn = undefined;
+    conn.destroy(err);
   }
 
   /**
@@ -639,10 +568,10 @@ export class SwtpmControl {
       const onAbort = () => ac.abort(abortErrorFrom(signal!));
       if (signal?.aborted) onAbort();
       else signal?.addEventListener("abort", onAbort, { once: true });
-      let conn: CtrlConn | undefined;
+      let conn: SocketReader | undefined;
       const stop = () => {
         // A late reply must never reach the next caller: drop the connection.
-        conn?.fail(ac.signal.reason);
+        if (conn) this.#fail(conn, abortErrorFrom(ac.signal));
       };
       ac.signal.addEventListener("abort", stop, { once: true });
       try {
@@ -655,18 +584,19 @@ export class SwtpmControl {
         const req = new Uint8Array(4 + body.length);
         put32(req, 0, command);
         req.set(body, 4);
-        conn.sock.write(req);
-        const head = await conn.read(4);
+        conn.socket.write(req);
+        const read = (n: number) => conn!.read(n, { signal: ac.signal, what: `${swtpmCommandName(command)} reply` });
+        const head = await read(4);
         const result = be32(head, 0);
-        const rest = await readRest(result, (n) => conn!.read(n));
-        if (conn.hasLeftover) throw new TpmFormatError(`swtpm ${swtpmCommandName(command)} reply is longer than the protocol allows`);
+        const rest = await readRest(result, read);
+        if (conn.buffered > 0) throw new TpmFormatError(`swtpm ${swtpmCommandName(command)} reply is longer than the protocol allows`);
         if (result !== 0) throw new SwtpmControlError(command, result);
         const out = new Uint8Array(4 + rest.length);
         out.set(head);
         out.set(rest, 4);
         return out;
       } catch (e) {
-        if (e instanceof TpmFormatError) conn?.fail(e);
+        if (e instanceof TpmFormatError && conn) this.#fail(conn, e);
         if (ac.signal.aborted && !(e instanceof SwtpmControlError)) throw ac.signal.reason;
         if (e instanceof TpmkitError) throw e;
         throw new TpmTransportError(`swtpm ${swtpmCommandName(command)} failed`, { cause: e, errno: "EIO" });
@@ -681,17 +611,7 @@ export class SwtpmControl {
   }
 }
 
-const EMPTY = new Uint8Array(0);
-
-function concat(parts: Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
-}
+const EMPTY = /* @__PURE__ */ new Uint8Array(0);
 
 function positive(v: number, what: string): number {
   if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) throw new TpmArgumentError(`${what} must be a positive number, got ${String(v)}`);

@@ -5,7 +5,7 @@ import * as fs from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { FakeClock, systemClock } from "../../core/clock.js";
-import { TpmArgumentError, TpmFormatError, TpmStateError, TpmTransportError, TpmkitError } from "../../errors/index.js";
+import { TpmArgumentError, TpmFormatError, TpmStateError, TpmTimeoutError, TpmTransportError, TpmkitError } from "../../errors/index.js";
 import { swtpm } from "./transport.js";
 import { SwtpmControl } from "./control.js";
 
@@ -297,6 +297,18 @@ describe("swtpm transport: data channel framing", () => {
     const err = await t.send(GET_RANDOM_8, opts()).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TpmTransportError);
     expect((err as TpmTransportError).errno).toBe("ECONNREFUSED");
+  });
+
+  it("reports a data-channel connect past connectTimeoutMs as TpmTimeoutError", async () => {
+    const peer = await dataPeer(() => undefined);
+    cleanups.push(() => peer.close());
+    // Timers of this clock fire on the next microtask, before any socket event: the bound always passes first.
+    const instant = { now: () => 0, sleep: () => Promise.resolve(), setTimer: (_ms: number, fn: () => void) => (queueMicrotask(fn), { clear: () => undefined }) };
+    const t = swtpm({ port: peer.port }, { control: false, connectTimeoutMs: 300 });
+    cleanups.push(() => t.close());
+    const err = await t.open!({ clock: instant, locality: 0 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TpmTimeoutError);
+    expect((err as TpmTimeoutError).timeoutMs).toBe(300);
   });
 
   it("works over a UNIX socket", async () => {
