@@ -1,7 +1,7 @@
 /**
  * Where a {@link SoftTpm} keeps its non-volatile state between power cycles. The TPM holds its NV
- * in memory and hands the storage a complete, self-checking state blob (see `state.ts`) after
- * every NV-changing command and at Shutdown; `load` returns the last blob saved.
+ * in memory and hands the storage a complete, self-checking state blob (`src/softtpm/state.ts`)
+ * after every NV-changing command and at Shutdown; `load` returns the last blob saved.
  *
  * @packageDocumentation
  */

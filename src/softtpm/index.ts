@@ -1,6 +1,14 @@
 /**
  * `tpmkit/softtpm`: the embedded TPM 2.0 (SoftTpm), its random sources, state codec and the
- * in-memory storage. FileStorage (Node only) is exported from `./file-storage.js`.
+ * storages: `MemoryStorage` (defined with the `Storage` contract in `src/core/storage.ts`) and the
+ * Node-only `FileStorage` (defined in `src/node/file-storage.ts`), both re-exported here.
+ *
+ * @example
+ * ```ts
+ * import { SoftTpm, FileStorage } from "tpmkit/softtpm";
+ * const tpm = new SoftTpm({ storage: new FileStorage("/var/lib/mytpm/state") });
+ * await tpm.start();
+ * ```
  *
  * @packageDocumentation
  */

@@ -7,6 +7,7 @@
  */
 import { sha256 } from "@noble/hashes/sha2.js";
 import { TpmArgumentError } from "../errors/index.js";
+import { concatBytes } from "../wire/bytes.js";
 
 /** Where a SoftTpm draws its random bytes from (TPM 2.0 Part 1 §11.4.10, "Random Number Generator"). */
 export interface RandomSource {
@@ -54,7 +55,7 @@ export class SeededRandom implements RandomSource {
   constructor(seed: Uint8Array | string) {
     if (typeof seed === "string") seed = new TextEncoder().encode(seed);
     if (!(seed instanceof Uint8Array)) throw new TpmArgumentError("SeededRandom: seed must be a Uint8Array or a string");
-    this.#key = sha256(concat(new TextEncoder().encode("tpmkit SoftTpm DRBG v1"), seed));
+    this.#key = sha256(concatBytes(new TextEncoder().encode("tpmkit SoftTpm DRBG v1"), seed));
   }
 
   #refill(): void {
@@ -85,7 +86,7 @@ export class SeededRandom implements RandomSource {
   }
 
   stir(data: Uint8Array): void {
-    this.#key = sha256(concat(this.#key, data));
+    this.#key = sha256(concatBytes(this.#key, data));
     this.#pos = POOL_SIZE; // drop pooled bytes made with the old key
   }
 }
@@ -115,11 +116,4 @@ export class SystemRandom implements RandomSource {
   stir(_data: Uint8Array): void {
     this.#pos = POOL_SIZE;
   }
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
 }

@@ -310,7 +310,7 @@ describe("SoftTpm PCRs (Part 3 §22)", () => {
   });
 });
 
-describe("SoftTpm PCR locality table (swtpm-measured.md §5), all 24 PCRs × 5 localities", () => {
+describe("SoftTpm PCR locality table (swtpm 0.7.1 / libtpms 0.9, measured), all 24 PCRs × 5 localities", () => {
   const table: Record<number, [number[], number[]]> = {};
   for (let p = 0; p < 16; p++) table[p] = [[0, 1, 2, 3, 4], []];
   table[16] = [[0, 1, 2, 3, 4], [0, 1, 2, 3]];
@@ -517,7 +517,7 @@ describe("SoftTpm hierarchy auth and Clear (Part 3 §24)", () => {
   });
 });
 
-describe("SoftTpm under the Linux kernel's boot sequence (facts/kernel.md §5)", () => {
+describe("SoftTpm under the Linux kernel's boot sequence (drivers/char/tpm/tpm2-cmd.c, tpm2_auto_startup())", () => {
   it("SelfTest → INITIALIZE, Startup(CLEAR), SelfTest, command table, PCR banks all succeed", () => {
     const t = new SoftTpm({ seed: "kernel" });
     expect(rcOf(t.executeSync(cmd(0x8001, 0x143, [0]), 0))).toBe(0x100);

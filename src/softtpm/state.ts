@@ -16,7 +16,8 @@
 import { sha256 } from "@noble/hashes/sha2.js";
 import { TpmFormatError, TpmStateFileError } from "../errors/index.js";
 import { TpmReader, TpmWriter } from "../wire/buffer.js";
-import { HASH_ALGS, PCR_COUNT, hashAlg } from "./tables.js";
+import { TPM_HT, TPM_NT, TPMA_NV } from "../wire/constants.js";
+import { HASH_IMPLS, PCR_COUNT, hashImpl } from "./tables.js";
 
 /** Magic bytes at the start of a state blob: "TKSS". */
 export const STATE_MAGIC = 0x544b5353;
@@ -49,7 +50,7 @@ export interface NvIndexState {
 export interface SavedState {
   pcrUpdateCounter: number;
   platformAuth: Uint8Array;
-  /** One entry per bank, in {@link HASH_ALGS} order: 24 digests back to back. */
+  /** One entry per bank, in {@link HASH_IMPLS} order: 24 digests back to back. */
   pcrs: Uint8Array[];
   /**
    * The Startup before this Shutdown(STATE) came from locality 3 (a resume must then come from
@@ -95,14 +96,10 @@ export interface PersistentState {
   saved: SavedState | undefined;
 }
 
-/** TPM_NT_ORDINARY: an ordinary data index (TPMA_NV bits 7:4). TPM 2.0 Part 2 §13.4. */
-export const NT_ORDINARY = 0;
-/** TPM_NT_COUNTER: a 64-bit monotonic counter index. TPM 2.0 Part 2 §13.4. */
-export const NT_COUNTER = 1;
-/** TPM_NT_BITS: a 64-bit bit field index. TPM 2.0 Part 2 §13.4. */
-export const NT_BITS = 2;
-/** TPM_NT_EXTEND: an index extended like a PCR. TPM 2.0 Part 2 §13.4. */
-export const NT_EXTEND = 4;
+/** The TPM_NT type of an NV index: TPMA_NV bits 7:4 (TPM 2.0 Part 2 §13.4). */
+export function nvType(attributes: number): number {
+  return (attributes & TPMA_NV.TPM2_NT_MASK) >>> TPMA_NV.TPM2_NT_SHIFT;
+}
 
 /**
  * Checks the invariants of one NV index (shared by the state decoder and NV_DefineSpace).
@@ -111,14 +108,14 @@ export const NT_EXTEND = 4;
  * @returns undefined when valid, else what is wrong
  */
 export function nvIndexProblem(nv: NvIndexState): string | undefined {
-  if (nv.handle >>> 24 !== 0x01) return `handle 0x${nv.handle.toString(16)} is not an NV index handle`;
-  const alg = hashAlg(nv.nameAlg);
+  if (nv.handle >>> 24 !== TPM_HT.NV_INDEX) return `handle 0x${nv.handle.toString(16)} is not an NV index handle`;
+  const alg = hashImpl(nv.nameAlg);
   if (!alg) return `nameAlg 0x${nv.nameAlg.toString(16)} is not implemented`;
-  const nt = (nv.attributes >>> 4) & 0xf;
-  if (nt !== NT_ORDINARY && nt !== NT_COUNTER && nt !== NT_BITS && nt !== NT_EXTEND) return `index type ${nt} is not implemented`;
+  const nt = nvType(nv.attributes);
+  if (nt !== TPM_NT.ORDINARY && nt !== TPM_NT.COUNTER && nt !== TPM_NT.BITS && nt !== TPM_NT.EXTEND) return `index type ${nt} is not implemented`;
   if (nv.dataSize > NV_DATA_MAX) return `dataSize ${nv.dataSize} exceeds ${NV_DATA_MAX}`;
-  if ((nt === NT_COUNTER || nt === NT_BITS) && nv.dataSize !== 8) return `a counter or bits index must be 8 bytes, not ${nv.dataSize}`;
-  if (nt === NT_EXTEND && nv.dataSize !== alg.size) return `an extend index must be ${alg.size} bytes for its nameAlg, not ${nv.dataSize}`;
+  if ((nt === TPM_NT.COUNTER || nt === TPM_NT.BITS) && nv.dataSize !== 8) return `a counter or bits index must be 8 bytes, not ${nv.dataSize}`;
+  if (nt === TPM_NT.EXTEND && nv.dataSize !== alg.size) return `an extend index must be ${alg.size} bytes for its nameAlg, not ${nv.dataSize}`;
   if (nv.data.length !== nv.dataSize) return `data is ${nv.data.length} bytes, dataSize says ${nv.dataSize}`;
   if (nv.authValue.length > alg.size) return `authValue longer than the nameAlg digest`;
   if (nv.authPolicy.length !== 0 && nv.authPolicy.length !== alg.size) return `authPolicy must be empty or a ${alg.name} digest`;
@@ -152,8 +149,8 @@ export function encodeState(s: PersistentState): Uint8Array {
     w.u32(nv.handle).u16(nv.nameAlg).u32(nv.attributes >>> 0).tpm2b(nv.authValue).tpm2b(nv.authPolicy).u16(nv.dataSize).bytes(nv.data);
   }
   if (s.saved) {
-    w.u8(s.saved.startupLocality3 ? 2 : 1).u32(s.saved.pcrUpdateCounter >>> 0).tpm2b(s.saved.platformAuth).u8(HASH_ALGS.length);
-    HASH_ALGS.forEach((a, i) => {
+    w.u8(s.saved.startupLocality3 ? 2 : 1).u32(s.saved.pcrUpdateCounter >>> 0).tpm2b(s.saved.platformAuth).u8(HASH_IMPLS.length);
+    HASH_IMPLS.forEach((a, i) => {
       const bank = s.saved!.pcrs[i];
       if (!bank || bank.length !== a.size * PCR_COUNT) throw new TpmStateFileError(`saved PCR bank ${a.name} has the wrong size`);
       w.u16(a.alg).bytes(bank);
@@ -251,9 +248,9 @@ function decodeBody(r: TpmReader): PersistentState {
     const pcrUpdateCounter = r.u32("pcrUpdateCounter");
     const platformAuth = r.tpm2b("platformAuth", AUTH_MAX).slice();
     const banks = r.u8("bankCount");
-    if (banks !== HASH_ALGS.length) bad(r, `saved state has ${banks} PCR banks, expected ${HASH_ALGS.length}`);
+    if (banks !== HASH_IMPLS.length) bad(r, `saved state has ${banks} PCR banks, expected ${HASH_IMPLS.length}`);
     const pcrs: Uint8Array[] = [];
-    for (const a of HASH_ALGS) {
+    for (const a of HASH_IMPLS) {
       const alg = r.u16("bank.alg");
       if (alg !== a.alg) bad(r, `saved PCR bank 0x${alg.toString(16)} where 0x${a.alg.toString(16)} was expected`);
       pcrs.push(r.bytesN(a.size * PCR_COUNT, "bank.pcrs").slice());

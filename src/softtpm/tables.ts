@@ -1,55 +1,24 @@
 /**
- * Fixed tables of {@link SoftTpm}: the command codes it implements with their TPMA_CC attributes,
- * the PCR attribute table (which locality may extend or reset which PCR), and the hash banks.
- * Values are from TPM 2.0 Part 2 and were cross-checked against swtpm 0.7.1 / libtpms 0.9.2
- * (`TPM2_GetCapability(TPM_CAP_COMMANDS)` and `(TPM_CAP_PCR_PROPERTIES)`, see
- * /work/shared/facts/swtpm-measured.md §5).
+ * Fixed tables of {@link SoftTpm}: the TPMA_CC attributes of the commands it implements, the PCR
+ * attribute table (which locality may extend or reset which PCR), and the hash algorithms it
+ * implements (each one also a PCR bank). Values are from TPM 2.0 Part 2 and were cross-checked
+ * against swtpm 0.7.1 / libtpms 0.9.2, measured: `TPM2_GetCapability(TPM_CAP_COMMANDS)` and
+ * `(TPM_CAP_PCR_PROPERTIES)`, and TPM2_PCR_Extend / TPM2_PCR_Reset of every PCR at every locality
+ * (set through the swtpm control channel, CMD_SET_LOCALITY; swtpm(8)).
+ *
+ * The wire vocabulary itself (TPM_CC, TPM_ALG, TPM_PT, ...) is not repeated here: it comes from
+ * `src/wire/constants.ts` and `src/wire/types.ts`.
  *
  * @packageDocumentation
  */
 import { sha1 } from "@noble/hashes/legacy.js";
 import { sha256, sha384, sha512 } from "@noble/hashes/sha2.js";
 import { hmac } from "@noble/hashes/hmac.js";
-
-/** Command codes SoftTpm implements. TPM 2.0 Part 2 §6.5.2 (TPM_CC). */
-export const CC = {
-  NV_UndefineSpace: 0x122,
-  Clear: 0x126,
-  ClearControl: 0x127,
-  HierarchyChangeAuth: 0x129,
-  NV_DefineSpace: 0x12a,
-  NV_Increment: 0x134,
-  NV_SetBits: 0x135,
-  NV_Extend: 0x136,
-  NV_Write: 0x137,
-  NV_WriteLock: 0x138,
-  PCR_Event: 0x13c,
-  PCR_Reset: 0x13d,
-  SequenceComplete: 0x13e,
-  IncrementalSelfTest: 0x142,
-  SelfTest: 0x143,
-  Startup: 0x144,
-  Shutdown: 0x145,
-  StirRandom: 0x146,
-  NV_Read: 0x14e,
-  NV_ReadLock: 0x14f,
-  SequenceUpdate: 0x15c,
-  FlushContext: 0x165,
-  NV_ReadPublic: 0x169,
-  StartAuthSession: 0x176,
-  GetCapability: 0x17a,
-  GetRandom: 0x17b,
-  GetTestResult: 0x17c,
-  Hash: 0x17d,
-  PCR_Read: 0x17e,
-  ReadClock: 0x181,
-  PCR_Extend: 0x182,
-  EventSequenceComplete: 0x185,
-  HashSequenceStart: 0x186,
-} as const;
+import { TPM_ALG, TPM_PT } from "../wire/constants.js";
+import { HASH_ALGS } from "../wire/types.js";
 
 /**
- * TPMA_CC of every implemented command (TPM 2.0 Part 2 §9.2: commandIndex 15:0, nv 22,
+ * TPMA_CC of every implemented command (TPM 2.0 Part 2 §8.9: commandIndex 15:0, nv 22,
  * extensive 23, flushed 24, cHandles 27:25, rHandle 28, V 29), as swtpm 0.7.1 reports them.
  * Sorted by command code, as TPM2_GetCapability(TPM_CAP_COMMANDS) lists them.
  */
@@ -61,8 +30,11 @@ export const COMMAND_ATTRIBUTES: readonly number[] = [
   0x10000186,
 ];
 
-/** One PCR bank: algorithm id, digest size and the hash function. */
-export interface HashAlg {
+/**
+ * A hash algorithm SoftTpm implements (and its PCR bank): the TPM_ALG_ID and digest size from
+ * {@link HASH_ALGS}, with the hash function behind them.
+ */
+export interface HashImpl {
   readonly alg: number;
   readonly size: number;
   readonly name: string;
@@ -73,36 +45,52 @@ export interface HashAlg {
   readonly mac: (key: Uint8Array, ...parts: Uint8Array[]) => Uint8Array;
 }
 
-function macOf(h: typeof sha256 | typeof sha1): (key: Uint8Array, ...parts: Uint8Array[]) => Uint8Array {
-  return (key, ...parts) => {
-    const m = hmac.create(h, key);
-    for (const p of parts) m.update(p);
-    return m.digest();
+type NobleHash = typeof sha256 | typeof sha1;
+
+function impl(name: "sha1" | "sha256" | "sha384" | "sha512", h: NobleHash): HashImpl {
+  const { id, size } = HASH_ALGS[name];
+  return {
+    alg: id,
+    size,
+    name,
+    hash: (d) => h(d),
+    create: () => h.create(),
+    mac: (key, ...parts) => {
+      const m = hmac.create(h, key);
+      for (const p of parts) m.update(p);
+      return m.digest();
+    },
   };
 }
 
-/** The banks SoftTpm implements, in TPM_ALG_ID order. TPM 2.0 Part 2 §6.3. */
-export const HASH_ALGS: readonly HashAlg[] = [
-  { alg: 0x0004, size: 20, name: "sha1", hash: (d) => sha1(d), create: () => sha1.create(), mac: macOf(sha1) },
-  { alg: 0x000b, size: 32, name: "sha256", hash: (d) => sha256(d), create: () => sha256.create(), mac: macOf(sha256) },
-  { alg: 0x000c, size: 48, name: "sha384", hash: (d) => sha384(d), create: () => sha384.create(), mac: macOf(sha384) },
-  { alg: 0x000d, size: 64, name: "sha512", hash: (d) => sha512(d), create: () => sha512.create(), mac: macOf(sha512) },
+/** The hash algorithms (and PCR banks) SoftTpm implements, in TPM_ALG_ID order. TPM 2.0 Part 2 §6.3. */
+export const HASH_IMPLS: readonly HashImpl[] = [
+  /* @__PURE__ */ impl("sha1", sha1),
+  /* @__PURE__ */ impl("sha256", sha256),
+  /* @__PURE__ */ impl("sha384", sha384),
+  /* @__PURE__ */ impl("sha512", sha512),
 ];
 
-/** The hash algorithm with id `alg`, or undefined if SoftTpm does not implement it. */
-export function hashAlg(alg: number): HashAlg | undefined {
+/** Index of the algorithm `alg` in {@link HASH_IMPLS} (its PCR bank), or -1 if SoftTpm does not implement it. */
+export function hashIndex(alg: number): number {
   switch (alg) {
-    case 0x0004:
-      return HASH_ALGS[0];
-    case 0x000b:
-      return HASH_ALGS[1];
-    case 0x000c:
-      return HASH_ALGS[2];
-    case 0x000d:
-      return HASH_ALGS[3];
+    case TPM_ALG.SHA1:
+      return 0;
+    case TPM_ALG.SHA256:
+      return 1;
+    case TPM_ALG.SHA384:
+      return 2;
+    case TPM_ALG.SHA512:
+      return 3;
     default:
-      return undefined;
+      return -1;
   }
+}
+
+/** The hash algorithm with id `alg`, or undefined if SoftTpm does not implement it. */
+export function hashImpl(alg: number): HashImpl | undefined {
+  const i = hashIndex(alg);
+  return i < 0 ? undefined : HASH_IMPLS[i];
 }
 
 /** Number of PCRs per bank (TPM_PT_PCR_COUNT). */
@@ -112,24 +100,24 @@ export const PCR_SELECT_SIZE = 3;
 
 /**
  * PCR attribute bitmaps (bit n = PCR n), TPM 2.0 Part 2 §6.14 (TPM_PT_PCR), as libtpms 0.9
- * reports them through TPM_CAP_PCR_PROPERTIES. Index = TPM_PT_PCR value.
+ * reports them through TPM_CAP_PCR_PROPERTIES.
  */
 export const PCR_PROPERTIES: ReadonlyArray<readonly [tag: number, bits: number]> = [
-  [0x00, 0x00ffff], // SAVE: 0-15 survive Shutdown(STATE)/Startup(STATE)
-  [0x01, 0x81ffff], // EXTEND_L0
-  [0x02, 0x810000], // RESET_L0
-  [0x03, 0x91ffff], // EXTEND_L1
-  [0x04, 0x810000], // RESET_L1
-  [0x05, 0xffffff], // EXTEND_L2
-  [0x06, 0xf10000], // RESET_L2
-  [0x07, 0x9fffff], // EXTEND_L3
-  [0x08, 0x810000], // RESET_L3
-  [0x09, 0x87ffff], // EXTEND_L4
-  [0x0a, 0x7e0000], // RESET_L4 (reported; reset at locality 4 happens through _TPM_Hash_Start only)
-  [0x11, 0xe10000], // NO_INCREMENT: 16, 21, 22, 23 do not bump pcrUpdateCounter
-  [0x12, 0x7e0000], // DRTM_RESET
-  [0x13, 0x700000], // POLICY
-  [0x14, 0x700000], // AUTH
+  [TPM_PT.PCR_SAVE, 0x00ffff], // 0-15 survive Shutdown(STATE)/Startup(STATE)
+  [TPM_PT.PCR_EXTEND_L0, 0x81ffff],
+  [TPM_PT.PCR_RESET_L0, 0x810000],
+  [TPM_PT.PCR_EXTEND_L1, 0x91ffff],
+  [TPM_PT.PCR_RESET_L1, 0x810000],
+  [TPM_PT.PCR_EXTEND_L2, 0xffffff],
+  [TPM_PT.PCR_RESET_L2, 0xf10000],
+  [TPM_PT.PCR_EXTEND_L3, 0x9fffff],
+  [TPM_PT.PCR_RESET_L3, 0x810000],
+  [TPM_PT.PCR_EXTEND_L4, 0x87ffff],
+  [TPM_PT.PCR_RESET_L4, 0x7e0000], // reported; reset at locality 4 happens through _TPM_Hash_Start only
+  [TPM_PT.PCR_NO_INCREMENT, 0xe10000], // 16, 21, 22, 23 do not bump pcrUpdateCounter
+  [TPM_PT.PCR_DRTM_RESET, 0x7e0000],
+  [TPM_PT.PCR_POLICY, 0x700000],
+  [TPM_PT.PCR_AUTH, 0x700000],
 ];
 
 /** PCRs whose value survives Shutdown(STATE) + Startup(STATE). */
@@ -139,10 +127,13 @@ export const PCR_NO_INCREMENT = 0xe10000;
 /** PCRs that start at all 0xFF (the D-RTM PCRs 17–22); the others start at 0. */
 export const PCR_INIT_ONES = 0x7e0000;
 
-/** Extend permission per locality 0–4 (bit n = PCR n); measured on swtpm 0.7.1, facts §5. */
+/**
+ * Extend permission per locality 0–4 (bit n = PCR n), as swtpm 0.7.1 / libtpms 0.9 enforce it
+ * (measured; TCG PC Client Platform TPM Profile, PCR attributes table).
+ */
 export const PCR_EXTEND_BY_LOCALITY: readonly number[] = [0x81ffff, 0x91ffff, 0xffffff, 0x9fffff, 0x87ffff];
 /**
- * PCR_Reset permission per locality 0–4; measured on swtpm 0.7.1, facts §5. Locality 4 may
- * reset nothing through TPM2_PCR_Reset.
+ * PCR_Reset permission per locality 0–4, as swtpm 0.7.1 / libtpms 0.9 enforce it (measured).
+ * Locality 4 may reset nothing through TPM2_PCR_Reset.
  */
 export const PCR_RESET_BY_LOCALITY: readonly number[] = [0x810000, 0x810000, 0xf10000, 0x810000, 0x000000];

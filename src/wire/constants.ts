@@ -514,3 +514,78 @@ export const TPM_RC = {
   N_MASK: 0xf00,
 } as const;
 
+
+// The tables below were added by hand after the generated ones, from the same header
+// (tss2_tpm2_types.h of tpm2-tss 3.2.1) and the Part 2 tables it transcribes.
+
+/** TPM_GENERATED_VALUE: the magic at the start of every TPM-generated structure. TPM 2.0 Part 2 §6.2. */
+export const TPM_GENERATED_VALUE = 0xff544347;
+
+/** TPM_SE session types of TPM2_StartAuthSession. TPM 2.0 Part 2 §6.11. */
+export const TPM_SE = {
+  HMAC: 0x00,
+  POLICY: 0x01,
+  TRIAL: 0x03,
+} as const;
+
+/** TPM_HC handle value constants: the first handle of each range. TPM 2.0 Part 2 §7.5. */
+export const TPM_HR = {
+  HANDLE_MASK: 0x00ffffff,
+  RANGE_MASK: 0xff000000,
+  SHIFT: 24,
+  PCR: 0x00000000,
+  NV_INDEX: 0x01000000,
+  HMAC_SESSION: 0x02000000,
+  POLICY_SESSION: 0x03000000,
+  PERMANENT: 0x40000000,
+  TRANSIENT: 0x80000000,
+  PERSISTENT: 0x81000000,
+} as const;
+
+/** TPMA_ALGORITHM attribute bits (TPM_CAP_ALGS). TPM 2.0 Part 2 §8.2. */
+export const TPMA_ALGORITHM = {
+  ASYMMETRIC: 0x00000001,
+  SYMMETRIC: 0x00000002,
+  HASH: 0x00000004,
+  OBJECT: 0x00000008,
+  SIGNING: 0x00000100,
+  ENCRYPTING: 0x00000200,
+  METHOD: 0x00000400,
+} as const;
+
+/** TPMA_SESSION attribute bits of a command or response session. TPM 2.0 Part 2 §8.4. */
+export const TPMA_SESSION = {
+  CONTINUESESSION: 0x01,
+  AUDITEXCLUSIVE: 0x02,
+  AUDITRESET: 0x04,
+  RESERVED1_MASK: 0x18,
+  DECRYPT: 0x20,
+  ENCRYPT: 0x40,
+  AUDIT: 0x80,
+} as const;
+
+/** TPMA_PERMANENT bits (TPM_PT_PERMANENT). TPM 2.0 Part 2 §8.6. */
+export const TPMA_PERMANENT = {
+  OWNERAUTHSET: 0x00000001,
+  ENDORSEMENTAUTHSET: 0x00000002,
+  LOCKOUTAUTHSET: 0x00000004,
+  DISABLECLEAR: 0x00000100,
+  INLOCKOUT: 0x00000200,
+  TPMGENERATEDEPS: 0x00000400,
+} as const;
+
+/** TPMA_STARTUP_CLEAR bits (TPM_PT_STARTUP_CLEAR). TPM 2.0 Part 2 §8.7. */
+export const TPMA_STARTUP_CLEAR = {
+  PHENABLE: 0x00000001,
+  SHENABLE: 0x00000002,
+  EHENABLE: 0x00000004,
+  PHENABLENV: 0x00000008,
+  ORDERLY: 0x80000000,
+} as const;
+
+/** TPMA_MEMORY bits (TPM_PT_MEMORY). TPM 2.0 Part 2 §8.8. */
+export const TPMA_MEMORY = {
+  SHAREDRAM: 0x00000001,
+  SHAREDNV: 0x00000002,
+  OBJECTCOPIEDTORAM: 0x00000004,
+} as const;

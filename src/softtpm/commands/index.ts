@@ -1,0 +1,33 @@
+/**
+ * The SoftTpm dispatch table: every chapter's command handlers (TPM 2.0 Part 3), registered once.
+ * A new command goes into its chapter's file, and its TPMA_CC into `COMMAND_ATTRIBUTES` (`tables.ts`).
+ *
+ * @packageDocumentation
+ */
+import { type CommandTable, commandTable } from "../engine/dispatch.js";
+import { capabilityCommands } from "./capability.js";
+import { clockCommands } from "./clock.js";
+import { contextCommands } from "./context.js";
+import { hashCommands } from "./hash.js";
+import { hierarchyCommands } from "./hierarchy.js";
+import { nvCommands } from "./nv.js";
+import { pcrCommands } from "./pcr.js";
+import { randomCommands } from "./random.js";
+import { sessionCommands } from "./sessions.js";
+import { startupCommands } from "./startup.js";
+import { testingCommands } from "./testing.js";
+
+/** Every command SoftTpm implements, by command code. */
+export const COMMANDS: CommandTable = /* @__PURE__ */ commandTable(
+  startupCommands, // §9
+  testingCommands, // §10
+  sessionCommands, // §11
+  hashCommands, // §15.4, §17
+  randomCommands, // §16
+  pcrCommands, // §22
+  hierarchyCommands, // §24
+  contextCommands, // §28
+  clockCommands, // §29
+  capabilityCommands, // §30
+  nvCommands, // §31
+);
