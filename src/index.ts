@@ -27,7 +27,7 @@ export {
 } from "./client/tpm.js";
 
 // Core: chip, transports contract, clock, errors
-export { Chip, checkResponse, type ChipOptions, type TransmitOptions, type Readiness, type ChipCommandEvent } from "./core/chip.js";
+export { Chip, checkResponse, CHIP_COMMAND_CHANNEL, CHIP_READINESS_CHANNEL, type ChipOptions, type TransmitOptions, type Readiness, type ChipCommandEvent, type ChipReadinessEvent } from "./core/chip.js";
 export type { Transport, TpmBackend, SendOptions, OpenContext, TransportPresence, MaybePromise } from "./core/transport.js";
 export { systemClock, FakeClock, type Clock, type TimerHandle } from "./core/clock.js";
 export {
@@ -62,12 +62,13 @@ export { SoftTpm, type SoftTpmOptions, type Storage, MemoryStorage, FileStorage,
 // Transports
 export { memory, type MemoryTransport, type MemoryTransportOptions } from "./transports/memory/index.js";
 export { tis, TIS_DRIVER_CHANNEL, TIS_PROBE_TIMEOUTS, TIS_TPM2_TIMEOUTS, type TisOptions, type TisTransport, type TisInfo, type TisTimeouts, type TisDriverEvent } from "./transports/tis/index.js";
-export { crb, mmioStart, smcStart, CRB_QEMU_ADDRESS, type CrbOptions, type CrbTransport, type CrbInfo, type CrbStartMethod, type CrbStartContext, type CrbProbeContext } from "./transports/crb/index.js";
+export { crb, mmioStart, smcStart, type CrbOptions, type CrbTransport, type CrbInfo, type CrbStartMethod, type CrbStartContext, type CrbProbeContext } from "./transports/crb/index.js";
 export { swtpm, SwtpmControl, SwtpmControlError, type SwtpmTransport, type SwtpmTransportOptions, type SwtpmControlOptions } from "./transports/swtpm/index.js";
 
 // Device models and the register bus
 export { TisDevice, TIS_DEVICE_CHANNEL, type TisDeviceOptions, type TisDeviceFaults, type TisDeviceState } from "./devices/tis/index.js";
-export { CrbDevice, CRB_DEVICE_CHANNEL, type CrbDeviceOptions, type CrbDeviceFaults, type CrbDeviceState } from "./devices/crb/index.js";
+export { CrbDevice, CRB_DEVICE_CHANNEL, CRB_QEMU_ADDRESS, type CrbDeviceOptions, type CrbDeviceFaults, type CrbDeviceState } from "./devices/crb/index.js";
+export type { DeviceModel, DevicePhase, DevicePhaseEvent, DeviceState } from "./devices/lifecycle.js";
 export { traceMmio, countMmio, faultyMmio, formatAccess, MMIO_TRACE_CHANNEL, type MmioTraceMessage, type Mmio, type InterruptLine, type TracedMmio, type CountedMmio, type FaultyMmio, type MmioFault, type MmioAccess } from "./bus/index.js";
 
 // Test doubles and measurement helpers (also at `tpmkit/testing`)

@@ -26,6 +26,7 @@ describe("countMmio", () => {
     c.readFifo(0x24, 10);
     expect({ ...c.counts }).toEqual({ reads: 3, writes: 2, fifoReads: 1, fifoWrites: 2, bytesRead: 10, bytesWritten: 67 });
     expect(c.transactions).toBe(8);
+    expect({ ...c.byOp }).toEqual({ read8: 1, read16: 1, read32: 1, write8: 1, write16: 0, write32: 1, readFifo: 1, writeFifo: 2 });
   });
 
   it("resets every count to zero", () => {
@@ -35,6 +36,7 @@ describe("countMmio", () => {
     c.reset();
     expect(c.transactions).toBe(0);
     expect(c.counts.bytesRead).toBe(0);
+    expect(Object.values(c.byOp).every((n) => n === 0)).toBe(true);
   });
 
   it("counts bytes of asynchronous FIFO reads once they arrive", async () => {

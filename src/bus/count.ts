@@ -6,7 +6,7 @@
  * @packageDocumentation
  */
 import type { Mmio } from "./mmio.js";
-import { mapMaybe } from "./access.js";
+import { mapMaybe, type MmioOp } from "./access.js";
 
 /** Counts kept by {@link countMmio}. */
 export interface MmioCounts {
@@ -30,6 +30,8 @@ export interface CountedMmio extends Mmio {
   readonly counts: Readonly<MmioCounts>;
   /** Bus transactions so far: register accesses plus FIFO bursts. */
   readonly transactions: number;
+  /** Calls per operation (read8, write32, readFifo, ...), for a finer breakdown than {@link counts}. */
+  readonly byOp: Readonly<Record<MmioOp, number>>;
   /** Sets every count back to 0. */
   reset(): void;
 }
@@ -38,7 +40,7 @@ export interface CountedMmio extends Mmio {
  * Wraps `mmio` with counters. Synchronous accesses stay synchronous; an access is counted when it
  * is issued, whether or not it succeeds.
  *
- * PTP §6.5.2 (one FIFO burst = one bus transaction of up to burstCount bytes).
+ * TCG PC Client PTP §6.5.2 (one FIFO burst = one bus transaction of up to burstCount bytes).
  *
  * @param mmio - The register window to measure.
  * @returns A {@link CountedMmio} forwarding to `mmio`.
@@ -52,26 +54,32 @@ export interface CountedMmio extends Mmio {
  */
 export function countMmio(mmio: Mmio): CountedMmio {
   const c: MmioCounts = { reads: 0, writes: 0, fifoReads: 0, fifoWrites: 0, bytesRead: 0, bytesWritten: 0 };
+  const zero = (): Record<MmioOp, number> => ({ read8: 0, read16: 0, read32: 0, write8: 0, write16: 0, write32: 0, readFifo: 0, writeFifo: 0 });
+  const by = zero();
   return {
     counts: c,
+    byOp: by,
     get transactions() {
       return c.reads + c.writes + c.fifoReads + c.fifoWrites;
     },
     reset() {
       c.reads = c.writes = c.fifoReads = c.fifoWrites = c.bytesRead = c.bytesWritten = 0;
+      Object.assign(by, zero());
     },
-    read8: (o) => (c.reads++, mmio.read8(o)),
-    read16: (o) => (c.reads++, mmio.read16(o)),
-    read32: (o) => (c.reads++, mmio.read32(o)),
-    write8: (o, v) => (c.writes++, mmio.write8(o, v)),
-    write16: (o, v) => (c.writes++, mmio.write16(o, v)),
-    write32: (o, v) => (c.writes++, mmio.write32(o, v)),
+    read8: (o) => (c.reads++, by.read8++, mmio.read8(o)),
+    read16: (o) => (c.reads++, by.read16++, mmio.read16(o)),
+    read32: (o) => (c.reads++, by.read32++, mmio.read32(o)),
+    write8: (o, v) => (c.writes++, by.write8++, mmio.write8(o, v)),
+    write16: (o, v) => (c.writes++, by.write16++, mmio.write16(o, v)),
+    write32: (o, v) => (c.writes++, by.write32++, mmio.write32(o, v)),
     readFifo: (o, n) => {
       c.fifoReads++;
+      by.readFifo++;
       return mapMaybe(mmio.readFifo(o, n), (d) => ((c.bytesRead += d.length), d));
     },
     writeFifo: (o, d) => {
       c.fifoWrites++;
+      by.writeFifo++;
       c.bytesWritten += d.length;
       return mmio.writeFifo(o, d);
     },

@@ -3,8 +3,10 @@
  * `CrbDevice` model. Offsets are relative to the start of one locality's 4 KiB register page
  * (locality L's page starts at L × {@link CRB_LOCALITY_STRIDE}). Registers are little-endian.
  *
- * Sources: TCG PC Client Platform TPM Profile (PTP), "CRB Interface" register tables, as digested in
- * /work/shared/facts/kernel.md §2 and qemu-swtpm.md §2.
+ * Sources: TCG PC Client Platform TPM Profile (PTP), "CRB Interface" register tables; Linux
+ * drivers/char/tpm/tpm_crb.c (struct crb_regs_head, struct crb_regs_tail). QEMU's reset values
+ * (buffer size, address, INTF_ID) describe one device, not the interface: they live with the
+ * device model, in `devices/crb/qemu.ts`.
  *
  * @packageDocumentation
  */
@@ -55,10 +57,6 @@ export const CRB_LOCALITY_STRIDE = 0x1000;
 export const CRB_PAGE_SIZE = 0x1000;
 /** Size of the control area at the start of each page (registers 0x00–0x7F). */
 export const CRB_CONTROL_AREA_SIZE = 0x80;
-/** QEMU's buffer size: 0x1000 − 0x80 = 3968 bytes (qemu-swtpm.md §2). */
-export const CRB_QEMU_BUFFER_SIZE = 0xf80;
-/** QEMU's (and x86's) physical address of the CRB register block. */
-export const CRB_QEMU_ADDRESS = 0xfed40000;
 
 /** TPM_LOC_STATE_x bits. PTP, CRB "TPM_LOC_STATE_x". */
 export const CRB_LOC_STATE = {
@@ -157,4 +155,4 @@ export interface CrbTimeouts {
 }
 
 /** The default {@link CrbTimeouts}: A 750 ms, C 200 ms (kernel.md §1 and §2). */
-export const CRB_DEFAULT_TIMEOUTS: Readonly<CrbTimeouts> = Object.freeze({ a: 750, c: 200 });
+export const CRB_DEFAULT_TIMEOUTS: Readonly<CrbTimeouts> = /* @__PURE__ */ Object.freeze({ a: 750, c: 200 });

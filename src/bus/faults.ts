@@ -1,6 +1,6 @@
 /**
  * An MMIO fault injector: a wrapper `Mmio => Mmio` that makes a healthy register window misbehave
- * the way real buses and chips do (facts/reliability.md rows R1–R3): stuck registers, reads of all
+ * the way real buses and chips do: stuck registers, reads of all
  * 0s or all 1s (no device / locality not held), dropped writes, slow accesses (delays on the
  * injected clock), single-bit flips (TPM Genie-style bus glitches) and a device that vanishes
  * mid-command. Faults are plain data, so property tests can generate schedules of them.
@@ -100,8 +100,11 @@ const mask = (w: number) => (w === 4 ? 0xffff_ffff : (1 << (w * 8)) - 1);
  * Several faults may match one access: delays add up, then `vanish`, `throw`, `drop`, `stuck` and
  * `flip` apply in that order.
  *
- * facts/reliability.md R1 (stuck bits, stalls), R2 (bit flips), R3 (short or extra data via stuck
- * FIFO reads); facts/kernel.md §1 (reads of all 0 or all 0xFF).
+ * The faults are those host drivers have had to survive: stalled status bits and burstCount 0
+ * (Linux tpm_tis_core.c bounds every wait_for_tpm_stat() by a timeout), bus bit flips (NCC Group,
+ * "TPM Genie", 2018, and the Linux fixes that followed it, which stopped trusting lengths read
+ * from the device), short or extra FIFO data (tpm_tis_recv()'s size and dataAvail checks), and
+ * reads of all 0 or all 0xFF (a locality not held: tpm_tis_status() "invalid TPM_STS.x").
  *
  * @param mmio - The healthy window.
  * @param options - Clock for delays and initial faults.

@@ -1,13 +1,14 @@
 /**
  * What drivers talk to: the {@link Mmio} register window, interrupt lines, the TIS register map,
- * and composable MMIO wrappers (trace, count, fault injection).
+ * composable MMIO wrappers (trace, count, fault injection), the sync/async bridge and the polling
+ * engine. Diagnostics channels come from `src/core/trace.ts` (`traceChannel`), the one way to get one.
  *
  * @packageDocumentation
  */
 export type { Mmio } from "./mmio.js";
 export type { InterruptLine, InterruptEvent } from "./interrupt.js";
-export { type MmioAccess, type MmioOp, formatAccess, mapMaybe, isRead, widthOf } from "./access.js";
-export { diagnosticsChannel, type DiagnosticsChannel } from "./diagnostics.js";
+export { type MmioAccess, type MmioOp, type Steps, formatAccess, mapMaybe, runSteps, quietly, withSignal, isRead, widthOf } from "./access.js";
+export { poll, pollSteps, KERNEL_POLL_MS, MICROTASK_POLLS, TURN_POLLS, TURN_MS, FIRST_SLEEP_MS, type PollOptions, type PollResult } from "./poll.js";
 export { traceMmio, MMIO_TRACE_CHANNEL, type TracedMmio, type TraceMmioOptions, type MmioTraceMessage } from "./trace.js";
 export { countMmio, type CountedMmio, type MmioCounts } from "./count.js";
 export { faultyMmio, type FaultyMmio, type FaultyMmioOptions, type MmioFault, type MmioFaultEffect, type MmioFaultSelector } from "./faults.js";

@@ -1,7 +1,7 @@
 /**
  * An interrupt line from a device to a driver: the TIS device model raises it, the TIS driver
  * subscribes to it (the kernel's IRQ mode). Keeping it an interface keeps the driver free of any
- * device class (DESIGN: drivers talk only to an MMIO region).
+ * device class (drivers talk only to an MMIO region and, here, an interrupt line).
  *
  * @packageDocumentation
  */

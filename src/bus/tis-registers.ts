@@ -1,7 +1,7 @@
 /**
  * The TIS / PTP FIFO register map, shared by the TIS driver (`src/transports/tis/`) and the TIS
  * device model (`src/devices/tis/`). Values from the TCG PC Client Platform TPM Profile (PTP)
- * §6.5.2 (FIFO interface registers) as restated in facts/kernel.md §1 and facts/qemu-swtpm.md §1.
+ * §6.5.2 (FIFO interface registers); Linux drivers/char/tpm/tpm_tis_core.h; QEMU hw/tpm/tpm_tis.h.
  * Registers are little-endian; each locality has its own 4 KiB page (locality L at L × 0x1000).
  *
  * @packageDocumentation
@@ -11,7 +11,7 @@
 export const TIS_LOCALITY_STRIDE = 0x1000;
 /** Number of localities a TIS window has (0–4); the window is 0x5000 bytes. */
 export const TIS_LOCALITY_COUNT = 5;
-/** Physical base of the TIS window on x86 (0xFED4_0000). PTP §6.5.2, facts/kernel.md §1. */
+/** Physical base of the TIS window on x86 (0xFED4_0000). TCG PC Client PTP §6.5.2; Linux tpm_tis.c (TIS_MEM_BASE). */
 export const TIS_BASE_ADDRESS = 0xfed4_0000;
 
 /** Register offsets inside one locality page. PTP §6.5.2, Table "Allocation of Register Space". */
@@ -89,7 +89,7 @@ export const TIS_STS = {
   /**
    * Bits that make an 8-bit status read bogus (the kernel's TPM_STS_READ_ZERO): GO, responseRetry
    * and bit 0 always read 0, so a read with any of them set is usually a 0xFF read of a locality
-   * that is not held. facts/kernel.md §1.
+   * that is not held. Linux drivers/char/tpm/tpm_tis_core.h (TPM_STS_READ_ZERO), tpm_tis_status().
    */
   READ_ZERO: 0x23,
 } as const;

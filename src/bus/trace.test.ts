@@ -62,7 +62,8 @@ describe("traceMmio", () => {
     expect(t.log[0]).toMatchObject({ op: "read8", offset: 0, value: 7 });
   });
 
-  it("publishes on tpmkit:mmio only when subscribed, with label and sequence", () => {
+  it("publishes on tpmkit:bus:mmio only when subscribed, with label and sequence", () => {
+    expect(MMIO_TRACE_CHANNEL).toBe("tpmkit:bus:mmio");
     const seen: unknown[] = [];
     const fn = (m: unknown) => seen.push(m);
     const t = traceMmio(ram(), { label: "tis0", record: false });

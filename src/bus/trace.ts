@@ -1,21 +1,21 @@
 /**
  * An MMIO tracer: a wrapper `Mmio => Mmio` that records every access (operation, offset, value
- * or bytes) and publishes it on a `node:diagnostics_channel` channel (default `"tpmkit:mmio"`)
+ * or bytes) and publishes it on a `node:diagnostics_channel` channel (default `"tpmkit:bus:mmio"`)
  * when someone subscribes. Undici-style observability, written for register-level transports.
  *
  * @packageDocumentation
  */
 import type { Mmio } from "./mmio.js";
 import type { MaybePromise } from "../core/transport.js";
-import { diagnosticsChannel } from "./diagnostics.js";
+import { traceChannel } from "../core/trace.js";
 import { type MmioAccess, type MmioOp, mapMaybe } from "./access.js";
 
 /** Default channel name of {@link traceMmio}. */
-export const MMIO_TRACE_CHANNEL = "tpmkit:mmio";
+export const MMIO_TRACE_CHANNEL = "tpmkit:bus:mmio";
 
 /** Options of {@link traceMmio}. */
 export interface TraceMmioOptions {
-  /** diagnostics_channel name to publish on (`false`: do not publish). Default `"tpmkit:mmio"`. */
+  /** diagnostics_channel name to publish on (`false`: do not publish). Default {@link MMIO_TRACE_CHANNEL} (`"tpmkit:bus:mmio"`). */
   channel?: string | false;
   /** Keep accesses in {@link TracedMmio.log}. Default true. */
   record?: boolean;
@@ -45,7 +45,7 @@ export interface TracedMmio extends Mmio {
  * Wraps `mmio` so every access is recorded and published. Synchronous accesses stay synchronous.
  * FIFO data is copied into the log, so later buffer reuse does not change it.
  *
- * PTP §6.5.2 (the accesses traced are those of the FIFO interface); Node.js "Diagnostics Channel".
+ * TCG PC Client PTP §6.5.2 (the accesses traced are those of the FIFO interface); Node.js "Diagnostics Channel".
  *
  * @param mmio - The register window to observe.
  * @param options - Channel name, recording and size limit.
@@ -60,7 +60,7 @@ export interface TracedMmio extends Mmio {
  * ```
  */
 export function traceMmio(mmio: Mmio, options: TraceMmioOptions = {}): TracedMmio {
-  const ch = options.channel === false ? undefined : diagnosticsChannel(options.channel ?? MMIO_TRACE_CHANNEL);
+  const ch = options.channel === false ? undefined : traceChannel(options.channel ?? MMIO_TRACE_CHANNEL);
   const record = options.record ?? true;
   const limit = Math.max(1, options.limit ?? 100_000);
   const label = options.label;

@@ -14,7 +14,7 @@ import { CrbDevice } from "../devices/crb/device.js";
 import { memory } from "../transports/memory/index.js";
 import { tis } from "../transports/tis/tis.js";
 import { crb } from "../transports/crb/crb.js";
-import { mmioStart } from "../transports/crb/start.js";
+import { mmioStart } from "../transports/crb/start-mmio.js";
 import type { TctiConfig } from "./tcti-parse.js";
 
 /** A built board: the transport a chip opens, what it is, and the SoftTpm at its bottom. */

@@ -7,7 +7,7 @@ import { fromHex, toHex } from "../wire/buffer.js";
 import { serveMssim } from "../server/mssim.js";
 import { FakeTpmDevice } from "../testing/fake-device.js";
 import { linuxDevice } from "../transports/linux-device/linux-device.js";
-import { scriptedBackend } from "../testing/scripted-backend.js";
+import { FakeTpmBackend } from "../testing/fake-backend.js";
 import { DEFAULT_DISCOVERY, TctiDiscoveryError, configuredTcti, openTransport } from "./discovery.js";
 import { defaultTctiRegistry, tctiRegistry } from "./registry.js";
 import { defineTcti, type TctiConfig, type TctiRegistry } from "./tcti-parse.js";
@@ -139,7 +139,7 @@ describe("openTransport discovery", () => {
         s.close(() => resolve(p));
       });
     });
-    const noDevices = new FakeTpmDevice({ backend: scriptedBackend(), nodes: [] });
+    const noDevices = new FakeTpmDevice({ backend: new FakeTpmBackend({ answers: "tools" }), nodes: [] });
     const registry = { ...defaultTctiRegistry, ...defineTcti("device", (c) => linuxDevice({ fs: noDevices, path: String(c.path) })) };
     const discovery = [...DEFAULT_DISCOVERY.slice(0, 5), `mssim:host=127.0.0.1,port=${closedPort}`];
     const started = performance.now();
@@ -163,7 +163,7 @@ describe("openTransport discovery", () => {
   });
 
   it("finds an mssim simulator and hands back an opened transport that works", async () => {
-    const backend = scriptedBackend();
+    const backend = new FakeTpmBackend({ answers: "tools" });
     const server = await serveMssim({ chip: { transmit: (c, o) => backend.execute(c, o?.locality ?? 0, o?.signal) } });
     cleanups.push(() => server.close());
     const t = await openTransport(undefined, { env: {}, discovery: [`mssim:host=127.0.0.1,port=${server.port}`] });

@@ -17,7 +17,7 @@ import { tctiRegistry } from "./registry.js";
  * device:/dev/tcm0, swtpm (localhost:2321), mssim (localhost:2321). A name missing from the
  * registry is reported as not available and skipped.
  */
-export const DEFAULT_DISCOVERY: readonly string[] = Object.freeze([
+export const DEFAULT_DISCOVERY: readonly string[] = /* @__PURE__ */ Object.freeze([
   "tabrmd",
   "device:/dev/tpmrm0",
   "device:/dev/tpm0",
@@ -27,7 +27,7 @@ export const DEFAULT_DISCOVERY: readonly string[] = Object.freeze([
 ]);
 
 /** Environment variables read, in order, when no TCTI string is passed (tpm2-tools' first, then the generic one). */
-export const TCTI_ENV_VARS: readonly string[] = Object.freeze(["TPM2TOOLS_TCTI", "TCTI"]);
+export const TCTI_ENV_VARS: readonly string[] = /* @__PURE__ */ Object.freeze(["TPM2TOOLS_TCTI", "TCTI"]);
 
 /** Options of {@link openTransport}. */
 export interface OpenTransportOptions {

@@ -5,8 +5,17 @@
  *
  * @packageDocumentation
  */
-export { FakeTpmBackend, type FakeTpmBackendOptions } from "./fake-backend.js";
+export {
+  FakeTpmBackend,
+  fakeTpmResponse,
+  getRandomCommand,
+  paddedCommand,
+  type FakeTpmBackendOptions,
+  type FakeTpmBackendMode,
+  type FakeTpmAnswers,
+  type FakeTpmRandom,
+  type FakeTpmCall,
+} from "./fake-backend.js";
 export { FakeTpmDevice, TPMRM_UNKNOWN_COMMAND_RC, errnoError, type FakeDeviceFaults, type FakeTpmDeviceOptions } from "./fake-device.js";
-export { scriptedBackend, type ScriptedBackend, type ScriptedBackendOptions, type ScriptedCall } from "./scripted-backend.js";
 export { measureTisTransactions, type TisMeasurement, type MeasureTisOptions } from "./measure-tis.js";
 export { measureCrb, type CrbMeasurement, type MeasureCrbOptions } from "./measure-crb.js";

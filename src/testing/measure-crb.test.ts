@@ -1,7 +1,7 @@
 import { describe, it, expect } from "vitest";
 import { TpmArgumentError } from "../errors/index.js";
 import { measureCrb } from "./measure-crb.js";
-import { smcStart } from "../transports/crb/start.js";
+import { smcStart } from "../transports/crb/start-smc.js";
 
 describe("measureCrb", () => {
   it("counts the kernel sequence's accesses per 1 KiB command and times it against the backend", async () => {

@@ -7,11 +7,12 @@
 import { systemClock, type Clock } from "../core/clock.js";
 import { TpmArgumentError } from "../errors/index.js";
 import type { TpmBackend } from "../core/transport.js";
-import type { Mmio } from "../bus/mmio.js";
+import { countMmio } from "../bus/count.js";
 import { CrbDevice } from "../devices/crb/device.js";
 import { TPM_RC, TPM_ST } from "../wire/constants.js";
 import { crb } from "../transports/crb/crb.js";
-import { mmioStart, type CrbStartMethod } from "../transports/crb/start.js";
+import { mmioStart } from "../transports/crb/start-mmio.js";
+import type { CrbStartMethod } from "../transports/crb/start-method.js";
 
 /** Options of {@link measureCrb}. */
 export interface MeasureCrbOptions {
@@ -71,50 +72,11 @@ function mirrorBackend(): TpmBackend {
   };
 }
 
-class CountingMmio implements Mmio {
-  counts: Record<string, number> = {};
-  constructor(private readonly inner: Mmio) {}
-  #n(k: string) {
-    this.counts[k] = (this.counts[k] ?? 0) + 1;
-  }
-  read8(o: number) {
-    this.#n("read8");
-    return this.inner.read8(o);
-  }
-  read16(o: number) {
-    this.#n("read16");
-    return this.inner.read16(o);
-  }
-  read32(o: number) {
-    this.#n("read32");
-    return this.inner.read32(o);
-  }
-  write8(o: number, v: number) {
-    this.#n("write8");
-    return this.inner.write8(o, v);
-  }
-  write16(o: number, v: number) {
-    this.#n("write16");
-    return this.inner.write16(o, v);
-  }
-  write32(o: number, v: number) {
-    this.#n("write32");
-    return this.inner.write32(o, v);
-  }
-  readFifo(o: number, n: number) {
-    this.#n("readFifo");
-    return this.inner.readFifo(o, n);
-  }
-  writeFifo(o: number, d: Uint8Array) {
-    this.#n("writeFifo");
-    return this.inner.writeFifo(o, d);
-  }
-}
-
 /**
  * Runs `iterations` commands of `commandBytes` through `crb()` over a `CrbDevice`, counting
  * register accesses, then the same commands straight into the backend, and compares wall time.
- * Spec context: the per-command sequence is the kernel's (kernel.md §2, §5).
+ * Spec context: the per-command sequence is the kernel's (Linux drivers/char/tpm/tpm_crb.c,
+ * crb_send() and crb_recv(), inside tpm-interface.c, tpm_try_transmit()).
  *
  * @param options - {@link MeasureCrbOptions}.
  * @returns the {@link CrbMeasurement}.
@@ -132,20 +94,21 @@ export async function measureCrb(options: MeasureCrbOptions = {}): Promise<CrbMe
   if (!Number.isInteger(iterations) || iterations < 1) throw new TpmArgumentError(`iterations must be a positive integer, got ${iterations}`);
   const backend = options.backend ?? mirrorBackend();
   const clock = options.clock ?? systemClock;
-  const mmio = new CountingMmio(new CrbDevice({ backend, clock }));
+  const mmio = countMmio(new CrbDevice({ backend, clock }));
   const t = crb({ mmio, start: options.start ?? mmioStart(), clock, bufferAccess: options.bufferAccess ?? "burst" });
   await t.open({ clock, locality: 0 });
   const cmd = command(size);
   const signal = new AbortController().signal;
   const send = () => t.send(cmd, { signal, locality: 0, timeoutMs: 120_000, clock });
   for (let i = 0; i < Math.min(100, iterations); i++) await send(); // warm up
-  mmio.counts = {};
+  mmio.reset();
   const t0 = performance.now();
   for (let i = 0; i < iterations; i++) await send();
   const crbMicros = ((performance.now() - t0) * 1000) / iterations;
   const byKind: Record<string, number> = {};
   let total = 0;
-  for (const [k, v] of Object.entries(mmio.counts)) {
+  for (const [k, v] of Object.entries(mmio.byOp)) {
+    if (v === 0) continue;
     byKind[k] = v / iterations;
     total += v;
   }

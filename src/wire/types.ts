@@ -23,7 +23,7 @@ export const HASH_ALGS = {
 /** A hash algorithm name. */
 export type HashAlgName = keyof typeof HASH_ALGS;
 
-const HASH_BY_ID = new Map<number, HashAlgName>(Object.entries(HASH_ALGS).map(([k, v]) => [v.id, k as HashAlgName]));
+const HASH_BY_ID = /* @__PURE__ */ new Map<number, HashAlgName>(/* @__PURE__ */ Object.entries(HASH_ALGS).map(([k, v]) => [v.id, k as HashAlgName]));
 
 /** The name of a hash TPM_ALG_ID, or undefined. */
 export function hashName(id: number): HashAlgName | undefined {

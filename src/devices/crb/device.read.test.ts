@@ -2,7 +2,7 @@ import { describe, it, expect } from "vitest";
 import fc from "fast-check";
 import { CrbDevice } from "./index.js";
 import { CRB_REG } from "../../bus/crb-registers.js";
-import { FakeBackend, getRandomCommand } from "../../testing/crb.js";
+import { FakeTpmBackend, getRandomCommand } from "../../testing/fake-backend.js";
 
 // An aligned 32-bit register read is answered from the register in one step (a fast path); it
 // must equal the little-endian composition of the four byte reads, in every state.
@@ -35,7 +35,7 @@ describe("CrbDevice aligned register reads", () => {
         fc.integer({ min: 0, max: 4 }),
         fc.record({ tpmSts: fc.boolean(), cmdSize: fc.option(fc.integer({ min: 0, max: 0xffff_ffff }), { nil: undefined }), cmdAddress: fc.option(fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), { nil: undefined }) }),
         async (localities, l, faults) => {
-          const backend = new FakeBackend();
+          const backend = new FakeTpmBackend({ start: false, random: "repeat" });
           const dev = new CrbDevice({ backend, localities, address: 0xfed4_0000 });
           await dev.ready;
           Object.assign(dev.faults, faults);
@@ -57,7 +57,7 @@ describe("CrbDevice aligned register reads", () => {
   });
 
   it("read 0 while the backend has not started", () => {
-    const dev = new CrbDevice({ backend: new FakeBackend({ start: () => new Promise<void>(() => {}) }) });
+    const dev = new CrbDevice({ backend: new FakeTpmBackend({ random: "repeat", start: () => new Promise<void>(() => {}) }) });
     expect(dev.read32(R.LOC_STATE)).toBe(0);
     expect(dev.read32(R.INTF_ID)).toBe(0);
   });

@@ -2,8 +2,9 @@ import { describe, it, expect } from "vitest";
 import fc from "fast-check";
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import { CrbDevice, CRB_DEVICE_CHANNEL, type CrbDeviceEvent } from "./index.js";
-import { CRB_QEMU_ADDRESS, CRB_REG } from "../../bus/crb-registers.js";
-import { FakeBackend, answer, getRandomCommand } from "../../testing/crb.js";
+import { CRB_REG } from "../../bus/crb-registers.js";
+import { CRB_QEMU_ADDRESS } from "./qemu.js";
+import { FakeTpmBackend, fakeTpmResponse as answer, getRandomCommand } from "../../testing/fake-backend.js";
 import { TpmArgumentError } from "../../errors/index.js";
 import { TPM_RC } from "../../wire/constants.js";
 
@@ -13,7 +14,7 @@ const flush = async () => {
 };
 
 function device(opts: Partial<ConstructorParameters<typeof CrbDevice>[0]> = {}) {
-  const backend = (opts.backend as FakeBackend | undefined) ?? new FakeBackend();
+  const backend = (opts.backend as FakeTpmBackend | undefined) ?? new FakeTpmBackend({ start: false, random: "repeat" });
   const dev = new CrbDevice({ ...opts, backend });
   return { dev, backend };
 }
@@ -109,7 +110,7 @@ describe("CrbDevice registers", () => {
     dev.write32(R.CTRL_START, 1);
     expect(dev.read32(R.CTRL_START)).toBe(0);
     await flush();
-    expect(backend.calls).toHaveLength(0);
+    expect(backend.commands).toHaveLength(0);
   });
 
   it("ignores START from a page whose locality is not the assigned one", async () => {
@@ -117,7 +118,7 @@ describe("CrbDevice registers", () => {
     load(dev, getRandomCommand(8), 1);
     dev.write32(0x2000 + R.CTRL_START, 1);
     await flush();
-    expect(backend.calls).toHaveLength(0);
+    expect(backend.commands).toHaveLength(0);
   });
 
   it("runs a started command without cmdReady, keeps START set until the backend answers, then clears it", async () => {
@@ -128,9 +129,9 @@ describe("CrbDevice registers", () => {
     expect(dev.state.started).toBe(true);
     await flush();
     expect(dev.read32(R.CTRL_START)).toBe(0);
-    expect(backend.calls).toHaveLength(1);
-    expect(backend.calls[0]!.command).toEqual(getRandomCommand(4));
-    expect(backend.calls[0]!.locality).toBe(0);
+    expect(backend.commands).toHaveLength(1);
+    expect(backend.commands[0]!.command).toEqual(getRandomCommand(4));
+    expect(backend.commands[0]!.locality).toBe(0);
     expect(dev.readFifo(R.DATA_BUFFER, 16)).toEqual(answer(getRandomCommand(4)));
   });
 
@@ -141,22 +142,22 @@ describe("CrbDevice registers", () => {
     load(dev, cmd);
     dev.write32(R.CTRL_START, 1);
     await flush();
-    expect(backend.calls[0]!.command.length).toBe(64);
+    expect(backend.commands[0]!.command.length).toBe(64);
   });
 
   it("ignores a second START while one is running", async () => {
     const { dev, backend } = device();
-    backend.mode = "hang";
+    backend.options.mode = "hang";
     load(dev, getRandomCommand(4));
     dev.write32(R.CTRL_START, 1);
     dev.write32(R.CTRL_START, 1);
     await flush();
-    expect(backend.calls).toHaveLength(1);
+    expect(backend.commands).toHaveLength(1);
   });
 
   it("cancels the backend on CANCEL while started and answers TPM_RC_CANCELED", async () => {
     const { dev, backend } = device();
-    backend.mode = "hang";
+    backend.options.mode = "hang";
     load(dev, getRandomCommand(4));
     dev.write32(R.CTRL_START, 1);
     dev.write32(R.CTRL_CANCEL, 1);
@@ -177,7 +178,7 @@ describe("CrbDevice registers", () => {
 
   it("sets the sticky tpmSts (fatal) when the backend fails, until reset", async () => {
     const { dev, backend } = device();
-    backend.mode = "reject";
+    backend.options.mode = "reject";
     load(dev, getRandomCommand(4));
     dev.write32(R.CTRL_START, 1);
     await flush();
@@ -194,7 +195,7 @@ describe("CrbDevice registers", () => {
     load(dev, getRandomCommand(32));
     dev.write32(R.CTRL_START, 1);
     await flush();
-    expect(backend.calls).toHaveLength(1);
+    expect(backend.commands).toHaveLength(1);
     expect(dev.read32(R.CTRL_STS) & 1).toBe(1);
   });
 
@@ -207,7 +208,7 @@ describe("CrbDevice registers", () => {
     dev.writeFifo(R.DATA_BUFFER, getRandomCommand(2));
     dev.write8(R.CTRL_START, 1);
     await flush();
-    expect(backend.calls).toHaveLength(1);
+    expect(backend.commands).toHaveLength(1);
   });
 
   it("ignores writes to read-only and unstored registers", () => {
@@ -245,7 +246,7 @@ describe("CrbDevice registers", () => {
 describe("CrbDevice backend start-up", () => {
   it("reads 0 and ignores writes while the backend is starting, then shows the reset values", async () => {
     let go!: () => void;
-    const backend = new FakeBackend({ start: () => new Promise<void>((r) => (go = r)) });
+    const backend = new FakeTpmBackend({ random: "repeat", start: () => new Promise<void>((r) => (go = r)) });
     const dev = new CrbDevice({ backend });
     expect(dev.state.phase).toBe("starting");
     expect(dev.read32(R.LOC_STATE)).toBe(0);
@@ -257,7 +258,7 @@ describe("CrbDevice backend start-up", () => {
   });
 
   it("stays dead when start() rejects: every register and the buffer read 0, writes are ignored", async () => {
-    const backend = new FakeBackend({ start: () => Promise.reject(new Error("no state file")) });
+    const backend = new FakeTpmBackend({ random: "repeat", start: () => Promise.reject(new Error("no state file")) });
     const dev = new CrbDevice({ backend });
     await expect(dev.ready).rejects.toThrow("no state file");
     expect(dev.state.phase).toBe("failed");
@@ -266,12 +267,12 @@ describe("CrbDevice backend start-up", () => {
     dev.write32(R.CTRL_START, 1);
     expect(dev.state.locality).toBe(-1);
     expect([...dev.readFifo(R.DATA_BUFFER, 4)]).toEqual([0, 0, 0, 0]);
-    expect(backend.calls).toHaveLength(0);
+    expect(backend.commands).toHaveLength(0);
   });
 
   it("comes back after reset() when the backend starts again", async () => {
     let fail = true;
-    const backend = new FakeBackend({ start: () => (fail ? Promise.reject(new Error("x")) : Promise.resolve()) });
+    const backend = new FakeTpmBackend({ random: "repeat", start: () => (fail ? Promise.reject(new Error("x")) : Promise.resolve()) });
     const dev = new CrbDevice({ backend });
     await dev.ready.catch(() => {});
     fail = false;
@@ -281,7 +282,7 @@ describe("CrbDevice backend start-up", () => {
 
   it("abandons a command in flight on reset", async () => {
     const { dev, backend } = device();
-    backend.mode = "hang";
+    backend.options.mode = "hang";
     load(dev, getRandomCommand(4));
     dev.write32(R.CTRL_START, 1);
     await dev.reset();
@@ -300,7 +301,7 @@ describe("CrbDevice fault hooks", () => {
     dev.write32(R.CTRL_CANCEL, 1);
     await flush();
     expect(dev.read32(R.CTRL_START)).toBe(1);
-    expect(backend.calls).toHaveLength(0);
+    expect(backend.commands).toHaveLength(0);
     expect(backend.cancels).toBe(0);
   });
 
@@ -336,7 +337,7 @@ describe("CrbDevice fault hooks", () => {
 });
 
 describe("CrbDevice tracing and state", () => {
-  it("publishes register accesses and command events on tpmkit:crb:device only when subscribed", async () => {
+  it("publishes register accesses and command events on tpmkit:device:crb only when subscribed", async () => {
     const { dev } = device();
     const events: CrbDeviceEvent[] = [];
     const fn = (m: unknown) => events.push(m as CrbDeviceEvent);
@@ -379,7 +380,7 @@ describe("CrbDevice under random register traffic (fast-check)", () => {
   it("never throws and keeps its invariants", async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(op, { maxLength: 60 }), fc.constantFrom(1 as const, 5 as const), fc.constantFrom("register" as const, "doorbell" as const), async (ops, localities, trigger) => {
-        const backend = new FakeBackend();
+        const backend = new FakeTpmBackend({ start: false, random: "repeat" });
         const dev = new CrbDevice({ backend, localities, bufferSize: 256, trigger });
         for (const o of ops) {
           if (o.k === "w") dev.write32(o.page * 0x1000 + o.reg, o.v);
@@ -388,7 +389,7 @@ describe("CrbDevice under random register traffic (fast-check)", () => {
           else if (o.k === "cmd") dev.writeFifo(R.DATA_BUFFER, getRandomCommand(o.n));
           else if (o.k === "tick") await flush();
           else if (o.k === "bell") expect(["ok", "denied", "invalid"]).toContain(dev.doorbell(o.q, o.l));
-          else backend.mode = o.m as "ok";
+          else backend.options.mode = o.m as "ok";
           // invariants
           const ls = dev.read32(R.LOC_STATE);
           expect(ls & 0x80).toBe(0x80);
@@ -401,7 +402,7 @@ describe("CrbDevice under random register traffic (fast-check)", () => {
           expect(s.locality >= -1 && s.locality < localities).toBe(true);
           expect(((ls & 2) !== 0) === (s.locality >= 0)).toBe(true);
           expect(backend.maxInFlight).toBeLessThanOrEqual(1);
-          for (const c of backend.calls) expect(c.command.length).toBeLessThanOrEqual(256);
+          for (const c of backend.commands) expect(c.command.length).toBeLessThanOrEqual(256);
         }
       }),
       { numRuns: 200 },
@@ -427,11 +428,11 @@ describe("CrbDevice doorbell mode (CRB behind a DEN0138 START call)", () => {
     dev.writeFifo(R.DATA_BUFFER, getRandomCommand(4));
     dev.write32(R.CTRL_START, 1);
     await flush();
-    expect(backend.calls).toHaveLength(0);
+    expect(backend.commands).toHaveLength(0);
     expect(dev.read32(R.CTRL_START)).toBe(1); // latched, not yet running
     expect(dev.doorbell("command", 0)).toBe("ok");
     await flush();
-    expect(backend.calls).toHaveLength(1);
+    expect(backend.commands).toHaveLength(1);
     expect(dev.read32(R.CTRL_START)).toBe(0);
   });
 
@@ -456,7 +457,7 @@ describe("CrbDevice doorbell mode (CRB behind a DEN0138 START call)", () => {
 
   it("applies goIdle over cmdReady and a latched cancel on the command doorbell", async () => {
     const { dev, backend } = device({ trigger: "doorbell" });
-    backend.mode = "hang";
+    backend.options.mode = "hang";
     dev.write32(R.LOC_CTRL, 1);
     dev.doorbell("locality", 0);
     dev.writeFifo(R.DATA_BUFFER, getRandomCommand(4));

@@ -1,17 +1,21 @@
 /**
  * A register-level model of a TPM 2.0 CRB (Command Response Buffer) interface, with QEMU's register
- * semantics and reset values (`hw/tpm/tpm_crb.c`, digested in qemu-swtpm.md §2; PTP, "CRB Interface").
+ * semantics and reset values (QEMU `hw/tpm/tpm_crb.c`; TCG PC Client PTP, "CRB Interface").
  * It implements {@link Mmio}: every access is answered synchronously; a started command runs on the
- * {@link TpmBackend} asynchronously and completes (CTRL_START clears) when `execute` settles.
+ * {@link TpmBackend} asynchronously and completes (CTRL_START clears) when `execute` settles. Its
+ * lifecycle (start, reset, killBackend, stop, phase events) is the {@link DeviceModel} contract
+ * every device model follows.
  *
  * @packageDocumentation
  */
 import { systemClock, type Clock } from "../../core/clock.js";
 import { TpmArgumentError } from "../../errors/index.js";
-import { traceChannel, type TraceChannel } from "../../core/trace.js";
 import type { TpmBackend } from "../../core/transport.js";
 import type { Mmio } from "../../bus/mmio.js";
-import { TPM_RC, TPM_ST } from "../../wire/constants.js";
+import { TPM_RC } from "../../wire/constants.js";
+import { errorResponse, readU32be } from "../../wire/bytes.js";
+import { DeviceLifecycle, type DeviceEvent, type DeviceModel, type DevicePhase, type DeviceState } from "../lifecycle.js";
+import { CRB_QEMU_BUFFER_SIZE, CRB_QEMU_INTF_ID, CRB_QEMU_INTF_ID2 } from "./qemu.js";
 import {
   CRB_CONTROL_AREA_SIZE,
   CRB_CTRL_REQ,
@@ -21,17 +25,11 @@ import {
   CRB_LOC_STATE,
   CRB_LOC_STS,
   CRB_PAGE_SIZE,
-  CRB_QEMU_BUFFER_SIZE,
   CRB_REG,
 } from "../../bus/crb-registers.js";
 
 /** Name of the diagnostics channel the model publishes {@link CrbDeviceEvent}s on. */
-export const CRB_DEVICE_CHANNEL = "tpmkit:crb:device";
-
-/** QEMU's INTF_ID: CRB active, version 1, locality 0 only, 64-byte transfers, CRB selected (qemu-swtpm.md §2). */
-export const CRB_QEMU_INTF_ID = 0x0002_5811;
-/** QEMU's INTF_ID2: VID 0x1014 (IBM), DID 0. */
-export const CRB_QEMU_INTF_ID2 = 0x0000_1014;
+export const CRB_DEVICE_CHANNEL = "tpmkit:device:crb";
 
 /** Options of {@link CrbDevice}. */
 export interface CrbDeviceOptions {
@@ -64,29 +62,36 @@ export interface CrbDeviceOptions {
   /**
    * When register writes take effect. `"register"` (default, QEMU): at once. `"doorbell"`: writes
    * to LOC_CTRL, CTRL_REQ, CTRL_CANCEL and CTRL_START are latched (and read back) until
-   * {@link CrbDevice.doorbell} is called, as a TPM behind an Arm FF-A START call behaves
-   * (kernel.md §3; ffa.md §2). A driver whose start method never rings times out.
+   * {@link CrbDevice.doorbell} is called, as a TPM behind an Arm FF-A START call behaves (Arm
+   * DEN0138, "TPM Service Command Response Buffer Interface Over FF-A", START; Linux
+   * drivers/char/tpm/tpm_crb_ffa.c, tpm_crb_ffa_start()). A driver whose start method never rings
+   * times out.
    */
   trigger?: "register" | "doorbell";
+  /** Diagnostics channel for {@link CrbDeviceEvent}s (`false`: none). Default {@link CRB_DEVICE_CHANNEL}. */
+  channel?: string | false;
 }
 
 /** What {@link CrbDevice.doorbell} reports (a TPM service partition maps it to DEN0138 OK / DENIED / INVARG). */
 export type CrbDoorbellStatus = "ok" | "denied" | "invalid";
 
 /**
- * Fault hooks: set fields on {@link CrbDevice.faults} at any time. Each reproduces a documented
- * platform failure (reliability.md R2, R4; kernel.md §7 item 11).
+ * Fault hooks: set fields on {@link CrbDevice.faults} at any time. Each reproduces a platform
+ * failure a CRB driver has to survive: a TPM that never completes or never grants (the bounded
+ * waits of Linux drivers/char/tpm/tpm_crb.c, crb_go_idle()/crb_cmd_ready()/crb_request_locality()),
+ * and firmware that reports wrong buffer sizes or addresses (the FW_BUG checks of
+ * tpm_crb.c, crb_map_io()).
  */
 export interface CrbDeviceFaults {
-  /** CTRL_START is accepted but never clears, and CTRL_CANCEL is ignored (R4). */
+  /** CTRL_START is accepted but never clears, and CTRL_CANCEL is ignored. */
   startNeverClears: boolean;
   /** CTRL_STS.tpmSts (fatal error) reads 1 whatever the state. */
   tpmSts: boolean;
-  /** cmdReady / goIdle requests stay pending in CTRL_REQ forever (R4 "idle/ready fails"). */
+  /** cmdReady / goIdle requests stay pending in CTRL_REQ forever (idle/ready never completes). */
   ctrlReqStuck: boolean;
-  /** LOC_CTRL requestAccess is ignored: the locality is never granted (R4 "locality denied"). */
+  /** LOC_CTRL requestAccess is ignored: the locality is never granted. */
   localityDenied: boolean;
-  /** CMD_SIZE reads this instead of the real size (R2 "sizes that lie"). */
+  /** CMD_SIZE reads this instead of the real size (firmware that lies about sizes). */
   cmdSize: number | undefined;
   /** RSP_SIZE reads this instead of the real size. */
   rspSize: number | undefined;
@@ -96,12 +101,17 @@ export interface CrbDeviceFaults {
   rspAddress: number | bigint | undefined;
 }
 
-/** Where the model is in its life: backend starting, running, or failed to start (registers read 0). */
-export type CrbDevicePhase = "starting" | "running" | "failed";
+/**
+ * Where the model is in its life.
+ *
+ * @deprecated Use {@link DevicePhase}, the phase every device model shares (it adds "stopped").
+ */
+export type CrbDevicePhase = DevicePhase;
 
 /** A snapshot of the model's state, for tests and tools. */
-export interface CrbDeviceState {
-  phase: CrbDevicePhase;
+export interface CrbDeviceState extends DeviceState {
+  /** See {@link DevicePhase}. */
+  phase: DevicePhase;
   /** The assigned locality, or -1. */
   locality: number;
   /** Localities with a pending requestAccess (five-locality mode only). */
@@ -118,27 +128,41 @@ export interface CrbDeviceState {
   cancelRequested: boolean;
   /** Commands handed to the backend since construction. */
   commands: number;
-  /** The last error the backend gave (start or execute). */
+  /** The last error the backend gave (start, execute, or the `killBackend` cause). */
   lastError: unknown;
 }
 
-/** What the model publishes on {@link CRB_DEVICE_CHANNEL}. */
-export interface CrbDeviceEvent {
-  device: CrbDevice;
-  /** Clock time of the event. */
-  time: number;
-  type: "read" | "write" | "start" | "complete" | "cancel" | "locality" | "fatal" | "phase" | "ignored" | "doorbell";
-  offset?: number;
-  width?: 8 | 16 | 32 | "block";
-  value?: number;
-  locality?: number;
-  detail?: string;
-}
+/** The CRB-specific events (besides the lifecycle's `phase` event). */
+type CrbEvent =
+  /** A register or block read: `value` is the value read, or the length of a block. */
+  | { type: "read"; offset: number; width: 8 | 16 | 32 | "block"; value: number }
+  /** A register or block write: `value` is the value written, or the length of a block. */
+  | { type: "write"; offset: number; width: 8 | 16 | 32 | "block"; value: number }
+  /** CTRL_START accepted: `value` is the command length handed to the backend. */
+  | { type: "start"; locality: number; value?: number; detail?: string }
+  /** CTRL_START cleared: `value` is the response length. */
+  | { type: "complete"; locality: number; value: number; detail?: string }
+  | { type: "cancel"; locality: number }
+  /** A locality granted, or relinquished (`locality` -1). */
+  | { type: "locality"; locality: number; detail: "granted" | "relinquished" }
+  /** The backend failed a command: CTRL_STS.tpmSts is set. */
+  | { type: "fatal"; detail: string }
+  /** A write the model refused. */
+  | { type: "ignored"; offset: number; value: number; detail: string }
+  | { type: "doorbell"; locality: number; detail: string };
+
+/**
+ * What the model publishes on {@link CRB_DEVICE_CHANNEL}, a discriminated union on `type`: the CRB
+ * events (read, write, start, complete, cancel, locality, fatal, ignored, doorbell) and the
+ * lifecycle's `{ type: "phase", from, to, cause? }`, each with the `device` and the clock `time`.
+ */
+export type CrbDeviceEvent = DeviceEvent<CrbDevice, CrbEvent>;
 
 const MAX_BLOCK = 0x10000;
 
 /**
- * The CRB device model. Register semantics follow QEMU's `tpm_crb.c` (qemu-swtpm.md §2):
+ * The CRB device model. Register semantics follow QEMU's `hw/tpm/tpm_crb.c` (tpm_crb_reset(),
+ * tpm_crb_mmio_read(), tpm_crb_mmio_write()):
  *
  * - Reset: LOC_STATE.tpmRegValidSts = 1, CTRL_STS.tpmIdle = 1, INTF_ID = 0x00025811 (0x00025911
  *   with five localities: CapLocality), INTF_ID2 = 0x00001014, CMD_SIZE = RSP_SIZE = `bufferSize`,
@@ -161,19 +185,23 @@ const MAX_BLOCK = 0x10000;
  * latched and read back until {@link CrbDevice.doorbell} applies them with the semantics above,
  * which is how a TPM behind a DEN0138 START call (CRB over FF-A) sees the control area.
  *
- * Backend failure: while `backend.start()` runs every register reads 0; if it rejects, the model
- * stays that way (reads 0, writes ignored). QEMU's CRB calls exit(1) instead when the backend fails
- * at reset (qemu commit "Exit() in the frontend reset function"); the facts document read-as-zero
- * only for QEMU's TIS, and we follow that, since a dead VM is not something to test against.
+ * Lifecycle ({@link DeviceModel}): while `backend.start()` runs every register reads 0; if it
+ * rejects (or {@link CrbDevice.killBackend} is called), the model stays that way (reads 0, writes
+ * ignored) until {@link CrbDevice.reset}. QEMU's CRB calls exit(1) instead when the backend fails
+ * at reset (QEMU commit "Exit() in the frontend reset function"); QEMU's TIS reads 0 for every
+ * register in that case (QEMU commit "tpm_tis: Return 0 for every register in case of failure
+ * mode"), and the model follows the TIS, since a dead VM is not something to test against.
  *
  * @example
  * ```ts
  * const device = new CrbDevice({ backend: new SoftTpm() });
  * const tpm = await Tpm.open(crb({ mmio: device, start: mmioStart() }));
- * device.faults.startNeverClears = true;   // the next command times out (R4)
+ * device.faults.startNeverClears = true;   // the next command times out
  * ```
  */
-export class CrbDevice implements Mmio {
+export class CrbDevice implements Mmio, DeviceModel<CrbDeviceState> {
+  /** The interface modelled. */
+  readonly kind = "crb";
   /** The backend that runs commands. */
   readonly backend: TpmBackend;
   /** CMD_SIZE / RSP_SIZE. */
@@ -199,9 +227,8 @@ export class CrbDevice implements Mmio {
   };
 
   #clock: Clock;
-  #channel: TraceChannel;
+  readonly #life: DeviceLifecycle<CrbDevice, CrbEvent>;
   #ram = new Uint8Array(CRB_PAGE_SIZE - CRB_CONTROL_AREA_SIZE);
-  #phase: CrbDevicePhase = "starting";
   #established: boolean;
   #assigned = -1;
   #pending = new Set<number>();
@@ -219,8 +246,6 @@ export class CrbDevice implements Mmio {
   /** Signal handed to execute(); reused across commands until it fires (as the chip does). */
   #ac = new AbortController();
   #commands = 0;
-  #lastError: unknown;
-  #ready!: Promise<void>;
 
   /**
    * @param options - {@link CrbDeviceOptions}; `backend` is required.
@@ -245,20 +270,36 @@ export class CrbDevice implements Mmio {
     if (trigger !== "register" && trigger !== "doorbell") throw new TpmArgumentError(`CrbDevice trigger must be "register" or "doorbell", got ${String(trigger)}`);
     this.trigger = trigger;
     this.#clock = options.clock ?? systemClock;
-    this.#channel = traceChannel(CRB_DEVICE_CHANNEL);
     this.#established = options.established ?? false;
-    this.#powerOn();
+    this.#life = new DeviceLifecycle<CrbDevice, CrbEvent>({ device: this, kind: "crb", backend: this.backend, clock: this.#clock, channel: options.channel ?? CRB_DEVICE_CHANNEL });
+    this.#resetState();
+    this.#life.powerUp();
   }
 
-  /** Resolves once the backend started (rejects with its error if it failed to start). */
+  /** The diagnostics channel the model publishes on ({@link CRB_DEVICE_CHANNEL} unless configured), or undefined. */
+  get channel(): string | undefined {
+    return this.#life.channelName;
+  }
+
+  /** Resolves once the backend started (rejects with its error if it failed to start); see {@link DeviceModel.ready}. */
   get ready(): Promise<void> {
-    return this.#ready;
+    return this.#life.ready;
+  }
+
+  /**
+   * Waits until the backend's `start()` settled, powering the model up first when it was
+   * stopped (as {@link CrbDevice.reset} does). Never rejects.
+   *
+   * @returns The phase once the start settled: "running" or "failed".
+   */
+  start(): Promise<DevicePhase> {
+    return this.#life.phase === "stopped" ? this.reset() : this.#life.settled();
   }
 
   /** A snapshot of the model's state. */
   get state(): CrbDeviceState {
     return {
-      phase: this.#phase,
+      phase: this.#life.phase,
       locality: this.#assigned,
       pending: [...this.#pending].sort(),
       idle: this.#idle,
@@ -267,7 +308,7 @@ export class CrbDevice implements Mmio {
       fatal: this.#fatal,
       cancelRequested: this.#cancel,
       commands: this.#commands,
-      lastError: this.#lastError,
+      lastError: this.#life.lastError,
     };
   }
 
@@ -275,17 +316,52 @@ export class CrbDevice implements Mmio {
    * Platform reset: abandons the command in flight, restores the reset values and starts the
    * backend again (QEMU `tpm_crb_reset`). Fault hooks are left as they are.
    *
-   * @returns resolves when the backend has started (rejects if it failed).
+   * @returns The phase once the backend's start settled (never rejects; `ready` does).
    */
-  reset(): Promise<void> {
-    this.#powerOn();
-    return this.#ready;
+  reset(): Promise<DevicePhase> {
+    this.#resetState();
+    this.#life.powerUp();
+    return this.#life.settled();
   }
 
-  #powerOn(): void {
-    const gen = ++this.#gen;
+  /**
+   * The backend dies (the emulator process exits): the command in flight never completes, every
+   * register reads 0 and writes are ignored until {@link CrbDevice.reset}.
+   *
+   * @param cause - Why, for the trace and `state.lastError`.
+   */
+  killBackend(cause?: unknown): void {
+    this.#abandonCommand();
+    this.#life.fail(cause);
+  }
+
+  /**
+   * Powers the model off: the command in flight is forgotten and every register reads 0 until
+   * {@link CrbDevice.start} or {@link CrbDevice.reset}.
+   *
+   * @returns A resolved promise.
+   */
+  stop(): Promise<void> {
+    this.#abandonCommand();
+    this.#life.stop();
+    return Promise.resolve();
+  }
+
+  /** {@link CrbDevice.stop}, for `await using`. @returns A resolved promise. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
+  }
+
+  /** Forgets the command in flight: its completion is ignored, its execute signal fires. */
+  #abandonCommand(): void {
+    this.#gen++;
     if (this.#exec) this.#ac.abort();
     this.#exec = undefined;
+  }
+
+  /** The reset values (QEMU tpm_crb_reset). */
+  #resetState(): void {
+    this.#abandonCommand();
     this.#assigned = -1;
     this.#pending.clear();
     this.#idle = true;
@@ -296,40 +372,10 @@ export class CrbDevice implements Mmio {
     this.#reqPending = 0;
     this.#latch = this.trigger === "doorbell" ? Array.from({ length: this.localities }, () => ({ locCtrl: 0, ctrlReq: 0, cancel: 0, start: 0 })) : [];
     this.#ram.fill(0);
-    let started: Promise<void>;
-    try {
-      const r = this.backend.start?.();
-      started = r ? Promise.resolve(r) : Promise.resolve();
-      if (!r) this.#setPhase("running");
-      else this.#setPhase("starting");
-    } catch (e) {
-      started = Promise.reject(e);
-      this.#setPhase("starting");
-    }
-    this.#ready = started.then(
-      () => {
-        if (gen === this.#gen) this.#setPhase("running");
-      },
-      (e: unknown) => {
-        if (gen === this.#gen) {
-          this.#lastError = e;
-          this.#setPhase("failed");
-        }
-        throw e;
-      },
-    );
-    this.#ready.catch(() => {});
   }
 
-  #setPhase(p: CrbDevicePhase): void {
-    if (this.#phase === p) return;
-    this.#phase = p;
-    this.#emit({ type: "phase", detail: p });
-  }
-
-  #emit(ev: Omit<CrbDeviceEvent, "device" | "time">): void {
-    if (!this.#channel.hasSubscribers) return;
-    this.#channel.publish({ device: this, time: this.#clock.now(), ...ev });
+  #emit(ev: CrbEvent): void {
+    this.#life.emit(ev);
   }
 
   // ---------------------------------------------------------------- Mmio
@@ -406,7 +452,7 @@ export class CrbDevice implements Mmio {
   readFifo(offset: number, length: number): Uint8Array {
     checkOffset(offset);
     if (!Number.isInteger(length) || length < 0 || length > MAX_BLOCK) throw new TpmArgumentError(`CrbDevice.readFifo length must be 0..${MAX_BLOCK}, got ${length}`);
-    const live = this.#phase === "running";
+    const live = this.#life.running;
     const d0 = this.#dataIndex(offset);
     if (live && d0 >= 0 && d0 + length <= this.#ram.length) {
       // fast path: the whole block lies in one page's data buffer
@@ -435,7 +481,7 @@ export class CrbDevice implements Mmio {
     checkOffset(offset);
     if (!(data instanceof Uint8Array) || data.length > MAX_BLOCK) throw new TpmArgumentError(`CrbDevice.writeFifo takes a Uint8Array of at most ${MAX_BLOCK} bytes`);
     this.#emit({ type: "write", offset, width: "block", value: data.length });
-    if (this.#phase !== "running") return;
+    if (!this.#life.running) return;
     const d0 = this.#dataIndex(offset);
     if (d0 >= 0 && d0 + data.length <= this.#ram.length) {
       this.#ram.set(data, d0);
@@ -463,7 +509,7 @@ export class CrbDevice implements Mmio {
     let v = 0;
     const page = Math.floor(offset / CRB_PAGE_SIZE);
     const r = offset - page * CRB_PAGE_SIZE;
-    if (this.#phase === "running") {
+    if (this.#life.running) {
       if (width === 4 && (r & 3) === 0 && r < CRB_CONTROL_AREA_SIZE && page < this.localities) {
         v = this.#reg32(page, r); // an aligned register read: the four bytes of one register
       } else {
@@ -475,7 +521,7 @@ export class CrbDevice implements Mmio {
       }
     }
     v >>>= 0;
-    if (this.#channel.hasSubscribers) this.#emit({ type: "read", offset, width: (width * 8) as 8 | 16 | 32, value: v });
+    if (this.#life.hasSubscribers) this.#emit({ type: "read", offset, width: (width * 8) as 8 | 16 | 32, value: v });
     return v;
   }
 
@@ -534,8 +580,8 @@ export class CrbDevice implements Mmio {
 
   #write(offset: number, width: 1 | 2 | 4, value: number): void {
     checkOffset(offset);
-    if (this.#channel.hasSubscribers) this.#emit({ type: "write", offset, width: (width * 8) as 8 | 16 | 32, value });
-    if (this.#phase !== "running") return;
+    if (this.#life.hasSubscribers) this.#emit({ type: "write", offset, width: (width * 8) as 8 | 16 | 32, value });
+    if (!this.#life.running) return;
     const page = Math.floor(offset / CRB_PAGE_SIZE);
     if (page >= this.localities) return;
     const r = offset - page * CRB_PAGE_SIZE;
@@ -576,7 +622,8 @@ export class CrbDevice implements Mmio {
 
   /**
    * Rings the doorbell of a `trigger: "doorbell"` model: applies what the driver latched in the
-   * locality's page, as a TPM behind a DEN0138 START call does (kernel.md §3; ffa.md §2).
+   * locality's page, as a TPM behind a DEN0138 START call does (Arm DEN0138, START with qualifier
+   * "command" or "locality"; Linux drivers/char/tpm/tpm_crb_ffa.c).
    * `"locality"` applies LOC_CTRL (relinquish first, else requestAccess); `"command"` applies
    * CTRL_REQ (goIdle beats cmdReady), then CTRL_CANCEL, then CTRL_START. The latches are cleared.
    * In `"register"` mode (QEMU) writes act at once and this only reports `"denied"`.
@@ -591,7 +638,7 @@ export class CrbDevice implements Mmio {
     if (!Number.isInteger(locality) || locality < 0 || locality >= this.localities) return "invalid";
     if (qualifier !== "command" && qualifier !== "locality") return "invalid";
     let status: CrbDoorbellStatus = "denied";
-    if (this.trigger === "doorbell" && this.#phase === "running") {
+    if (this.trigger === "doorbell" && this.#life.running) {
       const l = this.#latch[locality]!;
       if (qualifier === "locality") {
         const v = l.locCtrl;
@@ -689,7 +736,7 @@ export class CrbDevice implements Mmio {
       this.#emit({ type: "start", locality: page, detail: "fault: START never clears" });
       return;
     }
-    const size = ((this.#ram[2]! << 24) | (this.#ram[3]! << 16) | (this.#ram[4]! << 8) | this.#ram[5]!) >>> 0;
+    const size = readU32be(this.#ram, 2);
     const len = Math.min(size, this.bufferSize);
     const command = this.#ram.slice(0, len);
     const gen = this.#gen;
@@ -723,17 +770,12 @@ export class CrbDevice implements Mmio {
   #failed(gen: number, ac: object, e: unknown): void {
     if (gen !== this.#gen || this.#exec !== ac) return;
     if (this.#cancel) {
-      // cancelled and the backend gave up: answer TPM_RC_CANCELED as a TPM would (Part 2 §6.6)
-      const rsp = new Uint8Array(10);
-      const dv = new DataView(rsp.buffer);
-      dv.setUint16(0, TPM_ST.NO_SESSIONS);
-      dv.setUint32(2, 10);
-      dv.setUint32(6, TPM_RC.CANCELED);
-      this.#ram.set(rsp, 0);
+      // cancelled and the backend gave up: answer TPM_RC_CANCELED as a TPM would (TPM 2.0 Part 2 §6.6)
+      this.#ram.set(errorResponse(TPM_RC.CANCELED), 0);
       this.#finish("complete", 10, "cancelled");
       return;
     }
-    this.#lastError = e;
+    this.#life.recordError(e);
     this.#fatal = true;
     this.#emit({ type: "fatal", detail: e instanceof Error ? e.message : String(e) });
     this.#finish("complete", 0, "backend error");

@@ -29,7 +29,7 @@ function submit(d: TisDevice, loc: number, cmd = GET_RANDOM_16) {
   d.write8(L(loc, STS), 0x20);
 }
 
-describe("TisDevice reset values and identity (facts/qemu-swtpm.md §1)", () => {
+describe("TisDevice reset values and identity (QEMU hw/tpm/tpm_tis_common.c)", () => {
   it("reads QEMU's identity: DID_VID 0x00011014, RID 1, INTF_CAPABILITY 0x30000697, INTERFACE_ID 0x2100", async () => {
     const { device } = await make();
     expect(device.read32(DID_VID)).toBe(0x0001_1014);
@@ -120,6 +120,13 @@ describe("TisDevice backend start-up and failure mode (scenario 4)", () => {
     expect(device.read32(STS)).toBe(0);
     expect(device.state.executing).toBe(false);
     expect(device.state.power).toBe("failed");
+  });
+
+  it("keeps state.power as a deprecated alias of state.phase", async () => {
+    const { device } = await make();
+    expect([device.state.phase, device.state.power]).toEqual(["running", "on"]);
+    await device.stop();
+    expect([device.state.phase, device.state.power]).toEqual(["stopped", "off"]);
   });
 
   it("reset() brings a device back to reset values and restarts the backend", async () => {
@@ -473,7 +480,7 @@ describe("TisDevice interrupts", () => {
 });
 
 describe("TisDevice tracing, arguments and faults", () => {
-  it("publishes every state change on tpmkit:tis-device", async () => {
+  it("publishes every state change on tpmkit:device:tis", async () => {
     const events: TisDeviceEvent[] = [];
     const fn = (m: unknown) => events.push(m as TisDeviceEvent);
     subscribe(TIS_DEVICE_CHANNEL, fn);
@@ -487,7 +494,7 @@ describe("TisDevice tracing, arguments and faults", () => {
     }
     expect(events.filter((e) => e.type === "state").map((e) => (e.type === "state" ? e.to : ""))).toEqual(["ready", "reception", "execution", "completion"]);
     expect(events.some((e) => e.type === "locality" && e.to === 0)).toBe(true);
-    expect(events.some((e) => e.type === "power" && e.to === "on")).toBe(true);
+    expect(events.some((e) => e.type === "phase" && e.to === "running")).toBe(true);
   });
 
   it("rejects bad constructor options and bad FIFO lengths with TpmArgumentError", () => {

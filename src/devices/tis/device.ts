@@ -1,13 +1,16 @@
 /**
- * A register-accurate model of a TIS (PTP FIFO) TPM interface, after QEMU's `hw/tpm/tpm_tis_common.c`
- * as restated in facts/qemu-swtpm.md §1: five localities with their own register pages, the
- * per-locality state machine (IDLE, READY, RECEPTION, EXECUTION, COMPLETION), locality arbitration
+ * A register-accurate model of a TIS (PTP FIFO) TPM interface, after QEMU's
+ * `hw/tpm/tpm_tis_common.c` (TCG PC Client PTP §6.5.2, FIFO interface): five localities with
+ * their own register pages, the per-locality state machine (IDLE, READY, RECEPTION, EXECUTION,
+ * COMPLETION), locality arbitration
  * (requestUse, pendingRequest, relinquish, Seize, beenSeized), interrupts, QEMU's dynamic burst
  * count, responseRetry, commandCancel, resetEstablishment, and the failure mode of a backend that
  * did not start (every register reads 0, every write is ignored, the TPM version is unspecified).
  *
  * The model answers every register access synchronously; commands run on the {@link TpmBackend}
- * asynchronously, so a driver really polls (or waits for the interrupt).
+ * asynchronously, so a driver really polls (or waits for the interrupt). Its lifecycle (start,
+ * reset, killBackend, stop, phase events) is the {@link DeviceModel} contract every device model
+ * follows.
  *
  * @packageDocumentation
  */
@@ -17,17 +20,18 @@ import type { TpmBackend } from "../../core/transport.js";
 import type { Clock } from "../../core/clock.js";
 import { systemClock } from "../../core/clock.js";
 import { TpmArgumentError } from "../../errors/index.js";
-import { diagnosticsChannel } from "../../bus/diagnostics.js";
 import { TIS_ACCESS, TIS_INT, TIS_LOCALITY_COUNT, TIS_REG, TIS_STS } from "../../bus/tis-registers.js";
-import { TPM_RC, TPM_ST } from "../../wire/constants.js";
+import { TPM_RC } from "../../wire/constants.js";
+import { errorResponse, readU32be } from "../../wire/bytes.js";
+import { DeviceLifecycle, type DeviceEvent, type DeviceModel, type DevicePhase, type DeviceState } from "../lifecycle.js";
 
-/** Largest command/response buffer QEMU's TIS has (TPM_TIS_BUFFER_MAX). facts/qemu-swtpm.md §1. */
+/** Largest command/response buffer QEMU's TIS has (TPM_TIS_BUFFER_MAX, QEMU hw/tpm/tpm_tis.h). */
 export const TIS_BUFFER_MAX = 4096;
-/** DID QEMU reports (high half of DID_VID). facts/qemu-swtpm.md §1. */
+/** DID QEMU reports (high half of DID_VID; QEMU hw/tpm/tpm_tis_common.c, tpm_tis_mmio_read()). */
 export const QEMU_TIS_DID = 0x0001;
-/** VID QEMU reports: 0x1014 (IBM). facts/qemu-swtpm.md §1. */
+/** VID QEMU reports: 0x1014 (PCI_VENDOR_ID_IBM; QEMU hw/tpm/tpm_tis_common.c). */
 export const QEMU_TIS_VID = 0x1014;
-/** RID QEMU reports. facts/qemu-swtpm.md §1. */
+/** RID QEMU reports (QEMU hw/tpm/tpm_tis_common.c). */
 export const QEMU_TIS_RID = 0x01;
 /** INTF_CAPABILITY for a TPM 2.0 backend: interface 1.3 for TPM 2.0, 64-byte transfers, dynamic burst, low-level IRQ, causes 0x87. */
 export const QEMU_INTF_CAPABILITY_2_0 = 0x3000_0697;
@@ -39,21 +43,25 @@ export const QEMU_INTERFACE_ID_2_0 = 0x0000_2100;
 export const QEMU_INTERFACE_ID_1_2 = 0xffff_ffff;
 /** INTERFACE_ID intfSelLock (b19): once written, set in every locality. */
 export const TIS_INTERFACE_ID_SEL_LOCK = 0x0008_0000;
-/** Diagnostics channel the device publishes its state changes on. */
-export const TIS_DEVICE_CHANNEL = "tpmkit:tis-device";
+/** Diagnostics channel the device publishes its {@link TisDeviceEvent}s on. */
+export const TIS_DEVICE_CHANNEL = "tpmkit:device:tis";
 
 /** TPM 1.2 ContinueSelfTest ordinal; QEMU sets STS.selfTestDone when it succeeds. */
 const TPM_ORD_CONTINUE_SELF_TEST = 0x53;
 const NO_DATA_BYTE = 0xff;
-/** INT_ENABLE reset value: typePolarity = low level (b3), everything disabled. facts/qemu-swtpm.md §1. */
+/** INT_ENABLE reset value: typePolarity = low level (b3), everything disabled (QEMU hw/tpm/tpm_tis_common.c, tpm_tis_reset()). */
 const INT_ENABLE_RESET = 0x08;
 const WINDOW_SIZE = TIS_LOCALITY_COUNT * 0x1000;
 
 /** QEMU's per-locality states (TPMTISState). */
 export type TisLocalityState = "idle" | "ready" | "reception" | "execution" | "completion";
 
-/** Power state of the backend behind the device. */
-export type TisPower = "starting" | "on" | "failed";
+/**
+ * Power state of the backend behind the device.
+ *
+ * @deprecated Use {@link DevicePhase} (`state.phase`): "on" is "running", "off" is "stopped".
+ */
+export type TisPower = "starting" | "on" | "failed" | "off";
 
 /** Options of {@link TisDevice}. */
 export interface TisDeviceOptions {
@@ -80,7 +88,7 @@ export interface TisDeviceOptions {
   burstCount?: number;
   /** The backend's "TPM established" flag at start. Default false (ACCESS b0 reads 1). */
   established?: boolean;
-  /** Diagnostics channel for state changes (`false`: none). Default `"tpmkit:tis-device"`. */
+  /** Diagnostics channel for {@link TisDeviceEvent}s (`false`: none). Default {@link TIS_DEVICE_CHANNEL}. */
   channel?: string | false;
 }
 
@@ -93,8 +101,10 @@ export interface TisDeviceFaults {
   /** Rewrites each response before it lands in the buffer: short, extra or corrupted data. */
   mutateResponse?: (response: Uint8Array, command: Uint8Array) => Uint8Array;
   /**
-   * Broken interrupt routing (facts/kernel.md §7.2): causes still latch in INT_STATUS but the
-   * line never reaches `onInterrupt` listeners.
+   * Broken interrupt routing, as on the laptops Linux keeps a deny-list for (Linux
+   * drivers/char/tpm/tpm_tis.c, tpm_tis_dmi_table;
+   * https://lore.kernel.org/r/20230814164054.64280-1-jarkko@kernel.org): causes still latch in
+   * INT_STATUS but the line never reaches `onInterrupt` listeners.
    */
   loseInterrupts?: boolean;
 }
@@ -112,7 +122,10 @@ export interface TisLocalitySnapshot {
 }
 
 /** A snapshot of the whole device, for tests and debugging. */
-export interface TisDeviceState {
+export interface TisDeviceState extends DeviceState {
+  /** See {@link DevicePhase}. */
+  readonly phase: DevicePhase;
+  /** @deprecated Use {@link TisDeviceState.phase}: "on" is "running", "off" is "stopped". */
   readonly power: TisPower;
   readonly version: "2.0" | "1.2" | "unspecified";
   readonly activeLocality: number | null;
@@ -128,18 +141,26 @@ export interface TisDeviceState {
   readonly localities: readonly TisLocalitySnapshot[];
 }
 
-/** Messages published on the device's diagnostics channel. */
-export type TisDeviceEvent =
+/** The TIS-specific events (besides the lifecycle's `phase` event). */
+type TisEvent =
   | { type: "state"; locality: number; from: TisLocalityState; to: TisLocalityState }
   | { type: "locality"; from: number | null; to: number | null }
   | { type: "access"; locality: number; from: number; to: number }
   | { type: "irq"; locality: number; causes: number }
   | { type: "irq-lowered"; locality: number }
-  | { type: "power"; from: TisPower; to: TisPower; cause?: unknown }
   | { type: "command"; locality: number; length: number }
   | { type: "response"; locality: number; length: number }
   | { type: "cancel"; locality: number }
   | { type: "ignored"; locality: number; offset: number; reason: string };
+
+/**
+ * Messages published on the device's diagnostics channel, a discriminated union on `type`: the
+ * TIS events above and the lifecycle's `{ type: "phase", from, to, cause? }`, each with the
+ * `device` that published it and the clock `time`.
+ */
+export type TisDeviceEvent = DeviceEvent<TisDevice, TisEvent>;
+
+const POWER: Record<DevicePhase, TisPower> = { starting: "starting", running: "on", failed: "failed", stopped: "off" };
 
 interface Loc {
   state: TisLocalityState;
@@ -151,7 +172,6 @@ interface Loc {
 }
 
 const mask = (size: number) => (size === 4 ? 0xffff_ffff : (1 << (size * 8)) - 1);
-const be32 = (b: Uint8Array, o: number) => (((b[o] ?? 0) << 24) | ((b[o + 1] ?? 0) << 16) | ((b[o + 2] ?? 0) << 8) | (b[o + 3] ?? 0)) >>> 0;
 const validLoc = (l: number | null): l is number => l !== null && l >= 0 && l < TIS_LOCALITY_COUNT;
 const inWindow = (offset: number) => Number.isInteger(offset) && offset >= 0 && offset < WINDOW_SIZE;
 /** True when `reg` (offset & 0xffc) is DATA_FIFO or inside XDATA_FIFO: a byte access moves one FIFO byte. */
@@ -161,17 +181,20 @@ const isFifoReg = (reg: number) => reg === TIS_REG.DATA_FIFO || (reg >= TIS_REG.
  * The TIS device model. Implements {@link Mmio} (the register window, offsets from the start of
  * locality 0's page) and {@link InterruptLine}.
  *
- * Start-up: the constructor calls `backend.start()` when the backend has one. Until it resolves
- * the device reads as absent (all registers 0, writes ignored, version "unspecified"), as a TIS
- * in front of an emulator that has not answered yet; if it rejects, the device stays in that
- * failure mode for good (QEMU's `had_startup_error`, facts/qemu-swtpm.md §1). `await
- * device.start()` waits for the outcome and never rejects: check {@link TisDevice.state}.
+ * Start-up ({@link DeviceModel}): the constructor calls `backend.start()` when the backend has
+ * one. Until it resolves the device reads as absent (all registers 0, writes ignored, version
+ * "unspecified"), as a TIS in front of an emulator that has not answered yet; if it rejects, the
+ * device stays in that failure mode until reset (QEMU's `had_startup_error`, QEMU
+ * hw/tpm/tpm_tis_common.c; QEMU commits "tpm_tis: Return 0 for every register in case of failure
+ * mode" and "tpm_tis: Return TPM_VERSION_UNSPEC in case of BE failure"). `await device.start()`
+ * waits for the outcome and never rejects (it resolves with the phase); `await device.ready`
+ * rejects with the backend's start error.
  *
  * Deliberate differences from QEMU: a backend whose `execute` rejects gets a 10-byte
  * TPM_RC_FAILURE response (QEMU's emulator backend writes a fatal-error response too; the exact
  * bytes differ); accesses outside the 0x5000 window read as undecoded registers (all ones).
  *
- * PTP §6.5.2 (FIFO interface); QEMU hw/tpm/tpm_tis_common.c (behaviour, restated in facts).
+ * TCG PC Client PTP §6.5.2 (FIFO interface); QEMU hw/tpm/tpm_tis_common.c (behaviour).
  *
  * @example
  * ```ts
@@ -180,7 +203,9 @@ const isFifoReg = (reg: number) => reg === TIS_REG.DATA_FIFO || (reg >= TIS_REG.
  * device.state.activeLocality; // null between commands: the driver relinquishes
  * ```
  */
-export class TisDevice implements Mmio, InterruptLine {
+export class TisDevice implements Mmio, InterruptLine, DeviceModel<TisDeviceState> {
+  /** The interface modelled. */
+  readonly kind = "tis";
   readonly #backend: TpmBackend;
   readonly #clock: Clock;
   readonly #bufferSize: number;
@@ -190,14 +215,13 @@ export class TisDevice implements Mmio, InterruptLine {
   readonly #irq: number;
   readonly #staticBurst: number | undefined;
   readonly #family: "2.0" | "1.2";
-  readonly #channel;
+  readonly #life: DeviceLifecycle<TisDevice, TisEvent>;
   #buffer: Uint8Array;
   #locs: Loc[] = [];
   #active: number | null = null;
   #next: number | null = null;
   #aborting: number | null = null;
   #rwOffset = 0;
-  #power: TisPower = "starting";
   #established: boolean;
   #irqRaised = false;
   #generation = 0;
@@ -205,7 +229,6 @@ export class TisDevice implements Mmio, InterruptLine {
   /** Signal source handed to `execute`; reused across commands until it aborts. */
   #controller = new AbortController();
   #listeners = new Set<(e: InterruptEvent) => void>();
-  #started: Promise<void>;
 
   /** Device-side faults; assign a new object or mutate this one. */
   faults: TisDeviceFaults = {};
@@ -232,57 +255,99 @@ export class TisDevice implements Mmio, InterruptLine {
     this.#staticBurst = o.burstCount === undefined ? undefined : int(o.burstCount, 0, 0xffff, "burstCount", 1);
     this.#family = o.version ?? "2.0";
     this.#established = o.established ?? false;
-    this.#channel = o.channel === false ? undefined : diagnosticsChannel(o.channel ?? TIS_DEVICE_CHANNEL);
+    this.#life = new DeviceLifecycle<TisDevice, TisEvent>({
+      device: this,
+      kind: "tis",
+      backend: this.#backend,
+      clock: this.#clock,
+      channel: o.channel ?? TIS_DEVICE_CHANNEL,
+      onPhase: (to) => {
+        if (to === "running") this.#applyFamily();
+      },
+    });
     this.#buffer = new Uint8Array(this.#bufferSize);
     this.#resetRegisters();
-    this.#started = this.#powerUp();
+    this.#life.powerUp();
   }
 
   // ------------------------------------------------------------------ lifecycle
 
+  /** The diagnostics channel the device publishes on ({@link TIS_DEVICE_CHANNEL} unless configured), or undefined. */
+  get channel(): string | undefined {
+    return this.#life.channelName;
+  }
+
   /**
-   * Waits until the backend's `start()` settled. Never rejects: a failed start puts the device
-   * in failure mode (see {@link TisDevice.state}).
-   *
-   * @returns A promise that resolves once the device is on or failed.
+   * Resolves once the backend started; rejects with its start error (see {@link DeviceModel.ready}).
    */
-  start(): Promise<void> {
-    return this.#started;
+  get ready(): Promise<void> {
+    return this.#life.ready;
+  }
+
+  /**
+   * Waits until the backend's `start()` settled, powering the device up first when it was
+   * stopped (as {@link TisDevice.reset} does). Never rejects: a failed start puts the device in
+   * failure mode (see {@link TisDevice.state}).
+   *
+   * @returns The phase once the start settled: "running" or "failed".
+   */
+  start(): Promise<DevicePhase> {
+    return this.#life.phase === "stopped" ? this.reset() : this.#life.settled();
   }
 
   /**
    * Resets the device as at machine reset (QEMU `tpm_tis_reset`): registers back to reset values,
    * a command in flight forgotten, and the backend started again.
    *
-   * @returns Resolves when the backend's start settled (never rejects).
+   * @returns The phase once the backend's start settled (never rejects).
    */
-  reset(): Promise<void> {
+  reset(): Promise<DevicePhase> {
     this.#abortExecution();
     this.#resetRegisters();
-    this.#started = this.#powerUp();
-    return this.#started;
+    this.#life.powerUp();
+    return this.#life.settled();
   }
 
   /**
    * The backend dies (the emulator process exits): from now on the device is in failure mode,
    * every register reads 0 and writes are ignored, and a command in flight never completes.
    *
-   * @param cause - Why, for the trace.
+   * @param cause - Why, for the trace and `state.lastError`.
    */
   killBackend(cause?: unknown): void {
     this.#abortExecution();
-    this.#setPower("failed", cause);
+    this.#life.fail(cause);
+  }
+
+  /**
+   * Powers the device off: a command in flight is forgotten and every register reads 0 until
+   * {@link TisDevice.start} or {@link TisDevice.reset}.
+   *
+   * @returns A resolved promise.
+   */
+  stop(): Promise<void> {
+    this.#abortExecution();
+    this.#life.stop();
+    return Promise.resolve();
+  }
+
+  /** {@link TisDevice.stop}, for `await using`. @returns A resolved promise. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
   }
 
   /** The TPM version the device reports to firmware: "unspecified" unless the backend is on. */
   get tpmVersion(): "2.0" | "1.2" | "unspecified" {
-    return this.#power === "on" ? this.#family : "unspecified";
+    return this.#life.running ? this.#family : "unspecified";
   }
 
   /** A snapshot of all device state (copies; mutating it changes nothing). */
   get state(): TisDeviceState {
+    const phase = this.#life.phase;
     return {
-      power: this.#power,
+      phase,
+      power: POWER[phase],
+      lastError: this.#life.lastError,
       version: this.tpmVersion,
       activeLocality: this.#active,
       nextLocality: this.#next,
@@ -308,32 +373,12 @@ export class TisDevice implements Mmio, InterruptLine {
     return () => void this.#listeners.delete(listener);
   }
 
-  async #powerUp(): Promise<void> {
-    const gen = this.#generation;
-    if (!this.#backend.start) {
-      this.#setPower("on");
-      return;
+  /** The family bits and interface id are known once the backend answers (QEMU tpm_tis_reset). */
+  #applyFamily(): void {
+    for (const l of this.#locs) {
+      l.sts = (l.sts & ~TIS_STS.FAMILY_MASK) | (this.#family === "2.0" ? TIS_STS.FAMILY_2_0 : TIS_STS.FAMILY_1_2);
+      l.ifaceId = this.#family === "2.0" ? QEMU_INTERFACE_ID_2_0 : QEMU_INTERFACE_ID_1_2;
     }
-    this.#setPower("starting");
-    try {
-      await this.#backend.start();
-      if (gen === this.#generation && this.#power === "starting") this.#setPower("on");
-    } catch (e) {
-      if (gen === this.#generation) this.#setPower("failed", e);
-    }
-  }
-
-  #setPower(to: TisPower, cause?: unknown): void {
-    const from = this.#power;
-    this.#power = to;
-    if (to === "on") {
-      // the family bits and interface id are known once the backend answers (tpm_tis_reset)
-      for (const l of this.#locs) {
-        l.sts = (l.sts & ~TIS_STS.FAMILY_MASK) | (this.#family === "2.0" ? TIS_STS.FAMILY_2_0 : TIS_STS.FAMILY_1_2);
-        l.ifaceId = this.#family === "2.0" ? QEMU_INTERFACE_ID_2_0 : QEMU_INTERFACE_ID_1_2;
-      }
-    }
-    if (from !== to) this.#emit({ type: "power", from, to, ...(cause === undefined ? {} : { cause }) });
   }
 
   #resetRegisters(): void {
@@ -343,12 +388,12 @@ export class TisDevice implements Mmio, InterruptLine {
     this.#locs = Array.from({ length: TIS_LOCALITY_COUNT }, () => ({
       state: "idle" as TisLocalityState,
       access: TIS_ACCESS.VALID,
-      sts: this.#power === "on" && this.#family === "2.0" ? TIS_STS.FAMILY_2_0 : 0,
+      sts: 0,
       inte: INT_ENABLE_RESET,
       ints: 0,
       ifaceId: 0,
     }));
-    if (this.#power === "on") this.#setPower("on");
+    if (this.#life.running) this.#applyFamily();
   }
 
   #abortExecution(): void {
@@ -359,8 +404,8 @@ export class TisDevice implements Mmio, InterruptLine {
     }
   }
 
-  #emit(e: TisDeviceEvent): void {
-    if (this.#channel?.hasSubscribers) this.#channel.publish(e);
+  #emit(e: TisEvent): void {
+    this.#life.emit(e);
   }
 
   #setState(locality: number, to: TisLocalityState): void {
@@ -395,7 +440,7 @@ export class TisDevice implements Mmio, InterruptLine {
   }
 
   #headerSize(): number {
-    return be32(this.#buffer, 2);
+    return readU32be(this.#buffer, 2);
   }
 
   // ------------------------------------------------------------------ locality arbitration
@@ -465,8 +510,11 @@ export class TisDevice implements Mmio, InterruptLine {
     }
     void result
       .then(
-        (r) => (r instanceof Uint8Array ? r : failureResponse()),
-        () => failureResponse(),
+        (r) => (r instanceof Uint8Array ? r : errorResponse(TPM_RC.FAILURE)),
+        (e: unknown) => {
+          if (gen === this.#generation) this.#life.recordError(e);
+          return errorResponse(TPM_RC.FAILURE);
+        },
       )
       .then(async (response) => {
         if (gen !== this.#generation) return;
@@ -481,7 +529,7 @@ export class TisDevice implements Mmio, InterruptLine {
           try {
             response = mutate(response, command);
           } catch {
-            response = failureResponse();
+            response = errorResponse(TPM_RC.FAILURE);
           }
         }
         this.#requestCompleted(locality, command, response);
@@ -491,10 +539,10 @@ export class TisDevice implements Mmio, InterruptLine {
   /** QEMU tpm_tis_request_completed. */
   #requestCompleted(locality: number, command: Uint8Array, response: Uint8Array): void {
     this.#executing = null;
-    if (this.#power !== "on") return;
+    if (!this.#life.running) return;
     const n = Math.min(response.length, this.#bufferSize);
     this.#buffer.set(response.subarray(0, n));
-    if (command.length >= 10 && be32(command, 6) === TPM_ORD_CONTINUE_SELF_TEST && n >= 10 && be32(response, 6) === 0) {
+    if (command.length >= 10 && readU32be(command, 6) === TPM_ORD_CONTINUE_SELF_TEST && n >= 10 && readU32be(response, 6) === 0) {
       for (const l of this.#locs) l.sts |= TIS_STS.SELFTEST_DONE;
     }
     this.#emit({ type: "response", locality, length: n });
@@ -509,7 +557,7 @@ export class TisDevice implements Mmio, InterruptLine {
 
   /** One 1–4 byte register read: QEMU tpm_tis_mmio_read. */
   #read(offset: number, size: number): number {
-    if (this.#power !== "on") return 0;
+    if (!this.#life.running) return 0;
     if (!inWindow(offset)) return mask(size);
     const locality = offset >>> 12;
     const reg = offset & 0xffc;
@@ -602,7 +650,7 @@ export class TisDevice implements Mmio, InterruptLine {
       this.#emit({ type: "ignored", locality, offset, reason: "locality 4 writes are ignored" });
       return;
     }
-    if (this.#power !== "on") return;
+    if (!this.#life.running) return;
     let val = (value & mask(size)) >>> 0;
     const keep = ~((mask(size) << shift) >>> 0) >>> 0;
     val = (val << shift) >>> 0;
@@ -644,7 +692,7 @@ export class TisDevice implements Mmio, InterruptLine {
   }
 
   #writeAccess(locality: number, val: number): void {
-    if (!this.#channel?.hasSubscribers) {
+    if (!this.#life.hasSubscribers) {
       this.#writeAccessInner(locality, val); // nobody listens: no snapshot to diff
       return;
     }
@@ -812,7 +860,7 @@ export class TisDevice implements Mmio, InterruptLine {
       // Block copy of the bytes a byte-by-byte read would return unchanged: while the response
       // is being read and the byte read is not its last (the last one sets stsValid, drops
       // dataAvail and may raise an interrupt, so it goes through the register path).
-      if (loc >= 0 && this.#power === "on" && this.#active === loc) {
+      if (loc >= 0 && this.#life.running && this.#active === loc) {
         const l = this.#locs[loc]!;
         if (l.state === "completion" && l.sts & TIS_STS.DATA_AVAIL) {
           const m = Math.min(Math.min(this.#headerSize(), this.#bufferSize) - 1 - this.#rwOffset, length - i - 1);
@@ -849,7 +897,7 @@ export class TisDevice implements Mmio, InterruptLine {
       // goes through the register path, so state changes, Expect/Valid and interrupts happen
       // exactly as before. The conditions are re-checked after each byte (an interrupt listener
       // runs synchronously and may touch registers).
-      if (loc >= 0 && this.#power === "on" && this.#active === loc) {
+      if (loc >= 0 && this.#life.running && this.#active === loc) {
         const l = this.#locs[loc]!;
         const ev = TIS_STS.EXPECT | TIS_STS.VALID;
         if (l.state === "reception" && this.#rwOffset > 5 && (l.sts & ev) === ev) {
@@ -874,14 +922,4 @@ export class TisDevice implements Mmio, InterruptLine {
     const loc = offset >>> 12;
     return loc === 4 ? -1 : loc;
   }
-}
-
-/** The 10-byte TPM_RC_FAILURE response the device returns when the backend's execute failed. */
-function failureResponse(): Uint8Array {
-  const r = new Uint8Array(10);
-  const v = new DataView(r.buffer);
-  v.setUint16(0, TPM_ST.NO_SESSIONS);
-  v.setUint32(2, 10);
-  v.setUint32(6, TPM_RC.FAILURE);
-  return r;
 }

@@ -1,5 +1,6 @@
 /**
- * `TisDevice`: a register-accurate TIS model after QEMU's tpm_tis.
+ * `TisDevice`: a register-accurate TIS model after QEMU's tpm_tis, following the device-model
+ * lifecycle ({@link DeviceModel}).
  *
  * @packageDocumentation
  */
@@ -23,3 +24,4 @@ export {
   type TisLocalityState,
   type TisPower,
 } from "./device.js";
+export type { DeviceModel, DevicePhase, DevicePhaseEvent, DeviceState, DeviceEvent, DeviceEventSource } from "../lifecycle.js";

@@ -2,16 +2,18 @@ import { describe, it, expect } from "vitest";
 import { FakeClock, systemClock } from "../../core/clock.js";
 import { ProbeDeferredError, TpmArgumentError, TpmNotFoundError, TpmTimeoutError, TpmTransportError, TpmkitError } from "../../errors/index.js";
 import type { Mmio } from "../../bus/mmio.js";
-import { CrbDevice } from "../../devices/crb/index.js";
-import { crb, mmioStart, smcStart, CRB_QEMU_ADDRESS, CRB_REG, type CrbStartMethod } from "./index.js";
-import { FakeBackend, RecordingMmio, answer, getRandomCommand, paddedCommand, response } from "../../testing/crb.js";
+import { CrbDevice, CRB_QEMU_ADDRESS } from "../../devices/crb/index.js";
+import { crb, mmioStart, smcStart, CRB_REG, type CrbStartMethod } from "./index.js";
+import { RecordingMmio } from "../../testing/crb.js";
+import { FakeTpmBackend, fakeTpmResponse as answer, getRandomCommand, paddedCommand } from "../../testing/fake-backend.js";
+import { errorResponse as response } from "../../wire/bytes.js";
 import { TPM_RC } from "../../wire/constants.js";
 
 const R = CRB_REG;
 
 function setup(opts: { device?: Partial<ConstructorParameters<typeof CrbDevice>[0]>; start?: CrbStartMethod; transport?: Partial<Parameters<typeof crb>[0]> } = {}) {
   const clock = new FakeClock({ auto: true });
-  const backend = (opts.device?.backend as FakeBackend | undefined) ?? new FakeBackend();
+  const backend = (opts.device?.backend as FakeTpmBackend | undefined) ?? new FakeTpmBackend({ start: false, random: "repeat" });
   const dev = new CrbDevice({ ...opts.device, backend, clock });
   const mmio = new RecordingMmio(dev);
   const t = crb({ mmio, start: opts.start ?? mmioStart(), ...opts.transport });
@@ -71,7 +73,7 @@ describe("crb open (kernel crb_acpi_add / crb_map_io)", () => {
   });
 
   it("gives TpmNotFoundError within timeout A when the backend failed to start (registers read 0)", async () => {
-    const backend = new FakeBackend({ start: () => Promise.reject(new Error("state corrupt")) });
+    const backend = new FakeTpmBackend({ random: "repeat", start: () => Promise.reject(new Error("state corrupt")) });
     const { open, clock } = setup({ device: { backend } });
     const e = await rejection(open());
     expect(e).toBeInstanceOf(TpmNotFoundError);
@@ -82,7 +84,7 @@ describe("crb open (kernel crb_acpi_add / crb_map_io)", () => {
 
   it("waits for a backend that is still starting", async () => {
     const clock0 = new FakeClock({ auto: true });
-    const backend = new FakeBackend({ start: () => clock0.sleep(100) });
+    const backend = new FakeTpmBackend({ random: "repeat", start: () => clock0.sleep(100) });
     const dev = new CrbDevice({ backend });
     const t = crb({ mmio: dev, start: mmioStart(), clock: clock0 });
     await t.open({ clock: clock0, locality: 0 });
@@ -206,12 +208,13 @@ describe("crb control-area sanity checks (kernel crb_map_io, FW_BUG)", () => {
   });
 
   it("rejects malformed options up front", () => {
-    const dev = new CrbDevice({ backend: new FakeBackend() });
+    const dev = new CrbDevice({ backend: new FakeTpmBackend({ start: false, random: "repeat" }) });
     expect(() => crb({ mmio: dev } as never)).toThrow(TpmArgumentError);
     expect(() => crb({ start: mmioStart() } as never)).toThrow(TpmArgumentError);
     expect(() => crb({ mmio: dev, start: mmioStart(), base: -1 })).toThrow(TpmArgumentError);
     expect(() => crb({ mmio: dev, start: mmioStart(), timeouts: { c: Number.NaN } })).toThrow(TpmArgumentError);
     expect(() => crb({ mmio: dev, start: mmioStart(), locality: 7 })).toThrow(TpmArgumentError);
+    expect(() => crb({ mmio: dev, start: mmioStart(), locality: 7 })).toThrow("crb: locality must be an integer in 0–4, got 7");
   });
 });
 
@@ -220,14 +223,14 @@ describe("crb send", () => {
     const { send, backend, dev } = setup();
     const rsp = await send(getRandomCommand(16));
     expect(rsp).toEqual(answer(getRandomCommand(16)));
-    expect(backend.calls).toHaveLength(1);
+    expect(backend.commands).toHaveLength(1);
     expect(dev.state).toMatchObject({ locality: -1, idle: true, started: false });
   });
 
   it("completes a command whose backend answers on a later event-loop turn, with the system clock", async () => {
-    const backend = new FakeBackend();
-    backend.respond = undefined;
-    const slowTurn: FakeBackend = Object.assign(backend, {
+    const backend = new FakeTpmBackend({ start: false, random: "repeat" });
+    backend.options.handler = undefined;
+    const slowTurn: FakeTpmBackend = Object.assign(backend, {
       execute: (cmd: Uint8Array) => new Promise<Uint8Array>((r) => setImmediate(() => setImmediate(() => r(answer(cmd))))),
     });
     const t = crb({ mmio: new CrbDevice({ backend: slowTurn }), start: mmioStart() });
@@ -247,9 +250,9 @@ describe("crb send", () => {
   it("sends the largest command that fits and rejects a larger one with E2BIG before touching the device", async () => {
     const { send, open, mmio, backend } = setup({ device: { bufferSize: 1024 } });
     await open();
-    backend.respond = () => response(TPM_RC.SUCCESS);
+    backend.options.handler = () => response(TPM_RC.SUCCESS);
     await send(paddedCommand(1024));
-    expect(backend.calls[0]!.command.length).toBe(1024);
+    expect(backend.commands[0]!.command.length).toBe(1024);
     mmio.log = [];
     const e = await rejection(send(paddedCommand(1025)));
     expect((e as TpmTransportError).errno).toBe("E2BIG");
@@ -258,12 +261,12 @@ describe("crb send", () => {
 
   it("fails with EIO when the backend errors (CTRL_STS.tpmSts), and stays failed", async () => {
     const { send, backend } = setup();
-    backend.mode = "reject";
+    backend.options.mode = "reject";
     const e = await rejection(send(getRandomCommand(4)));
     expect(e).toBeInstanceOf(TpmTransportError);
     expect((e as TpmTransportError).errno).toBe("EIO");
     expect(e.message).toMatch(/tpmSts/);
-    backend.mode = "ok";
+    backend.options.mode = "ok";
     await expect(send(getRandomCommand(4))).rejects.toMatchObject({ errno: "EIO" });
   });
 
@@ -276,13 +279,13 @@ describe("crb send", () => {
 
   it("rejects a response whose size field lies (too large or below 10) with EIO", async () => {
     const { send, backend } = setup({ device: { bufferSize: 64 } });
-    backend.respond = () => {
+    backend.options.handler = () => {
       const r = response(0);
       r[5] = 200; // claims 200 bytes
       return r;
     };
     await expect(send(getRandomCommand(1))).rejects.toMatchObject({ errno: "EIO" });
-    backend.respond = () => {
+    backend.options.handler = () => {
       const r = response(0);
       r[5] = 4;
       return r;
@@ -309,7 +312,7 @@ describe("crb send", () => {
 
   it("settles promptly with the abort reason when the signal fires while the backend hangs, and cancels it", async () => {
     const { send, backend, clock, dev } = setup();
-    backend.mode = "hang";
+    backend.options.mode = "hang";
     const ac = new AbortController();
     clock.setTimer(30, () => ac.abort(new TpmTimeoutError("chip watchdog", 30)));
     const e = await rejection(send(getRandomCommand(4), { signal: ac.signal }));
@@ -317,14 +320,14 @@ describe("crb send", () => {
     expect(clock.now()).toBeLessThan(31);
     expect(backend.cancels).toBe(1);
     // the device answered TPM_RC_CANCELED; the next command works
-    backend.mode = "ok";
+    backend.options.mode = "ok";
     expect(await send(getRandomCommand(2))).toEqual(answer(getRandomCommand(2)));
     expect(dev.state.locality).toBe(-1);
   });
 
   it("settles on abort even when the backend is dead for good", async () => {
     const { send, backend, clock } = setup();
-    backend.mode = "dead";
+    backend.options.mode = "dead";
     const ac = new AbortController();
     clock.setTimer(10, () => ac.abort());
     const e = await rejection(send(getRandomCommand(4), { signal: ac.signal }));
@@ -367,7 +370,7 @@ describe("crb send", () => {
     await open();
     expect(t.localities).toEqual([0, 1, 2, 3, 4]);
     await send(getRandomCommand(2), { locality: 3 });
-    expect(backend.calls[0]!.locality).toBe(3);
+    expect(backend.commands[0]!.locality).toBe(3);
   });
 
   it("rejects a locality the device does not offer before any I/O", async () => {
@@ -376,6 +379,7 @@ describe("crb send", () => {
     mmio.log = [];
     await expect(send(getRandomCommand(1), { locality: 2 })).rejects.toBeInstanceOf(TpmArgumentError);
     await expect(send(getRandomCommand(1), { locality: 5 })).rejects.toBeInstanceOf(TpmArgumentError);
+    await expect(send(getRandomCommand(1), { locality: 5 })).rejects.toThrow("crb: locality must be an integer in 0–4, got 5");
     expect(mmio.log).toHaveLength(0);
   });
 
@@ -423,16 +427,16 @@ describe("crb start methods", () => {
   it("does not hand a later command the response of one whose SMC failed after CTRL_START", async () => {
     let fail = true;
     const clock = new FakeClock({ auto: true });
-    const backend = new FakeBackend({ clock });
+    const backend = new FakeTpmBackend({ start: false, random: "repeat", clock });
     const dev = new CrbDevice({ backend, clock });
     const t = crb({ mmio: dev, start: smcStart({ call: () => (fail ? 5 : 0) }) });
     await t.open({ clock, locality: 0 });
-    backend.mode = "slow";
-    backend.slowMs = 50; // the TPM runs the first command although the SMC said no
+    backend.options.mode = "slow";
+    backend.options.slowMs = 50; // the TPM runs the first command although the SMC said no
     const first = getRandomCommand(3);
     await expect(t.send(first, { signal: new AbortController().signal, locality: 0, timeoutMs: 2000, clock })).rejects.toMatchObject({ errno: "EIO" });
     fail = false;
-    backend.mode = "ok";
+    backend.options.mode = "ok";
     const second = getRandomCommand(9);
     expect(await t.send(second, { signal: new AbortController().signal, locality: 0, timeoutMs: 2000, clock })).toEqual(answer(second));
   });
@@ -463,7 +467,7 @@ describe("crb start methods", () => {
 
   it("drives a doorbell device through a start method that rings on every request (CRB over FF-A shape)", async () => {
     const clock = new FakeClock({ auto: true });
-    const backend = new FakeBackend();
+    const backend = new FakeTpmBackend({ start: false, random: "repeat" });
     const dev = new CrbDevice({ backend, trigger: "doorbell", localities: 5 });
     const rung: string[] = [];
     const ring = (q: "command" | "locality", l: number) => {
@@ -487,13 +491,13 @@ describe("crb start methods", () => {
     rung.length = 0;
     const rsp = await t.send(getRandomCommand(5), { signal: new AbortController().signal, locality: 2, timeoutMs: 2000, clock });
     expect(rsp).toEqual(answer(getRandomCommand(5)));
-    expect(backend.calls[0]!.locality).toBe(2);
+    expect(backend.commands[0]!.locality).toBe(2);
     expect(rung).toEqual(["locality:2:ok", "command:2:ok", "command:2:ok", "command:2:ok", "locality:2:ok"]);
   });
 
   it("times out against a doorbell device when the start method never rings (pre-v6.18 FF-A shape)", async () => {
     const clock = new FakeClock({ auto: true });
-    const dev = new CrbDevice({ backend: new FakeBackend(), trigger: "doorbell" });
+    const dev = new CrbDevice({ backend: new FakeTpmBackend({ start: false, random: "repeat" }), trigger: "doorbell" });
     const e = await rejection(crb({ mmio: dev, start: mmioStart() }).open({ clock, locality: 0 }));
     expect(e).toBeInstanceOf(TpmTimeoutError);
     expect(e.message).toMatch(/locality 0 request/);

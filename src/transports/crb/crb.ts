@@ -1,6 +1,7 @@
 /**
  * The CRB (Command Response Buffer) driver: the Linux kernel's `tpm_crb.c` algorithm over an
- * {@link Mmio} register window, with a pluggable start method (kernel.md §2; PTP, "CRB Interface").
+ * {@link Mmio} register window, with a pluggable start method (Linux drivers/char/tpm/tpm_crb.c;
+ * TCG PC Client PTP, "CRB Interface").
  *
  * @packageDocumentation
  */
@@ -14,7 +15,10 @@ import {
   throwIfAborted,
 } from "../../errors/index.js";
 import type { OpenContext, SendOptions, Transport, TransportPresence } from "../../core/transport.js";
+import { assertLocality } from "../../core/assert.js";
 import type { Mmio } from "../../bus/mmio.js";
+import { quietly, runSteps, type Steps } from "../../bus/access.js";
+import { KERNEL_POLL_MS, poll, pollSteps, type PollResult } from "../../bus/poll.js";
 import {
   CRB_CONTROL_AREA_SIZE,
   CRB_CTRL_REQ,
@@ -31,7 +35,7 @@ import {
   type CrbInterfaceId,
   type CrbTimeouts,
 } from "../../bus/crb-registers.js";
-import type { CrbStartContext, CrbStartEvent, CrbStartMethod, CrbStartQualifier } from "./start.js";
+import type { CrbStartContext, CrbStartEvent, CrbStartMethod, CrbStartQualifier } from "./start-method.js";
 
 /** Options of {@link crb}. */
 export interface CrbOptions {
@@ -39,17 +43,21 @@ export interface CrbOptions {
   mmio: Mmio;
   /** How a command is started: {@link mmioStart}, {@link smcStart}, or an FF-A start method. */
   start: CrbStartMethod;
-  /** Locality used at open to read the buffer addresses. Default: the chip's locality (0). */
+  /**
+   * Default locality, 0–4: open reads the buffer addresses at it, and a `Chip` built without its
+   * own `locality` option sends every command (and Startup) at it ({@link Transport.defaultLocality}).
+   * A per-command `locality` still wins. Default: the chip's locality (0).
+   */
   locality?: number;
   /** Register-wait bounds in ms; see {@link CrbTimeouts}. */
   timeouts?: Partial<CrbTimeouts>;
-  /** Clock for every wait. Default: the chip's clock (from `open`/`send`). */
+  /** Clock for every wait; when given it is used even though the chip passes its own. Default: the chip's clock (from `open`/`send`). */
   clock?: Clock;
   /**
    * Physical address of `mmio` offset 0, the kernel's mapped ACPI region start. The driver reads
    * CMD_PA / RSP_PA (physical addresses) and reaches the buffers at `address − base`. Default 0
    * (addresses are offsets, which is what `CrbDevice` reports by default); for a device at
-   * QEMU's 0xFED40000 pass `base: 0xFED40000`.
+   * QEMU's 0xFED40000 (TPM_CRB_ADDR_BASE, QEMU include/hw/acpi/tpm.h) pass `base: 0xFED40000`.
    */
   base?: number | bigint;
   /**
@@ -109,20 +117,6 @@ export interface CrbTransport extends Transport {
   close(): Promise<void>;
 }
 
-const SPIN_POLLS = 16; // back-to-back reads (each awaits the Mmio: microtask turns)
-const YIELD_POLLS = 256; // then reads one event-loop turn apart, for at most YIELD_MS on the clock
-const YIELD_MS = 1;
-const FIRST_SLEEP_MS = 0.05; // then clock sleeps: the kernel CRB polls every 50–100 µs ...
-const MAX_SLEEP_MS = 1; // ... doubling up to the kernel core's 1 ms status poll
-
-/**
- * One event-loop turn (not a timed wait: no time passes on any clock). Lets I/O-driven backends
- * (a socket to swtpm) complete between polls without paying a timer's 1 ms minimum.
- */
-const nextTurn: () => Promise<void> =
-  typeof (globalThis as { setImmediate?: unknown }).setImmediate === "function"
-    ? () => new Promise<void>((r) => (globalThis as unknown as { setImmediate: (f: () => void) => void }).setImmediate(r))
-    : () => new Promise<void>((r) => setTimeout(r, 0));
 const ALL_ONES = 0xffffffff;
 
 interface Ctx extends CrbStartContext {
@@ -130,15 +124,17 @@ interface Ctx extends CrbStartContext {
 }
 
 /**
- * Creates a CRB transport (Linux `tpm_crb.c` over an MMIO window, kernel.md §2; PTP, "CRB Interface").
+ * Creates a CRB transport (Linux drivers/char/tpm/tpm_crb.c over an MMIO window; TCG PC Client
+ * PTP, "CRB Interface").
  *
  * Per command, as the kernel's chip core plus `tpm_crb` do: request the locality (LOC_CTRL =
  * requestAccess, wait for LOC_STATE regValid|locAssigned), cmdReady (CTRL_REQ = 1, wait for the bit
  * to clear) when the start method has idle support, CTRL_CANCEL = 0, copy the command into the
  * buffer, start (CTRL_START = 1 plus the start method's hook), poll CTRL_START until it clears
- * (fast at first, then backing off to 1 ms, bounded by the command's duration and the signal),
- * check CTRL_STS.tpmSts, read the 8-byte head, check the size field, read the rest, goIdle, and
- * relinquish the locality. Register waits are bounded by timeout C (200 ms).
+ * (fast at first, then backing off to the kernel core's 1 ms, bounded by the command's duration
+ * and the signal), check CTRL_STS.tpmSts, read the 8-byte head, check the size field, read the
+ * rest, goIdle, and relinquish the locality. Register waits are bounded by timeout C (200 ms) and
+ * back off to the kernel's 100 µs (crb_wait_for_reg_32()); see `src/bus/poll.ts` for the schedule.
  *
  * Differences from the kernel, on purpose: `open` first waits (timeout A) for tpmRegValidSts and
  * checks INTF_ID says CRB, so a dead device is `TpmNotFoundError` rather than a timeout; an
@@ -146,8 +142,8 @@ interface Ctx extends CrbStartContext {
  * abort) the next one waits for CTRL_START to clear (timeout C) and fails with EBUSY rather than
  * reuse a buffer the TPM may still write; with five localities the locality wait also checks
  * LOC_STATE.activeLocality, and each locality's buffer addresses are read and checked at its
- * first command (the kernel only ever uses locality 0); on the system clock, the first
- * millisecond of polling uses event-loop turns rather than 1 ms timers.
+ * first command (the kernel only ever uses locality 0); polling starts with microtask and (on the
+ * system clock) event-loop-turn reads before any timer.
  *
  * @param options - {@link CrbOptions}: `mmio` and `start` are required.
  * @returns a {@link CrbTransport} (kind "crb") to hand to `Tpm.open` or `new Chip`.
@@ -213,7 +209,7 @@ class CrbDriver implements CrbTransport {
     if (options.regionSize !== undefined && (!Number.isSafeInteger(options.regionSize) || options.regionSize < CRB_CONTROL_AREA_SIZE)) {
       throw new TpmArgumentError(`crb(): regionSize must be an integer ≥ 0x80, got ${String(options.regionSize)}`);
     }
-    if (options.locality !== undefined) checkLocality(options.locality);
+    if (options.locality !== undefined) assertLocality(options.locality, "crb");
     if (options.bufferAccess !== undefined && options.bufferAccess !== "burst" && options.bufferAccess !== "dword") {
       throw new TpmArgumentError(`crb(): bufferAccess must be "burst" or "dword"`);
     }
@@ -228,6 +224,11 @@ class CrbDriver implements CrbTransport {
 
   get info(): CrbInfo | undefined {
     return this.#info;
+  }
+
+  /** The `locality` option (see {@link CrbOptions.locality}); undefined when none was given. */
+  get defaultLocality(): number | undefined {
+    return this.#options.locality;
   }
 
   get localities(): readonly number[] {
@@ -273,18 +274,17 @@ class CrbDriver implements CrbTransport {
     await this.#start.probe?.({ clock, signal });
     // 2. registers valid? (tpmkit addition: the TIS driver's ACCESS.VALID wait, for backends that
     //    are still starting; a dead device reads 0 and is "not found")
-    let last = 0;
-    const valid = await this.#poll(
-      () => this.#mmio.read32(CRB_REG.LOC_STATE),
-      (v) => {
-        last = v >>> 0;
-        return last !== ALL_ONES && (last & CRB_LOC_STATE.REG_VALID) !== 0;
-      },
-      this.#timeouts.a,
+    const valid = await poll({
+      read: () => this.#mmio.read32(CRB_REG.LOC_STATE),
+      done: (v) => v >>> 0 !== ALL_ONES && (v & CRB_LOC_STATE.REG_VALID) !== 0,
+      timeoutMs: this.#timeouts.a,
+      // as the TIS driver's ACCESS.tpmRegValidSts wait (Linux tpm_tis_core.c, wait_startup())
+      intervalMs: KERNEL_POLL_MS.tisAccess,
       clock,
       signal,
-    );
-    if (!valid) {
+    });
+    const last = valid.value >>> 0;
+    if (!valid.ok) {
       const what = last === 0 ? "CRB registers read 0 (no TPM, or its backend failed to start)" : last === ALL_ONES ? "CRB registers read all ones (nothing decodes the region)" : `LOC_STATE.tpmRegValidSts never set (LOC_STATE 0x${last.toString(16)})`;
       throw new TpmNotFoundError(`crb: ${what}`, { details: `waited ${this.#timeouts.a} ms (timeout A)` });
     }
@@ -309,14 +309,14 @@ class CrbDriver implements CrbTransport {
     const ctx = this.#ctx(locality, clock, signal);
     this.#buffers.clear();
     const warnings: string[] = [];
-    await drive(this.#requestLocality(ctx));
+    await runSteps(this.#requestLocality(ctx));
     let bufs: CrbBuffers;
     try {
-      if (this.#start.hasIdle) await drive(this.#cmdReady(ctx));
+      if (this.#start.hasIdle) await runSteps(this.#cmdReady(ctx));
       bufs = await this.#readBuffers(locality, warnings);
-      if (this.#start.hasIdle) await drive(this.#goIdle(ctx));
+      if (this.#start.hasIdle) await runSteps(this.#goIdle(ctx));
     } finally {
-      await drive(quiet(this.#relinquishLocality(ctx, !signal?.aborted)));
+      await runSteps(quietly(this.#relinquishLocality(ctx, !signal?.aborted)));
     }
     this.#buffers.set(locality, bufs);
     this.#info = {
@@ -379,11 +379,12 @@ class CrbDriver implements CrbTransport {
 
   // ------------------------------------------------------------ send
   //
-  // The per-command path is written as generators run by `drive` (below): each register access is
-  // `yield`ed, and `drive` hands a plain value straight back (device models answer synchronously:
-  // no promise, no microtask) and awaits only a Promise (a bridge). Between polls of a register
-  // whose wait is not yet over, `#pollSteps` yields a microtask as the awaited reads used to, so
-  // a backend running the command gets to finish. Open stays plain async (once per transport).
+  // The per-command path is written as step sequences run by `runSteps` (src/bus/access.ts): each
+  // register access is `yield`ed, and `runSteps` hands a plain value straight back (device models
+  // answer synchronously: no promise, no microtask) and awaits only a Promise (a bridge). Between
+  // polls of a register whose wait is not yet over, `pollSteps` (src/bus/poll.ts) yields microtasks
+  // first, so a backend running the command gets to finish. Open stays plain async (once per
+  // transport).
 
   send(command: Uint8Array, options: SendOptions): Promise<Uint8Array> {
     try {
@@ -393,7 +394,7 @@ class CrbDriver implements CrbTransport {
       if (!this.#opened) {
         return this.open({ clock: options.clock, signal, locality: options.locality ?? 0 }).then(() => this.send(command, options));
       }
-      const r = drive(this.#sendSteps(command, options));
+      const r = runSteps(this.#sendSteps(command, options));
       return r instanceof Promise ? r : Promise.resolve(r);
     } catch (e) {
       return Promise.reject(e);
@@ -403,8 +404,7 @@ class CrbDriver implements CrbTransport {
   *#sendSteps(command: Uint8Array, options: SendOptions): Steps<Uint8Array> {
     const signal = options.signal;
     const clock = this.#options.clock ?? options.clock ?? this.#clock ?? systemClock;
-    const locality = options.locality ?? this.#info!.locality;
-    checkLocality(locality);
+    const locality = assertLocality(options.locality ?? this.#info!.locality, "crb");
     if (!this.#localities.includes(locality)) {
       throw new TpmArgumentError(`crb: locality ${locality} is not offered (offers ${this.#localities.join(", ")})`);
     }
@@ -445,8 +445,8 @@ class CrbDriver implements CrbTransport {
         if (started) this.#dirty = true;
         throw e;
       } finally {
-        if (this.#start.hasIdle) yield* quiet(this.#goIdle(ctx, tidy));
-        yield* quiet(this.#relinquishLocality(ctx, tidy));
+        if (this.#start.hasIdle) yield* quietly(this.#goIdle(ctx, tidy));
+        yield* quietly(this.#relinquishLocality(ctx, tidy));
       }
     } finally {
       if (this.#inFlight === flight) this.#inFlight = undefined;
@@ -458,13 +458,8 @@ class CrbDriver implements CrbTransport {
     const bound = Number.isFinite(timeoutMs) && timeoutMs > 0 ? timeoutMs : 120_000;
     let done: boolean;
     try {
-      done = yield* this.#pollSteps(
-        () => this.#mmio.read32(ctx.page + CRB_REG.CTRL_START),
-        (v) => (v & CRB_INVOKE) === 0,
-        bound,
-        ctx.clock,
-        ctx.signal,
-      );
+      // completion: the kernel core polls its status every 1 ms (tpm_try_transmit())
+      done = (yield* this.#wait(ctx.page + CRB_REG.CTRL_START, (v) => (v & CRB_INVOKE) === 0, bound, KERNEL_POLL_MS.response, ctx, ctx.signal)).ok;
     } catch (e) {
       // aborted: cancel (the chip also calls cancel(); only one CANCEL write is made)
       this.#dirty = true;
@@ -480,13 +475,7 @@ class CrbDriver implements CrbTransport {
 
   /** Before reusing the buffer after an abandoned command: wait (timeout C) for START to clear. */
   *#drain(ctx: Ctx): Steps<void> {
-    const ok = yield* this.#pollSteps(
-      () => this.#mmio.read32(ctx.page + CRB_REG.CTRL_START),
-      (v) => (v & CRB_INVOKE) === 0,
-      this.#timeouts.c,
-      ctx.clock,
-      ctx.signal,
-    );
+    const { ok } = yield* this.#wait(ctx.page + CRB_REG.CTRL_START, (v) => (v & CRB_INVOKE) === 0, this.#timeouts.c, KERNEL_POLL_MS.response, ctx, ctx.signal);
     if (!ok) throw new TpmTransportError("crb: the previous command is still running (CTRL_START stays set after cancel)", { errno: "EBUSY" });
     this.#dirty = false;
   }
@@ -532,12 +521,12 @@ class CrbDriver implements CrbTransport {
     this.#buffers.clear();
   }
 
-  // ------------------------------------------------------------ ready / idle / locality (kernel §2 table)
+  // ------------------------------------------------------------ ready / idle / locality (tpm_crb.c: crb_cmd_ready(), crb_go_idle(), crb_request_locality(), crb_relinquish_locality())
 
   *#cmdReady(ctx: Ctx): Steps<void> {
     yield this.#mmio.write32(ctx.page + CRB_REG.CTRL_REQ, CRB_CTRL_REQ.CMD_READY);
     if (this.#start.notify) yield this.#start.notify("command", "cmdReady", ctx);
-    const ok = yield* this.#pollSteps(() => this.#mmio.read32(ctx.page + CRB_REG.CTRL_REQ), (v) => (v & CRB_CTRL_REQ.CMD_READY) === 0, this.#timeouts.c, ctx.clock, ctx.signal);
+    const { ok } = yield* this.#wait(ctx.page + CRB_REG.CTRL_REQ, (v) => (v & CRB_CTRL_REQ.CMD_READY) === 0, this.#timeouts.c, KERNEL_POLL_MS.crbRegister, ctx, ctx.signal);
     if (!ok) throw new TpmTimeoutError("crb: cmdReady", this.#timeouts.c);
   }
 
@@ -545,7 +534,7 @@ class CrbDriver implements CrbTransport {
     yield this.#mmio.write32(ctx.page + CRB_REG.CTRL_REQ, CRB_CTRL_REQ.GO_IDLE);
     if (this.#start.notify) yield this.#start.notify("command", "goIdle", { ...ctx, signal: undefined });
     if (!wait) return;
-    const ok = yield* this.#pollSteps(() => this.#mmio.read32(ctx.page + CRB_REG.CTRL_REQ), (v) => (v & CRB_CTRL_REQ.GO_IDLE) === 0, this.#timeouts.c, ctx.clock, undefined);
+    const { ok } = yield* this.#wait(ctx.page + CRB_REG.CTRL_REQ, (v) => (v & CRB_CTRL_REQ.GO_IDLE) === 0, this.#timeouts.c, KERNEL_POLL_MS.crbRegister, ctx, undefined);
     if (!ok) throw new TpmTimeoutError("crb: goIdle", this.#timeouts.c);
   }
 
@@ -553,20 +542,20 @@ class CrbDriver implements CrbTransport {
     yield this.#mmio.write32(ctx.page + CRB_REG.LOC_CTRL, CRB_LOC_CTRL.REQUEST_ACCESS);
     if (this.#start.notify) yield this.#start.notify("locality", "requestLocality", ctx);
     const want = CRB_LOC_STATE.REG_VALID | CRB_LOC_STATE.LOC_ASSIGNED;
-    let last = 0;
-    const ok = yield* this.#pollSteps(
-      () => this.#mmio.read32(ctx.page + CRB_REG.LOC_STATE),
+    const r = yield* this.#wait(
+      ctx.page + CRB_REG.LOC_STATE,
       (v) => {
-        last = v >>> 0;
+        const x = v >>> 0;
         // kernel: (LOC_STATE & 0x82) == 0x82; with several localities the active one must be ours
-        return last !== ALL_ONES && (last & want) === want && (this.#localities.length === 1 || ((last & CRB_LOC_STATE.ACTIVE_LOCALITY_MASK) >>> CRB_LOC_STATE.ACTIVE_LOCALITY_SHIFT) === ctx.locality);
+        return x !== ALL_ONES && (x & want) === want && (this.#localities.length === 1 || ((x & CRB_LOC_STATE.ACTIVE_LOCALITY_MASK) >>> CRB_LOC_STATE.ACTIVE_LOCALITY_SHIFT) === ctx.locality);
       },
       this.#timeouts.c,
-      ctx.clock,
+      KERNEL_POLL_MS.crbRegister,
+      ctx,
       ctx.signal,
     );
-    if (!ok) {
-      throw new TpmTimeoutError(`crb: locality ${ctx.locality} request (LOC_STATE 0x${last.toString(16)})`, this.#timeouts.c);
+    if (!r.ok) {
+      throw new TpmTimeoutError(`crb: locality ${ctx.locality} request (LOC_STATE 0x${(r.value >>> 0).toString(16)})`, this.#timeouts.c);
     }
   }
 
@@ -574,8 +563,8 @@ class CrbDriver implements CrbTransport {
     yield this.#mmio.write32(ctx.page + CRB_REG.LOC_CTRL, CRB_LOC_CTRL.RELINQUISH);
     if (this.#start.notify) yield this.#start.notify("locality", "relinquishLocality", { ...ctx, signal: undefined });
     if (!wait) return;
-    const ok = yield* this.#pollSteps(
-      () => this.#mmio.read32(ctx.page + CRB_REG.LOC_STATE),
+    const { ok } = yield* this.#wait(
+      ctx.page + CRB_REG.LOC_STATE,
       (v) => {
         const x = v >>> 0;
         if ((x & CRB_LOC_STATE.LOC_ASSIGNED) === 0) return (x & CRB_LOC_STATE.REG_VALID) !== 0;
@@ -583,7 +572,8 @@ class CrbDriver implements CrbTransport {
         return this.#localities.length > 1 && ((x & CRB_LOC_STATE.ACTIVE_LOCALITY_MASK) >>> CRB_LOC_STATE.ACTIVE_LOCALITY_SHIFT) !== ctx.locality;
       },
       this.#timeouts.c,
-      ctx.clock,
+      KERNEL_POLL_MS.crbRegister,
+      ctx,
       undefined,
     );
     if (!ok) throw new TpmTimeoutError(`crb: locality ${ctx.locality} relinquish`, this.#timeouts.c);
@@ -599,48 +589,9 @@ class CrbDriver implements CrbTransport {
     return { mmio: this.#mmio, page: locality * CRB_LOCALITY_STRIDE, locality, clock, signal };
   }
 
-  /** {@link #pollSteps} as a promise, for `open`. */
-  #poll(read: () => number | Promise<number>, done: (v: number) => boolean, timeoutMs: number, clock: Clock, signal: AbortSignal | undefined): Promise<boolean> {
-    return Promise.resolve(drive(this.#pollSteps(read, done, timeoutMs, clock, signal)));
-  }
-
-  /**
-   * Polls `read` until `done`: SPIN_POLLS reads back to back, one microtask apart (a device that
-   * answers within microtasks costs nothing; one whose first read already says done costs no
-   * microtask at all); with the system clock only, up to YIELD_POLLS reads one event-loop turn
-   * apart for at most YIELD_MS (a backend behind a socket answers in tens of µs, and Node's
-   * timers have a 1 ms floor); then sleeps on the injected clock from 50 µs doubling to 1 ms. Any
-   * other clock sees only timed sleeps, so a FakeClock never jumps to an unrelated timer. Returns
-   * false when `timeoutMs` passed on the clock (after one last read at the deadline); throws when
-   * `signal` aborts.
-   */
-  *#pollSteps(read: () => number | Promise<number>, done: (v: number) => boolean, timeoutMs: number, clock: Clock, signal: AbortSignal | undefined): Steps<boolean> {
-    throwIfAborted(signal);
-    const first = read();
-    // the common case, a register that already shows the wanted state, needs not even the clock
-    if (!(first instanceof Promise) && done(first)) return true;
-    const start = clock.now();
-    const deadline = start + timeoutMs;
-    let delay = FIRST_SLEEP_MS;
-    for (let i = 0; ; i++) {
-      let r = first;
-      if (i > 0) {
-        throwIfAborted(signal);
-        r = read();
-        // a synchronous read is a microtask apart from the one before, as awaited reads were
-        if (!(r instanceof Promise)) yield microtask();
-      }
-      if (done((yield r) as number)) return true;
-      const now = clock.now();
-      if (now >= deadline) return false;
-      if (i < SPIN_POLLS) continue;
-      if (clock === systemClock && i < SPIN_POLLS + YIELD_POLLS && now - start < YIELD_MS) {
-        yield nextTurn();
-        continue;
-      }
-      yield clock.sleep(Math.min(delay, deadline - now), signal);
-      delay = Math.min(delay * 2, MAX_SLEEP_MS);
-    }
+  /** Polls the 32-bit register at `offset` with the shared engine (src/bus/poll.ts). */
+  #wait(offset: number, done: (v: number) => boolean, timeoutMs: number, intervalMs: number, ctx: Ctx, signal: AbortSignal | undefined): Steps<PollResult<number>> {
+    return pollSteps({ read: () => this.#mmio.read32(offset), done, timeoutMs, intervalMs, clock: ctx.clock, signal });
   }
 
   *#writeBuffer(offset: number, data: Uint8Array): Steps<void> {
@@ -682,57 +633,3 @@ class CrbDriver implements CrbTransport {
     return out;
   }
 }
-
-/**
- * A step sequence: yields what an access returned (a value or a Promise) and gets back the
- * value, or the Promise's outcome (thrown into it on rejection).
- */
-type Steps<T> = Generator<unknown, T, unknown>;
-
-const microtask = () => Promise.resolve();
-
-/**
- * Runs a step sequence: synchronously while its steps yield plain values, so the whole run is
- * synchronous when every access is (the result is then a plain value, and a throw is a plain
- * throw); from the first yielded Promise on, asynchronously, awaiting only Promises.
- */
-function drive<T>(steps: Steps<T>): T | Promise<T> {
-  let r = steps.next();
-  while (!r.done) {
-    const v = r.value;
-    if (v instanceof Promise) return driveAsync(steps, v);
-    r = steps.next(v);
-  }
-  return r.value;
-}
-
-async function driveAsync<T>(steps: Steps<T>, pending: Promise<unknown>): Promise<T> {
-  for (;;) {
-    let ok = true;
-    let x: unknown;
-    try {
-      x = await pending;
-    } catch (e) {
-      ok = false;
-      x = e;
-    }
-    let r = ok ? steps.next(x) : steps.throw(x);
-    while (!r.done && !(r.value instanceof Promise)) r = steps.next(r.value);
-    if (r.done) return r.value;
-    pending = r.value as Promise<unknown>;
-  }
-}
-
-/** Runs `steps`, dropping any error (best-effort cleanup, as `.catch(() => {})` did). */
-function* quiet(steps: Steps<void>): Steps<void> {
-  try {
-    yield* steps;
-  } catch {
-    /* best effort */
-  }
-}
-
-function checkLocality(l: number): void {
-  if (!Number.isInteger(l) || l < 0 || l > 4) throw new TpmArgumentError(`crb: locality must be 0–4, got ${String(l)}`);
-}
-

@@ -6,24 +6,24 @@ import { Tpm } from "../../client/tpm.js";
 import { TpmNotFoundError, TpmTimeoutError, TpmTransportError, TpmkitError } from "../../errors/index.js";
 import { CrbDevice } from "../../devices/crb/index.js";
 import { crb, mmioStart, smcStart, type CrbStartMethod } from "./index.js";
-import { FakeBackend, answer, getRandomCommand, type FakeMode } from "../../testing/crb.js";
+import { FakeTpmBackend, fakeTpmResponse as answer, getRandomCommand, type FakeTpmBackendMode as FakeMode } from "../../testing/fake-backend.js";
 import { faultyMmio, type MmioFault } from "../../bus/faults.js";
 import { CRB_REG } from "../../bus/crb-registers.js";
 
 describe("crb under a Chip", () => {
-  it("serves Tpm.open + getRandom through the register path (the DESIGN example)", async () => {
+  it("serves Tpm.open + getRandom through the register path (the design example)", async () => {
     const clock = new FakeClock({ auto: true });
-    const backend = new FakeBackend();
+    const backend = new FakeTpmBackend({ start: false, random: "repeat" });
     const tpm = await Tpm.open(crb({ mmio: new CrbDevice({ backend }), start: mmioStart() }), { clock });
     const bytes = await tpm.getRandom(16);
     expect([...bytes]).toEqual([...Array(16).keys()]);
-    expect(backend.calls.map((c) => (c.command[8]! << 8) | c.command[9]!)).toEqual([0x144, 0x17b]); // Startup, GetRandom
+    expect(backend.commands.map((c) => (c.command[8]! << 8) | c.command[9]!)).toEqual([0x144, 0x17b]); // Startup, GetRandom
     await tpm.close();
   });
 
   it("opens, transmits and reports the transport's localities", async () => {
     const clock = new FakeClock({ auto: true });
-    const chip = new Chip(crb({ mmio: new CrbDevice({ backend: new FakeBackend() }), start: mmioStart() }), { clock });
+    const chip = new Chip(crb({ mmio: new CrbDevice({ backend: new FakeTpmBackend({ start: false, random: "repeat" }) }), start: mmioStart() }), { clock });
     await chip.open();
     expect(chip.readiness).toBe("ready");
     expect(await chip.transmit(getRandomCommand(16))).toEqual(answer(getRandomCommand(16)));
@@ -32,7 +32,7 @@ describe("crb under a Chip", () => {
 
   it("leaves the chip absent when the backend failed to start", async () => {
     const clock = new FakeClock({ auto: true });
-    const backend = new FakeBackend({ start: () => Promise.reject(new Error("no NV")) });
+    const backend = new FakeTpmBackend({ random: "repeat", start: () => Promise.reject(new Error("no NV")) });
     const chip = new Chip(crb({ mmio: new CrbDevice({ backend }), start: mmioStart() }), { clock });
     await expect(chip.open()).rejects.toBeInstanceOf(TpmNotFoundError);
     expect(chip.readiness).toBe("absent");
@@ -41,15 +41,15 @@ describe("crb under a Chip", () => {
 
   it("turns a backend that dies mid-command into the chip's timeout, and cancels on the device", async () => {
     const clock = new FakeClock({ auto: true });
-    const backend = new FakeBackend();
+    const backend = new FakeTpmBackend({ start: false, random: "repeat" });
     const chip = new Chip(crb({ mmio: new CrbDevice({ backend }), start: mmioStart() }), { clock });
     await chip.open();
-    backend.mode = "hang";
+    backend.options.mode = "hang";
     const t0 = clock.now();
     await expect(chip.transmit(getRandomCommand(8), { timeoutMs: 300 })).rejects.toBeInstanceOf(TpmTimeoutError);
     expect(clock.now() - t0).toBeLessThan(302);
     expect(backend.cancels).toBe(1); // one CANCEL, though both the signal and chip.cancel() asked
-    backend.mode = "ok";
+    backend.options.mode = "ok";
     expect(await chip.transmit(getRandomCommand(4))).toEqual(answer(getRandomCommand(4)));
   });
 });
@@ -93,14 +93,14 @@ describe("crb under random fault schedules (fast-check)", () => {
     await fc.assert(
       fc.asyncProperty(fc.array(step, { maxLength: 25 }), fc.constantFrom(1 as const, 5 as const), fc.constantFrom("mmio" as const, "smc" as const, "doorbell" as const), fc.integer({ min: 1, max: 600 }), async (steps, localities, method, slowMs) => {
         const clock = new FakeClock({ auto: true });
-        const backend = new FakeBackend({ clock });
-        backend.slowMs = slowMs;
+        const backend = new FakeTpmBackend({ start: false, random: "repeat", clock });
+        backend.options.slowMs = slowMs;
         let smcFails = false;
         const dev = new CrbDevice({ backend, localities, clock, trigger: method === "doorbell" ? "doorbell" : "register" });
         const t = crb({ mmio: dev, start: method === "smc" ? smcStart({ call: () => (smcFails ? 1 : 0) }) : method === "doorbell" ? doorbellStart(dev) : mmioStart() });
         await t.open({ clock, locality: 0 });
         for (const s of steps) {
-          if (s.k === "mode") backend.mode = s.m;
+          if (s.k === "mode") backend.options.mode = s.m;
           else if (s.k === "fault") dev.faults[s.f] = s.on;
           else if (s.k === "reset") await dev.reset();
           else if (s.k === "smcFails") smcFails = s.on;
@@ -150,12 +150,12 @@ const busFault: fc.Arbitrary<MmioFault> = fc
   )
   .map(([effect, offset, skip, times]) => ({ ...effect, ...(offset === undefined ? {} : { offset }), skip, ...(times === undefined ? {} : { times }) }) as MmioFault);
 
-describe("crb over a faulty bus (fast-check, reliability.md R1–R4)", () => {
+describe("crb over a faulty bus (fast-check: stuck, flipped, dropped and vanishing accesses)", () => {
   it("never hangs, throws only tpmkit errors, and returns only well-framed responses", async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(busFault, { maxLength: 4 }), fc.array(fc.integer({ min: 0, max: 40 }), { minLength: 1, maxLength: 4 }), async (faults, sizes) => {
         const clock = new FakeClock({ auto: true });
-        const dev = new CrbDevice({ backend: new FakeBackend(), clock });
+        const dev = new CrbDevice({ backend: new FakeTpmBackend({ start: false, random: "repeat" }), clock });
         const bus = faultyMmio(dev, { clock, faults });
         const t = crb({ mmio: bus, start: mmioStart() });
         const bound = 750 + 6 * 200 + 2000 + 4 * 300 * 20; // open + waits + duration + delays

@@ -2,13 +2,14 @@ import { describe, it, expect } from "vitest";
 import { FakeClock } from "../../core/clock.js";
 import { CrbDevice } from "../../devices/crb/index.js";
 import { crb, mmioStart } from "./index.js";
-import { FakeBackend, RecordingMmio, answer, getRandomCommand, type Access } from "../../testing/crb.js";
+import { RecordingMmio, type Access } from "../../testing/crb.js";
+import { FakeTpmBackend, fakeTpmResponse as answer, getRandomCommand } from "../../testing/fake-backend.js";
 
 const fmt = (a: Access) => `${a.op} 0x${a.offset.toString(16).padStart(3, "0")} ${a.op.endsWith("blk") ? `len ${a.value}` : `0x${a.value.toString(16)}`}`;
 
 /**
  * Golden trace of one TPM2_GetRandom(16) through crb(mmioStart()) and CrbDevice, reviewed against
- * the kernel's algorithm (kernel.md §2 and §5: tpm_try_get_ops → chip_start → crb_send →
+ * the kernel's algorithm (Linux drivers/char/tpm/tpm_crb.c and tpm-interface.c: tpm_try_get_ops → chip_start → crb_send →
  * core status poll → crb_recv → tpm_put_ops). Each line says where it matches and where it differs.
  */
 const GOLDEN_SEND: [string, string][] = [
@@ -75,14 +76,14 @@ const GOLDEN_OPEN: [string, string][] = [
 describe("golden trace: GetRandom(16) through crb(mmioStart) and CrbDevice", () => {
   it("opens with the kernel's probe sequence", async () => {
     const clock = new FakeClock({ auto: true });
-    const mmio = new RecordingMmio(new CrbDevice({ backend: new FakeBackend() }));
+    const mmio = new RecordingMmio(new CrbDevice({ backend: new FakeTpmBackend({ start: false, random: "repeat" }) }));
     await crb({ mmio, start: mmioStart() }).open({ clock, locality: 0 });
     expect(mmio.log.map(fmt)).toEqual(GOLDEN_OPEN.map((g) => g[0]));
   });
 
   it("sends with the kernel's per-command sequence (16 register accesses + 1 extra START poll)", async () => {
     const clock = new FakeClock({ auto: true });
-    const mmio = new RecordingMmio(new CrbDevice({ backend: new FakeBackend() }));
+    const mmio = new RecordingMmio(new CrbDevice({ backend: new FakeTpmBackend({ start: false, random: "repeat" }) }));
     const t = crb({ mmio, start: mmioStart() });
     await t.open({ clock, locality: 0 });
     mmio.log = [];

@@ -4,6 +4,9 @@ import { SoftTpm } from "../../softtpm/index.js";
 import { Tpm } from "../../client/tpm.js";
 import { CrbDevice } from "../../devices/crb/index.js";
 import { crb, mmioStart, smcStart } from "./index.js";
+import { createHash } from "node:crypto";
+import { TpmResponseError } from "../../wire/rc.js";
+import { TPM_RC } from "../../wire/constants.js";
 
 describe("crb + CrbDevice + SoftTpm (the embedded default backend)", () => {
   it("runs Startup, GetRandom, PCR_Extend and PCR_Read through the register path", async () => {
@@ -30,6 +33,35 @@ describe("crb + CrbDevice + SoftTpm (the embedded default backend)", () => {
     const tpm = await Tpm.open(crb({ mmio: new CrbDevice({ backend, localities: 5 }), start: smcStart({ call: () => 0 }) }), { clock });
     await tpm.getRandom(4, { locality: 3 });
     expect(seen).toEqual([0, 3]);
+    await tpm.close();
+  });
+
+  it("crb({ locality: 3 }) over a 5-locality device sends every command at locality 3: PCR 17 extends", async () => {
+    const clock = new FakeClock({ auto: true });
+    const soft = new SoftTpm();
+    const seen: number[] = [];
+    const backend = { start: () => soft.start(), execute: (c: Uint8Array, l: number, s?: AbortSignal) => (seen.push(l), soft.execute(c, l, s)) };
+    const transport = crb({ mmio: new CrbDevice({ backend, localities: 5 }), start: mmioStart(), locality: 3 });
+    expect(transport.defaultLocality).toBe(3);
+    const tpm = await Tpm.open(transport, { clock });
+    const digest = new Uint8Array(32).fill(7);
+    const before = (await tpm.pcrRead({ sha256: [17] })).sha256![17]!;
+    await tpm.pcrExtend(17, { sha256: digest });
+    const after = (await tpm.pcrRead({ sha256: [17] })).sha256![17]!;
+    expect(Buffer.from(after).toString("hex")).toBe(createHash("sha256").update(before).update(digest).digest("hex"));
+    expect(transport.info!.locality).toBe(3); // open read locality 3's buffers
+    expect(seen).toEqual([3, 3, 3, 3]); // Startup, PCR_Read, PCR_Extend, PCR_Read
+    await tpm.close();
+  });
+
+  it("crb() without a locality option sends at the chip's 0, where a PCR 17 extend is refused with TPM_RC_LOCALITY", async () => {
+    const clock = new FakeClock({ auto: true });
+    const transport = crb({ mmio: new CrbDevice({ backend: new SoftTpm(), localities: 5 }), start: mmioStart() });
+    expect(transport.defaultLocality).toBeUndefined();
+    const tpm = await Tpm.open(transport, { clock });
+    const e = await tpm.pcrExtend(17, { sha256: new Uint8Array(32) }).then(() => undefined, (x: unknown) => x);
+    expect(e).toBeInstanceOf(TpmResponseError);
+    expect((e as TpmResponseError).base).toBe(TPM_RC.LOCALITY);
     await tpm.close();
   });
 });

@@ -4,7 +4,8 @@ import { FakeClock, systemClock, type Clock } from "../../core/clock.js";
 import type { Mmio } from "../../bus/mmio.js";
 import { CrbDevice } from "../../devices/crb/index.js";
 import { crb, mmioStart } from "./index.js";
-import { FakeBackend, RecordingMmio, answer, getRandomCommand, paddedCommand, type Access } from "../../testing/crb.js";
+import { RecordingMmio, type Access } from "../../testing/crb.js";
+import { FakeTpmBackend, fakeTpmResponse as answer, getRandomCommand, paddedCommand } from "../../testing/fake-backend.js";
 import { countingClock } from "../../../test/support/counting-clock.js";
 
 // The driver awaits an access only when it returned a Promise. These tests hold it to the same
@@ -71,8 +72,8 @@ const withoutStartPolls = (log: Access[]) => log.filter((a) => !(a.op === "r32" 
 describe("crb driver: synchronous and asynchronous Mmio take the same path", () => {
   it("a synchronous device gives the same register sequence as an asynchronous bridge, and the same response", async () => {
     const clock = new FakeClock({ auto: true });
-    const sync = new MixedMmio(new CrbDevice({ backend: new FakeBackend() }), () => false);
-    const bridged = new RecordingMmio(new CrbDevice({ backend: new FakeBackend() }));
+    const sync = new MixedMmio(new CrbDevice({ backend: new FakeTpmBackend({ start: false, random: "repeat" }) }), () => false);
+    const bridged = new RecordingMmio(new CrbDevice({ backend: new FakeTpmBackend({ start: false, random: "repeat" }) }));
     const ts = crb({ mmio: sync, start: mmioStart() });
     const ta = crb({ mmio: bridged, start: mmioStart() });
     await ts.open({ clock, locality: 0 });
@@ -93,8 +94,8 @@ describe("crb driver: synchronous and asynchronous Mmio take the same path", () 
     await fc.assert(
       fc.asyncProperty(fc.array(fc.boolean(), { minLength: 1, maxLength: 40 }), fc.constantFrom(12, 100, 300), fc.constantFrom<"burst" | "dword">("burst", "dword"), async (pattern, size, bufferAccess) => {
         const clock = new FakeClock({ auto: true });
-        const ref = new MixedMmio(new CrbDevice({ backend: new FakeBackend() }), () => false);
-        const mixed = new MixedMmio(new CrbDevice({ backend: new FakeBackend() }), (i) => pattern[i % pattern.length]!);
+        const ref = new MixedMmio(new CrbDevice({ backend: new FakeTpmBackend({ start: false, random: "repeat" }) }), () => false);
+        const mixed = new MixedMmio(new CrbDevice({ backend: new FakeTpmBackend({ start: false, random: "repeat" }) }), (i) => pattern[i % pattern.length]!);
         const tr = crb({ mmio: ref, start: mmioStart(), bufferAccess });
         const tm = crb({ mmio: mixed, start: mmioStart(), bufferAccess });
         await tr.open({ clock, locality: 0 });
@@ -114,7 +115,7 @@ describe("crb driver: synchronous and asynchronous Mmio take the same path", () 
 
   it("a device model on the system clock costs no timer per command", async () => {
     const clock = countingClock(systemClock);
-    const device = new CrbDevice({ backend: new FakeBackend() });
+    const device = new CrbDevice({ backend: new FakeTpmBackend({ start: false, random: "repeat" }) });
     const t = crb({ mmio: device, start: mmioStart(), clock });
     await t.open({ clock, locality: 0 });
     const before = clock.timers;
@@ -124,7 +125,7 @@ describe("crb driver: synchronous and asynchronous Mmio take the same path", () 
 
   it("an access that throws synchronously rejects the send (never throws from it) and still releases the locality", async () => {
     const clock = new FakeClock({ auto: true });
-    const device = new CrbDevice({ backend: new FakeBackend() });
+    const device = new CrbDevice({ backend: new FakeTpmBackend({ start: false, random: "repeat" }) });
     let failStart = false;
     const mmio = new MixedMmio(device, () => false);
     const write32 = mmio.write32.bind(mmio);

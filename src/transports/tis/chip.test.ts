@@ -6,6 +6,10 @@ import { TisDevice } from "../../devices/tis/device.js";
 import { FakeTpmBackend } from "../../testing/fake-backend.js";
 import { FakeClock } from "../../core/clock.js";
 import { TpmNotFoundError, TpmTimeoutError } from "../../errors/index.js";
+import { createHash } from "node:crypto";
+import { SoftTpm } from "../../softtpm/index.js";
+import { TpmResponseError } from "../../wire/rc.js";
+import { TPM_RC } from "../../wire/constants.js";
 
 const getRandom = (n: number) => Uint8Array.from([0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x7b, 0, n]);
 
@@ -51,5 +55,39 @@ describe("tis under the Chip", () => {
     const r = await tpm.getRandom(16);
     expect(r).toHaveLength(16);
     await tpm.close();
+  });
+
+  it("tis({ locality: 3 }) sends every command at locality 3: PCR 17 (locality 2–4 only) extends", async () => {
+    const clock = new FakeClock({ auto: true });
+    const transport = tis({ mmio: new TisDevice({ backend: new SoftTpm(), clock }), locality: 3 });
+    expect(transport.defaultLocality).toBe(3);
+    const tpm = await Tpm.open(transport, { clock });
+    const digest = new Uint8Array(32).fill(7);
+    const before = (await tpm.pcrRead({ sha256: [17] })).sha256![17]!;
+    await tpm.pcrExtend(17, { sha256: digest });
+    const after = (await tpm.pcrRead({ sha256: [17] })).sha256![17]!;
+    expect(Buffer.from(after).toString("hex")).toBe(createHash("sha256").update(before).update(digest).digest("hex"));
+    await tpm.close();
+  });
+
+  it("tis() without a locality option sends at the chip's 0, where a PCR 17 extend is refused with TPM_RC_LOCALITY", async () => {
+    const clock = new FakeClock({ auto: true });
+    const transport = tis({ mmio: new TisDevice({ backend: new SoftTpm(), clock }) });
+    expect(transport.defaultLocality).toBeUndefined();
+    const tpm = await Tpm.open(transport, { clock });
+    const e = await tpm.pcrExtend(17, { sha256: new Uint8Array(32) }).then(() => undefined, (x: unknown) => x);
+    expect(e).toBeInstanceOf(TpmResponseError);
+    expect((e as TpmResponseError).base).toBe(TPM_RC.LOCALITY);
+    await tpm.close();
+  });
+
+  it("a chip's own locality option wins over tis({ locality })", async () => {
+    const clock = new FakeClock({ auto: true });
+    const backend = new FakeTpmBackend({ clock });
+    const chip = new Chip(tis({ mmio: new TisDevice({ backend, clock }), locality: 3 }), { clock, locality: 1 });
+    await chip.open();
+    await chip.transmit(getRandom(4));
+    // the probe runs at the driver's own locality (see tis.test.ts), the command at the chip's
+    expect(backend.commands.map((c) => c.locality)).toEqual([3, 1]);
   });
 });

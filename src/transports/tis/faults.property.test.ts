@@ -1,6 +1,7 @@
 /**
  * Random fault schedules never hang the driver: every open and send settles with a whole response
- * or a typed tpmkit error within its bound on a FakeClock (facts/reliability.md R1–R3, goal 4).
+ * or a typed tpmkit error within its bound on a FakeClock (stalled status bits, bit flips, short or
+ * extra FIFO data: the faults Linux tpm_tis_core.c bounds and checks for).
  */
 import { describe, it, expect } from "vitest";
 import fc from "fast-check";

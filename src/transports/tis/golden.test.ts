@@ -1,6 +1,7 @@
 /**
  * Golden trace: the exact register access sequence for one TPM2_GetRandom(16) through the tis()
- * driver and the TisDevice model, reviewed against the kernel's algorithm (facts/kernel.md §1).
+ * driver and the TisDevice model, reviewed against the kernel's algorithm (Linux
+ * drivers/char/tpm/tpm_tis_core.c and tpm-interface.c).
  * Consecutive identical status reads (a wait loop spinning) are collapsed into one line, so the
  * trace does not depend on how many microtasks the backend takes.
  */

@@ -183,6 +183,7 @@ describe("tis driver: commands", () => {
     await s.open();
     s.counted.reset();
     await expect(s.send(GET_RANDOM_16, 5)).rejects.toBeInstanceOf(TpmArgumentError);
+    await expect(s.send(GET_RANDOM_16, 5)).rejects.toThrow("tis: locality must be an integer in 0–4, got 5");
     await expect(s.send(GET_RANDOM_16, -1)).rejects.toBeInstanceOf(TpmArgumentError);
     await expect(s.send(new Uint8Array(9))).rejects.toBeInstanceOf(TpmArgumentError);
     await expect(s.send(new Uint8Array(4097))).rejects.toBeInstanceOf(TpmArgumentError);
@@ -480,8 +481,16 @@ describe("tis driver: options", () => {
     const s = stack();
     expect(() => tis({} as never)).toThrow(TpmArgumentError);
     expect(() => tis({ mmio: s.device, locality: 7 })).toThrow(TpmArgumentError);
+    expect(() => tis({ mmio: s.device, locality: 7 })).toThrow("tis: locality must be an integer in 0–4, got 7");
     expect(() => tis({ mmio: s.device, retries: 0 })).toThrow(TpmArgumentError);
     expect(() => tis({ mmio: s.device, timeouts: { a: -1 } })).toThrow(TpmArgumentError);
+  });
+
+  it("exposes its locality option as the transport's defaultLocality, and publishes on tpmkit:driver:tis", () => {
+    const s = stack();
+    expect(tis({ mmio: s.device, locality: 2 }).defaultLocality).toBe(2);
+    expect(tis({ mmio: s.device }).defaultLocality).toBeUndefined();
+    expect(TIS_DRIVER_CHANNEL).toBe("tpmkit:driver:tis");
   });
 
   it("honours shorter timeouts (TIMEOUT_A = 100 ms for an absent device)", async () => {

@@ -1,7 +1,8 @@
 /**
- * The TIS (PTP FIFO) driver: the Linux kernel's `tpm_tis_core` algorithm (facts/kernel.md §1, §5)
- * over any {@link Mmio} window — a {@link TisDevice} model, a fault-injecting wrapper, or a user's
- * bridge to real hardware.
+ * The TIS (PTP FIFO) driver: the Linux kernel's `tpm_tis_core` algorithm (Linux
+ * drivers/char/tpm/tpm_tis_core.c, with the chip core's drivers/char/tpm/tpm-interface.c) over any
+ * {@link Mmio} window — a {@link TisDevice} model, a fault-injecting wrapper, or a user's bridge to
+ * real hardware.
  *
  * @packageDocumentation
  */
@@ -10,6 +11,8 @@ import type { InterruptLine } from "../../bus/interrupt.js";
 import type { MaybePromise, OpenContext, SendOptions, Transport, TransportPresence } from "../../core/transport.js";
 import type { Clock } from "../../core/clock.js";
 import { systemClock } from "../../core/clock.js";
+import { assertLocality } from "../../core/assert.js";
+import { traceChannel } from "../../core/trace.js";
 import {
   TpmAbortError,
   TpmArgumentError,
@@ -19,11 +22,12 @@ import {
   abortErrorFrom,
   throwIfAborted,
 } from "../../errors/index.js";
-import { diagnosticsChannel } from "../../bus/diagnostics.js";
-import { TIS_ACCESS, TIS_INT, TIS_LOCALITY_COUNT, TIS_REG, TIS_STS, tisLocalityOffset } from "../../bus/tis-registers.js";
+import { quietly, runSteps, withSignal } from "../../bus/access.js";
+import { KERNEL_POLL_MS, poll, type PollResult } from "../../bus/poll.js";
+import { TIS_ACCESS, TIS_INT, TIS_REG, TIS_STS, tisLocalityOffset } from "../../bus/tis-registers.js";
 import { TPM_CAP, TPM_CC, TPM_PT, TPM_ST } from "../../wire/constants.js";
 
-/** The four TIS timeouts in ms (the kernel's TIMEOUT_A..D). PTP §5.5.1.4 / facts/kernel.md §1. */
+/** The four TIS timeouts in ms (the kernel's TIMEOUT_A..D). TCG PC Client PTP §5.5.1.4; Linux drivers/char/tpm/tpm.h. */
 export interface TisTimeouts {
   /** Locality grant, ACCESS.tpmRegValidSts at probe, burstCount. */
   a: number;
@@ -35,21 +39,21 @@ export interface TisTimeouts {
   d: number;
 }
 
-/** Timeouts before the TPM family is known: the larger of the TIS and TPM 2.0 values. facts/kernel.md §1. */
-export const TIS_PROBE_TIMEOUTS: Readonly<TisTimeouts> = Object.freeze({ a: 750, b: 4000, c: 750, d: 750 });
-/** Fixed TPM 2.0 timeouts the kernel uses after probe. facts/kernel.md §1. */
-export const TIS_TPM2_TIMEOUTS: Readonly<TisTimeouts> = Object.freeze({ a: 750, b: 4000, c: 200, d: 30 });
-/** Retries of the data phase on EIO and of response reads (TPM_RETRY). facts/kernel.md §5. */
+/** Timeouts before the TPM family is known: the larger of the TIS and TPM 2.0 values. Linux tpm_tis_core.c, tpm_tis_core_init(). */
+export const TIS_PROBE_TIMEOUTS: Readonly<TisTimeouts> = /* @__PURE__ */ Object.freeze({ a: 750, b: 4000, c: 750, d: 750 });
+/** Fixed TPM 2.0 timeouts the kernel uses after probe (TPM2_TIMEOUT_A..D). Linux drivers/char/tpm/tpm.h; B is 4000 ms since "tpm: tis: Double the timeout B to 4s" (2f661f71fda1). */
+export const TIS_TPM2_TIMEOUTS: Readonly<TisTimeouts> = /* @__PURE__ */ Object.freeze({ a: 750, b: 4000, c: 200, d: 30 });
+/** Retries of the data phase on EIO and of response reads (TPM_RETRY). Linux tpm_tis_core.c, tpm_tis_send_main() and tpm_tis_recv(). */
 export const TIS_RETRY = 50;
 /** Duration bound of the TPM2 GetCapability probe (kernel duration table: GetCapability 750 ms). */
 export const TIS_PROBE_DURATION_MS = 750;
-/** Diagnostics channel the driver publishes notable events on. */
-export const TIS_DRIVER_CHANNEL = "tpmkit:tis";
+/** Diagnostics channel the driver publishes notable events ({@link TisDriverEvent}) on. */
+export const TIS_DRIVER_CHANNEL = "tpmkit:driver:tis";
 
-/** Kernel polling intervals (upper bounds of its sleep ranges), ms. facts/kernel.md §1. */
-const POLL_STATUS_MS = 0.5;
-const POLL_LOCALITY_MS = 5;
-const POLL_RESPONSE_MS = 1;
+/** Kernel polling intervals (upper bounds of its sleep ranges), ms: see {@link KERNEL_POLL_MS}. */
+const POLL_STATUS_MS = KERNEL_POLL_MS.tisStatus;
+const POLL_LOCALITY_MS = KERNEL_POLL_MS.tisAccess;
+const POLL_RESPONSE_MS = KERNEL_POLL_MS.response;
 /** In IRQ mode, how often the status is re-read anyway (a lost interrupt costs this, not a hang). */
 const IRQ_SAFETY_POLL_MS = 20;
 /** Storm guard: more than this many unhandled interrupts, each within STORM_WINDOW_MS of the last, turn IRQs off. */
@@ -57,10 +61,6 @@ const STORM_LIMIT = 1000;
 const STORM_WINDOW_MS = 100;
 /** Gap between data-phase retries (the kernel's 100–500 µs). */
 const RETRY_GAP_MS = 0.1;
-/** Polls done after 1, 2, 4, ... microtask yields before the clock is used at all. */
-const MICROTASK_POLLS = 6;
-/** First clock-based poll interval; it doubles up to the wait's kernel interval. */
-const FIRST_SLEEP_MS = 0.05;
 
 
 /** What the driver learned at open. */
@@ -87,11 +87,18 @@ export interface TisInfo {
 export interface TisOptions {
   /** The register window (offsets from locality 0's page). */
   mmio: Mmio;
-  /** Default locality (0–4) for open; commands use `SendOptions.locality`. Default: the chip's. */
+  /**
+   * Default locality, 0–4: open probes at it, and a `Chip` built without its own `locality`
+   * option sends every command (and Startup) at it ({@link Transport.defaultLocality}). A
+   * per-command `locality` still wins. Default: the chip's locality (0).
+   */
   locality?: number;
-  /** Overrides of TIMEOUT_A..D (ms), applied both before and after the family is known. */
+  /**
+   * Overrides of TIMEOUT_A..D (ms), applied both before and after the family is known. These bound
+   * register waits only; how long a command may run is the chip's per-command duration.
+   */
   timeouts?: Partial<TisTimeouts>;
-  /** Clock for every wait; default `SendOptions.clock` / `OpenContext.clock`, then the system clock. */
+  /** Clock for every wait; when given it is used even though the chip passes its own. Default `SendOptions.clock` / `OpenContext.clock`, then the system clock. */
   clock?: Clock;
   /**
    * Interrupt line of the device (e.g. the `TisDevice` itself). When given and INTF_CAPABILITY
@@ -102,7 +109,7 @@ export interface TisOptions {
   interrupts?: InterruptLine | false;
   /** Data-phase and response-read retries (TPM_RETRY). Default 50. */
   retries?: number;
-  /** Largest command and response in bytes. Default 4096 (TPM_BUFSIZE, QEMU's buffer). */
+  /** Largest command and response in bytes; the chip adopts it as its own limit. Default 4096 (TPM_BUFSIZE, QEMU's buffer). */
   maxCommandSize?: number;
 }
 
@@ -148,8 +155,6 @@ interface Op {
 class Eio extends Error {}
 
 const mx = (l: number, reg: number) => tisLocalityOffset(l, reg);
-const yieldMicrotask = () => Promise.resolve();
-const noop = () => undefined;
 
 /**
  * Creates a TIS transport (kind "tis") over an MMIO window, following the Linux kernel's
@@ -172,8 +177,9 @@ const noop = () => undefined;
  * because the driver relinquishes after every command; exhausted data retries fail with EIO
  * instead of writing GO anyway.
  *
- * PTP §6.5.2 (FIFO interface), §5.5.1.4 (timeouts); Linux drivers/char/tpm/tpm_tis_core.c
- * (behaviour restated in facts/kernel.md §1).
+ * TCG PC Client PTP §6.5.2 (FIFO interface), §5.5.1.4 (timeouts); Linux
+ * drivers/char/tpm/tpm_tis_core.c (tpm_tis_send_main(), tpm_tis_recv(), request_locality(),
+ * wait_for_tpm_stat()). Polling is the shared engine of `src/bus/poll.ts`.
  *
  * @param options - The MMIO window and driver options.
  * @returns A {@link TisTransport}.
@@ -200,7 +206,7 @@ class TisDriver implements TisTransport {
   #timeouts: TisTimeouts;
   #defaultLocality: number | undefined;
   #presence: TransportPresence = "absent";
-  #channel = diagnosticsChannel(TIS_DRIVER_CHANNEL);
+  #channel = traceChannel(TIS_DRIVER_CHANNEL);
   #irqMode = false;
   #irqMask = 0;
   #irqEnabled = new Set<number>();
@@ -216,7 +222,7 @@ class TisDriver implements TisTransport {
 
   constructor(options: TisOptions) {
     if (!options || typeof options.mmio?.read8 !== "function") throw new TpmArgumentError("tis: options.mmio (an Mmio) is required");
-    if (options.locality !== undefined) checkLocality(options.locality);
+    if (options.locality !== undefined) assertLocality(options.locality, "tis");
     const retries = options.retries ?? TIS_RETRY;
     if (!Number.isInteger(retries) || retries < 1 || retries > 1000) throw new TpmArgumentError(`tis: retries ${retries} is not an integer in 1..1000`);
     const max = options.maxCommandSize ?? 4096;
@@ -236,6 +242,11 @@ class TisDriver implements TisTransport {
     return this.#info;
   }
 
+  /** The `locality` option (see {@link TisOptions.locality}); undefined when none was given. */
+  get defaultLocality(): number | undefined {
+    return this.#opts.locality;
+  }
+
   get interruptCount(): number {
     return this.#irqSeq;
   }
@@ -250,8 +261,7 @@ class TisDriver implements TisTransport {
     if (this.#closed) throw new TpmTransportError("tis: transport is closed", { errno: "ENODEV" });
     const op: Op = { clock: this.#opts.clock ?? ctx?.clock ?? systemClock, signal: ctx?.signal };
     this.#clock = op.clock;
-    const loc = this.#defaultLocality ?? ctx?.locality ?? 0;
-    checkLocality(loc);
+    const loc = assertLocality(this.#defaultLocality ?? ctx?.locality ?? 0, "tis");
     this.#defaultLocality = loc;
     this.#timeouts = { ...TIS_PROBE_TIMEOUTS, ...this.#opts.timeouts };
     this.#stopIrq(); // a second open probes afresh
@@ -340,8 +350,7 @@ class TisDriver implements TisTransport {
     if (!(command instanceof Uint8Array)) throw new TpmArgumentError("tis: command must be a Uint8Array");
     if (command.length < 10) throw new TpmArgumentError(`tis: command of ${command.length} bytes is shorter than a TPM header (10)`);
     if (command.length > this.maxCommandSize) throw new TpmArgumentError(`tis: command of ${command.length} bytes exceeds the ${this.maxCommandSize}-byte buffer`);
-    const loc = options?.locality ?? this.#defaultLocality ?? 0;
-    checkLocality(loc);
+    const loc = assertLocality(options?.locality ?? this.#defaultLocality ?? 0, "tis");
     if (this.#closed) throw new TpmTransportError("tis: transport is closed", { errno: "ENODEV" });
     const op: Op = { clock: this.#opts.clock ?? options?.clock ?? systemClock, signal: options?.signal };
     this.#clock = op.clock;
@@ -570,24 +579,7 @@ class TisDriver implements TisTransport {
 
   /** Awaits an MMIO result; an asynchronous one races the abort signal. */
   #io<T>(op: Op, v: MaybePromise<T>): MaybePromise<T> {
-    if (!(v instanceof Promise)) return v;
-    const signal = op.signal;
-    if (!signal) return v;
-    if (signal.aborted) return Promise.reject(abortErrorFrom(signal));
-    return new Promise<T>((resolve, reject) => {
-      const onAbort = () => reject(abortErrorFrom(signal));
-      signal.addEventListener("abort", onAbort, { once: true });
-      v.then(
-        (x) => {
-          signal.removeEventListener("abort", onAbort);
-          resolve(x);
-        },
-        (e) => {
-          signal.removeEventListener("abort", onAbort);
-          reject(e);
-        },
-      );
-    });
+    return withSignal(v, op.signal);
   }
 
   /**
@@ -597,15 +589,15 @@ class TisDriver implements TisTransport {
    * returned promise (which never rejects) is for the caller to bound with {@link #bounded}.
    */
   #cleanup(first: (() => MaybePromise<void>) | undefined, second: (() => MaybePromise<void>) | undefined): Promise<void> | undefined {
-    let r: MaybePromise<void>;
-    try {
-      r = first?.();
-      if (!(r instanceof Promise)) r = second?.();
-      else return r.then(() => second?.()).then(noop, noop);
-    } catch {
-      return undefined;
-    }
-    return r instanceof Promise ? r.then(noop, noop) : undefined;
+    const r = runSteps(
+      quietly(
+        (function* () {
+          if (first) yield first();
+          if (second) yield second();
+        })(),
+      ),
+    );
+    return r instanceof Promise ? r : undefined;
   }
 
   /** Runs best-effort cleanup accesses, bounded by TIMEOUT_A on the clock; errors are dropped. */
@@ -622,35 +614,29 @@ class TisDriver implements TisTransport {
   }
 
   /**
-   * Re-reads until `done`, at most `timeoutMs` (one last read at the deadline). Polling starts with
-   * reads after 1, 2, 4, ... microtask yields (a device that answers in microseconds costs
-   * microseconds), then sleeps on the clock from 50 µs doubling up to `capMs`, the kernel's
-   * interval for that wait. In IRQ mode it sleeps until an interrupt (or a slow safety poll).
+   * Re-reads until `done`, at most `timeoutMs` (one last read at the deadline), with the shared
+   * polling engine (src/bus/poll.ts): microtask polls, then clock sleeps backing off to
+   * `intervalMs`, the kernel's interval for that wait. In IRQ mode it sleeps until an interrupt
+   * (or a slow safety poll) instead, and acknowledges the interrupt as the kernel's ISR does.
    */
-  async #poll<T>(op: Op, read: () => MaybePromise<T>, done: (v: T) => boolean, timeoutMs: number, capMs: number, irq: boolean): Promise<{ ok: boolean; value: T }> {
-    const clock = op.clock;
-    // The deadline counts from the first read. A synchronous first read takes no time, so the
-    // clock is read only when it does not show the wanted state (the common case needs no clock).
-    let deadline: number | undefined;
-    for (let i = 0; ; i++) {
-      throwIfAborted(op.signal);
-      const seq = this.#irqSeq;
-      const r = read();
-      if (deadline === undefined && r instanceof Promise) deadline = clock.now() + timeoutMs;
-      const v = await r;
-      if (done(v)) return { ok: true, value: v };
-      deadline ??= clock.now() + timeoutMs;
-      const left = deadline - clock.now();
-      if (left <= 0) return { ok: false, value: v };
-      if (irq) {
+  #poll<T>(op: Op, read: () => MaybePromise<T>, done: (v: T) => boolean, timeoutMs: number, intervalMs: number, irq: boolean): MaybePromise<PollResult<T>> {
+    if (!irq) return poll({ read, done, timeoutMs, intervalMs, clock: op.clock, signal: op.signal });
+    let seq = this.#irqSeq;
+    return poll({
+      read: () => {
+        seq = this.#irqSeq;
+        return read();
+      },
+      done,
+      timeoutMs,
+      intervalMs,
+      clock: op.clock,
+      signal: op.signal,
+      idle: async (left) => {
         await this.#waitIrq(op, seq, Math.min(left, IRQ_SAFETY_POLL_MS));
         if (this.#irqSeq !== seq) await this.#ackIrq(op);
-      } else if (i < MICROTASK_POLLS) {
-        for (let k = 0; k < 1 << i; k++) await yieldMicrotask();
-      } else {
-        await clock.sleep(Math.min(capMs, FIRST_SLEEP_MS * 2 ** (i - MICROTASK_POLLS), left), op.signal);
-      }
-    }
+      },
+    });
   }
 
   #onIrq(): void {
@@ -712,12 +698,6 @@ class TisDriver implements TisTransport {
 
   #emit(e: TisDriverEvent): void {
     if (this.#channel.hasSubscribers) this.#channel.publish(e);
-  }
-}
-
-function checkLocality(loc: number): void {
-  if (!Number.isInteger(loc) || loc < 0 || loc >= TIS_LOCALITY_COUNT) {
-    throw new TpmArgumentError(`tis: locality ${loc} is not an integer in 0..4`);
   }
 }
 
