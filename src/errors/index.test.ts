@@ -46,3 +46,31 @@ describe("errors: instanceof across copies", () => {
     expect(JSON.parse(JSON.stringify(e))).toEqual({ code: "TPM_ARGUMENT", shortMessage: "bad", name: "TpmArgumentError" });
   });
 });
+
+describe("errors: names survive a minifier", () => {
+  it("name and the cross-copy instanceof use the declared errorName, not the (renamable) constructor name", async () => {
+    const other = await secondCopy();
+    const original = Object.getOwnPropertyDescriptor(other.TpmTimeoutError, "name")!;
+    Object.defineProperty(other.TpmTimeoutError, "name", { value: "t" }); // what a minifier does to the class
+    try {
+      const e = new other.TpmTimeoutError("probe", 750);
+      expect(e.name).toBe("TpmTimeoutError");
+      expect(e instanceof TpmTimeoutError).toBe(true);
+      expect(e instanceof TpmkitError).toBe(true);
+      expect(e instanceof TpmTransportError).toBe(false);
+    } finally {
+      Object.defineProperty(other.TpmTimeoutError, "name", original);
+    }
+  });
+
+  it("every tpmkit error class declares its own errorName equal to its source name", async () => {
+    const root = await import("../index.js");
+    const base = root.TpmkitError;
+    const classes = Object.entries(root).filter(([, v]) => typeof v === "function" && (v === base || (v as { prototype?: unknown }).prototype instanceof base));
+    expect(classes.length).toBeGreaterThanOrEqual(15);
+    for (const [name, cls] of classes) {
+      expect(Object.prototype.hasOwnProperty.call(cls, "errorName"), name).toBe(true);
+      expect((cls as unknown as { errorName: string }).errorName).toBe(name);
+    }
+  });
+});

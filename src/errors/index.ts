@@ -12,6 +12,11 @@
  */
 export const ERROR_BRAND: unique symbol = Symbol.for("tpmkit.error");
 
+/** A class's own `errorName` (see {@link TpmkitError.errorName}), else its constructor name. */
+function errorNameOf(c: Function): string {
+  return Object.prototype.hasOwnProperty.call(c, "errorName") ? String((c as { errorName?: unknown }).errorName) : c.name;
+}
+
 /** Options every tpmkit error accepts. */
 export interface TpmkitErrorOptions {
   /** The error (or value) that caused this one. */
@@ -47,8 +52,15 @@ export class TpmkitError extends Error {
     if (Function.prototype[Symbol.hasInstance].call(this, instance)) return true;
     if (typeof instance !== "object" || instance === null) return false;
     const chain = (instance as { [ERROR_BRAND]?: unknown })[ERROR_BRAND];
-    return Array.isArray(chain) && chain.includes(this.name);
+    return Array.isArray(chain) && chain.includes(errorNameOf(this));
   }
+
+  /**
+   * The class's name as a string literal, so `error.name` and the cross-copy `instanceof` survive
+   * a minifier that renames classes. Every tpmkit error class declares its own; a user's subclass
+   * that does not falls back to its (possibly minified) constructor name.
+   */
+  static readonly errorName: string = "TpmkitError";
 
   /** Stable machine-readable code, e.g. `"TPM_RESPONSE"`. */
   readonly code: string;
@@ -59,9 +71,9 @@ export class TpmkitError extends Error {
 
   constructor(code: string, shortMessage: string, options: TpmkitErrorOptions = {}) {
     super(options.details ? `${shortMessage}\n${options.details}` : shortMessage, options.cause === undefined ? undefined : { cause: options.cause });
-    this.name = new.target.name;
+    this.name = errorNameOf(new.target);
     const chain: string[] = [];
-    for (let c: unknown = new.target; typeof c === "function" && c !== Error; c = Object.getPrototypeOf(c)) chain.push((c as { name: string }).name);
+    for (let c: unknown = new.target; typeof c === "function" && c !== Error; c = Object.getPrototypeOf(c)) chain.push(errorNameOf(c as Function));
     Object.defineProperty(this, ERROR_BRAND, { value: Object.freeze(chain), enumerable: false });
     this.code = code;
     this.shortMessage = shortMessage;
@@ -88,6 +100,7 @@ export class TpmkitError extends Error {
 
 /** Bytes that do not parse: a truncated buffer, a size field that lies, a bad tag. */
 export class TpmFormatError extends TpmkitError {
+  static override readonly errorName: string = "TpmFormatError";
   constructor(message: string, options?: TpmkitErrorOptions) {
     super("TPM_FORMAT", message, options);
   }
@@ -95,6 +108,7 @@ export class TpmFormatError extends TpmkitError {
 
 /** A caller passed an argument that is out of range or of the wrong shape. */
 export class TpmArgumentError extends TpmkitError {
+  static override readonly errorName: string = "TpmArgumentError";
   constructor(message: string, options?: TpmkitErrorOptions) {
     super("TPM_ARGUMENT", message, options);
   }
@@ -102,6 +116,7 @@ export class TpmArgumentError extends TpmkitError {
 
 /** A wait ran past its bound. `operation` says which wait, `timeoutMs` how long it was. */
 export class TpmTimeoutError extends TpmkitError {
+  static override readonly errorName: string = "TpmTimeoutError";
   readonly operation: string;
   readonly timeoutMs: number;
   constructor(operation: string, timeoutMs: number, options?: TpmkitErrorOptions) {
@@ -116,6 +131,7 @@ export class TpmTimeoutError extends TpmkitError {
  * a protocol violation. `errno` is set where the failure maps to one (e.g. `"EIO"`, `"E2BIG"`).
  */
 export class TpmTransportError extends TpmkitError {
+  static override readonly errorName: string = "TpmTransportError";
   readonly errno: string | undefined;
   constructor(message: string, options: TpmkitErrorOptions & { errno?: string } = {}) {
     super("TPM_TRANSPORT", message, options);
@@ -125,6 +141,7 @@ export class TpmTransportError extends TpmkitError {
 
 /** No TPM is there: no device node, registers that read 0 or 0xFF, an invalid DID/VID. */
 export class TpmNotFoundError extends TpmkitError {
+  static override readonly errorName: string = "TpmNotFoundError";
   constructor(message: string, options?: TpmkitErrorOptions) {
     super("TPM_NOT_FOUND", message, options);
   }
@@ -135,6 +152,7 @@ export class TpmNotFoundError extends TpmkitError {
  * appears. `dependency` names what is missing.
  */
 export class ProbeDeferredError extends TpmkitError {
+  static override readonly errorName: string = "ProbeDeferredError";
   readonly dependency: string;
   constructor(dependency: string, options?: TpmkitErrorOptions) {
     super("PROBE_DEFERRED", `probe deferred: ${dependency} is not available yet`, options);
@@ -144,6 +162,7 @@ export class ProbeDeferredError extends TpmkitError {
 
 /** The chip is closed, failed, or not ready for commands. */
 export class TpmStateError extends TpmkitError {
+  static override readonly errorName: string = "TpmStateError";
   constructor(message: string, options?: TpmkitErrorOptions) {
     super("TPM_STATE", message, options);
   }
@@ -151,6 +170,7 @@ export class TpmStateError extends TpmkitError {
 
 /** A saved TPM state (file or blob) is corrupt, truncated or of another format version. */
 export class TpmStateFileError extends TpmkitError {
+  static override readonly errorName: string = "TpmStateFileError";
   constructor(message: string, options?: TpmkitErrorOptions) {
     super("TPM_STATE_FILE", message, options);
   }
@@ -161,6 +181,7 @@ export class TpmStateFileError extends TpmkitError {
  * that checks `err.name === "AbortError"` works unchanged.
  */
 export class TpmAbortError extends TpmkitError {
+  static override readonly errorName: string = "TpmAbortError";
   constructor(message = "the operation was aborted", options?: TpmkitErrorOptions) {
     super("ABORT_ERR", message, options);
     this.name = "AbortError";
@@ -169,6 +190,7 @@ export class TpmAbortError extends TpmkitError {
 
 /** A GlobalPlatform TEE client API error: `teeCode` (e.g. 0xffff3024) and `origin`. */
 export class TeeError extends TpmkitError {
+  static override readonly errorName: string = "TeeError";
   readonly teeCode: number;
   readonly origin: number;
   constructor(message: string, teeCode: number, origin: number, options?: TpmkitErrorOptions) {
@@ -180,6 +202,7 @@ export class TeeError extends TpmkitError {
 
 /** An Arm FF-A error or a TPM service status (DEN0138). */
 export class FfaError extends TpmkitError {
+  static override readonly errorName: string = "FfaError";
   readonly status: number;
   constructor(message: string, status: number, options?: TpmkitErrorOptions) {
     super("FFA_ERROR", message, options);

@@ -154,6 +154,7 @@ export function swtpmCommandName(cmd: number): string {
  * ```
  */
 export class SwtpmControlError extends TpmkitError {
+  static override readonly errorName: string = "SwtpmControlError";
   /** The u32 result code. */
   readonly result: number;
   /** Its name, e.g. "TPM_BAD_LOCALITY". */

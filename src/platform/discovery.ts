@@ -59,6 +59,7 @@ export interface TctiAttempt {
 
 /** Discovery found no TPM. `attempts` lists what was tried and why each failed. */
 export class TctiDiscoveryError extends TpmNotFoundError {
+  static override readonly errorName: string = "TctiDiscoveryError";
   readonly attempts: readonly TctiAttempt[];
   constructor(attempts: readonly TctiAttempt[]) {
     super("no TPM found: nothing configured (TPM2TOOLS_TCTI, TCTI) and discovery found nothing", {

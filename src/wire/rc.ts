@@ -143,6 +143,7 @@ export function formatRc(rc: number): string {
  * ```
  */
 export class TpmResponseError extends TpmkitError {
+  static override readonly errorName: string = "TpmResponseError";
   readonly rc: number;
   readonly base: number;
   readonly rcName: string;

@@ -21,6 +21,7 @@ import { SocketReader } from "../../node/socket-reader.js";
  * 8 bytes, so the 4-byte acknowledgement reads as 0 and 4 stray bytes follow.)
  */
 export class MssimSwtpmDetectedError extends TpmTransportError {
+  static override readonly errorName: string = "MssimSwtpmDetectedError";
   /** The TCTI string that would work, e.g. `"swtpm:host=127.0.0.1,port=2321"`. */
   readonly suggestion: string;
   constructor(message: string, suggestion: string, options: TpmkitErrorOptions = {}) {
