@@ -10,6 +10,7 @@
  *
  * @packageDocumentation
  */
+import { TIMEOUTS_TPM2 } from "../core/durations.js";
 
 /** Register offsets inside one locality's CRB page. PTP, table "CRB Interface Registers". */
 export const CRB_REG = {
@@ -87,7 +88,7 @@ export const CRB_CTRL_STS = { TPM_STS: 1 << 0, TPM_IDLE: 1 << 1 } as const;
 /** TPM_CRB_CTRL_START_x / CTRL_CANCEL_x bit. PTP, CRB "TPM_CRB_CTRL_START_x" and "TPM_CRB_CTRL_CANCEL_x". */
 export const CRB_INVOKE = 1;
 
-/** Decoded TPM_CRB_INTF_ID_x (64 bits as two 32-bit halves). PTP, "TPM_CRB_INTF_ID_x", kernel.md §2. */
+/** Decoded TPM_CRB_INTF_ID_x (64 bits as two 32-bit halves). PTP, "TPM_CRB_INTF_ID_x"; Linux drivers/char/tpm/tpm_crb.c, crb_map_io(). */
 export interface CrbInterfaceId {
   /** [3:0] 0 = FIFO, 1 = CRB, 0xF = TIS 1.3. */
   type: number;
@@ -144,7 +145,8 @@ export function decodeInterfaceId(low: number, high: number): CrbInterfaceId {
 
 /**
  * CRB timeouts in ms. The kernel's CRB driver uses TPM2_TIMEOUT_C = 200 ms for every register wait
- * (cmdReady, goIdle, locality) and never asks the hardware (kernel.md §2). `a` (750 ms, the TIS
+ * (cmdReady, goIdle, locality) and never asks the hardware (Linux drivers/char/tpm/tpm_crb.c,
+ * crb_wait_for_reg_32() callers). `a` (750 ms, the TIS
  * startup bound) bounds the wait for `tpmRegValidSts` at open, a tpmkit addition.
  */
 export interface CrbTimeouts {
@@ -154,5 +156,5 @@ export interface CrbTimeouts {
   c: number;
 }
 
-/** The default {@link CrbTimeouts}: A 750 ms, C 200 ms (kernel.md §1 and §2). */
-export const CRB_DEFAULT_TIMEOUTS: Readonly<CrbTimeouts> = /* @__PURE__ */ Object.freeze({ a: 750, c: 200 });
+/** The default {@link CrbTimeouts}: TIMEOUT_A and TIMEOUT_C of the core's one set, {@link TIMEOUTS_TPM2} (750 ms, 200 ms). */
+export const CRB_DEFAULT_TIMEOUTS: Readonly<CrbTimeouts> = /* @__PURE__ */ Object.freeze({ a: TIMEOUTS_TPM2.a, c: TIMEOUTS_TPM2.c });

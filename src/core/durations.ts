@@ -35,20 +35,29 @@ export function commandDuration(cc: number): number {
   return COMMAND_DURATIONS_MS.get(cc) ?? DEFAULT_DURATION_MS;
 }
 
-/**
- * Interface timeouts A–D for TPM 2.0 after probe (kernel: TPM2_TIMEOUT_A..D), and the larger
- * values used before the TPM family is known (max of TIS and TPM2).
- */
-export const TIMEOUTS_TPM2 = { a: 750, b: 4000, c: 200, d: 30 } as const;
-/** Timeouts before the family is known: max(TIS 1.2 value, TPM2 value). */
-export const TIMEOUTS_PROBE = { a: 750, b: 4000, c: 750, d: 750 } as const;
-/** Interface timeouts in ms. */
+/** Interface timeouts in ms: the spec's TIMEOUT_A..D (TCG PC Client PTP §5.5.1.4). */
 export interface InterfaceTimeouts {
+  /** Locality grant, tpmRegValidSts at probe, burstCount. */
   a: number;
+  /** commandReady. */
   b: number;
+  /** stsValid / dataAvail during data transfer; CRB register waits (cmdReady, goIdle, locality). */
   c: number;
+  /** Short waits (unused by TPM 2.0 paths). */
   d: number;
 }
+
+/**
+ * The one set of interface timeouts every register-level driver uses: TPM 2.0's fixed values after
+ * probe (Linux drivers/char/tpm/tpm.h, TPM2_TIMEOUT_A..D; B is 4000 ms since the kernel's
+ * "tpm: tis: Double the timeout B to 4s").
+ */
+export const TIMEOUTS_TPM2: Readonly<InterfaceTimeouts> = /* @__PURE__ */ Object.freeze({ a: 750, b: 4000, c: 200, d: 30 });
+/**
+ * Timeouts before the TPM family is known: the larger of the TIS 1.2 and TPM 2.0 values (Linux
+ * drivers/char/tpm/tpm_tis_core.c, tpm_tis_core_init()).
+ */
+export const TIMEOUTS_PROBE: Readonly<InterfaceTimeouts> = /* @__PURE__ */ Object.freeze({ a: 750, b: 4000, c: 750, d: 750 });
 
 /**
  * The kernel's retry schedule for TPM_RC_RETRY / TPM_RC_TESTING: sleep 20 ms, doubling, and give

@@ -12,6 +12,7 @@ import type { MaybePromise, OpenContext, SendOptions, Transport, TransportPresen
 import type { Clock } from "../../core/clock.js";
 import { systemClock } from "../../core/clock.js";
 import { assertLocality } from "../../core/assert.js";
+import { TIMEOUTS_PROBE, TIMEOUTS_TPM2, type InterfaceTimeouts } from "../../core/durations.js";
 import { traceChannel } from "../../core/trace.js";
 import {
   TpmAbortError,
@@ -27,22 +28,13 @@ import { KERNEL_POLL_MS, poll, type PollResult } from "../../bus/poll.js";
 import { TIS_ACCESS, TIS_INT, TIS_REG, TIS_STS, tisLocalityOffset } from "../../bus/tis-registers.js";
 import { TPM_CAP, TPM_CC, TPM_PT, TPM_ST } from "../../wire/constants.js";
 
-/** The four TIS timeouts in ms (the kernel's TIMEOUT_A..D). TCG PC Client PTP §5.5.1.4; Linux drivers/char/tpm/tpm.h. */
-export interface TisTimeouts {
-  /** Locality grant, ACCESS.tpmRegValidSts at probe, burstCount. */
-  a: number;
-  /** commandReady. */
-  b: number;
-  /** stsValid / dataAvail during data transfer. */
-  c: number;
-  /** Short waits (unused by TPM 2.0 paths; kept for completeness). */
-  d: number;
-}
+/** The four TIS timeouts in ms (the kernel's TIMEOUT_A..D): the core's {@link InterfaceTimeouts}. TCG PC Client PTP §5.5.1.4; Linux drivers/char/tpm/tpm.h. */
+export type TisTimeouts = InterfaceTimeouts;
 
 /** Timeouts before the TPM family is known: the larger of the TIS and TPM 2.0 values. Linux tpm_tis_core.c, tpm_tis_core_init(). */
-export const TIS_PROBE_TIMEOUTS: Readonly<TisTimeouts> = /* @__PURE__ */ Object.freeze({ a: 750, b: 4000, c: 750, d: 750 });
+export const TIS_PROBE_TIMEOUTS: Readonly<TisTimeouts> = TIMEOUTS_PROBE;
 /** Fixed TPM 2.0 timeouts the kernel uses after probe (TPM2_TIMEOUT_A..D). Linux drivers/char/tpm/tpm.h; B is 4000 ms since "tpm: tis: Double the timeout B to 4s" (2f661f71fda1). */
-export const TIS_TPM2_TIMEOUTS: Readonly<TisTimeouts> = /* @__PURE__ */ Object.freeze({ a: 750, b: 4000, c: 200, d: 30 });
+export const TIS_TPM2_TIMEOUTS: Readonly<TisTimeouts> = TIMEOUTS_TPM2;
 /** Retries of the data phase on EIO and of response reads (TPM_RETRY). Linux tpm_tis_core.c, tpm_tis_send_main() and tpm_tis_recv(). */
 export const TIS_RETRY = 50;
 /** Duration bound of the TPM2 GetCapability probe (kernel duration table: GetCapability 750 ms). */
