@@ -1,6 +1,7 @@
 /**
  * A fake `/dev/tpm0` + `/dev/tpmrm0` for tests: a {@link DeviceFs} that behaves as the Linux
- * TPM character devices do towards userspace (facts kernel.md §5.4), over any {@link TpmBackend}.
+ * TPM character devices do towards userspace (Linux drivers/char/tpm/tpm-dev-common.c, tpm-dev.c,
+ * tpmrm-dev.c and tpm2-space.c), over any {@link TpmBackend}.
  * Pure TypeScript, no Node APIs.
  *
  * What it reproduces:
