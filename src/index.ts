@@ -69,10 +69,10 @@ export { swtpm, SwtpmControl, SwtpmControlError, type SwtpmTransport, type Swtpm
 export { TisDevice, TIS_DEVICE_CHANNEL, type TisDeviceOptions, type TisDeviceFaults, type TisDeviceState } from "./devices/tis/index.js";
 export { CrbDevice, CRB_DEVICE_CHANNEL, CRB_QEMU_ADDRESS, type CrbDeviceOptions, type CrbDeviceFaults, type CrbDeviceState } from "./devices/crb/index.js";
 export type { DeviceModel, DevicePhase, DevicePhaseEvent, DeviceState } from "./devices/lifecycle.js";
-export { traceMmio, countMmio, faultyMmio, formatAccess, MMIO_TRACE_CHANNEL, type MmioTraceMessage, type Mmio, type InterruptLine, type TracedMmio, type CountedMmio, type FaultyMmio, type MmioFault, type MmioAccess } from "./bus/index.js";
+export { traceMmio, countMmio, faultyMmio, formatAccess, MMIO_TRACE_CHANNEL, type MmioTraceMessage, type Mmio, type InterruptLine, type TracedMmio, type CountedMmio, type FaultyMmio, type MmioFault, type MmioAccess, type MmioOp } from "./bus/index.js";
 
 // Test doubles and measurement helpers (also at `tpmkit/testing`)
-export { FakeTpmBackend, type FakeTpmBackendOptions, FakeTpmDevice } from "./testing/index.js";
+export { FakeTpmBackend, FakeTpmDevice, type FakeTpmBackendOptions, type FakeTpmBackendMode, type FakeTpmAnswers, type FakeTpmRandom, type FakeTpmCall } from "./testing/index.js";
 
 // Servers
 export { serveSwtpm, type SwtpmServer, type SwtpmServeOptions, type SwtpmPowerHooks } from "./server/swtpm.js";
@@ -82,5 +82,5 @@ export { serveMssim, type MssimServer, type ServeMssimOptions, type ServeMssimTa
 // Host transports and TCTI strings
 export { mssim, MssimPlatform, MssimSwtpmDetectedError, type MssimOptions, type MssimTransport } from "./transports/mssim/index.js";
 export { linuxDevice, type LinuxDeviceOptions, type LinuxDeviceTransport, type DeviceFs } from "./transports/linux-device/index.js";
-export { parseTcti, formatTcti, defineTcti, TctiDiscoveryError, DEFAULT_DISCOVERY, type TctiSpec, type TctiRegistry, type TctiFactory, type OpenTransportOptions } from "./platform/index.js";
+export { parseTcti, formatTcti, defineTcti, TctiDiscoveryError, DEFAULT_DISCOVERY, type TctiSpec, type TctiConfig, type TctiRegistry, type TctiFactory, type OpenTransportOptions } from "./platform/index.js";
 export { openTransport, tctiRegistry, BOARDS, boardFor, type Board, type BoardDefinition } from "./platform/index.js";
