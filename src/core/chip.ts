@@ -21,7 +21,7 @@ import {
   abortErrorFrom,
 } from "../errors/index.js";
 import { traceChannel } from "./trace.js";
-import { assertLocality } from "./assert.js";
+import { assertDuration, assertLocality } from "./assert.js";
 import type { Transport } from "./transport.js";
 import { TPM_CC, TPM_RC } from "../wire/constants.js";
 
@@ -273,6 +273,13 @@ export class Chip {
       }
       const allowed = this.transport.localities ?? [0];
       if (!allowed.includes(locality)) return Promise.reject(new TpmArgumentError(`locality ${locality} is not offered by the ${this.transport.kind} transport (offers ${allowed.join(", ")})`));
+    }
+    if (options.timeoutMs !== undefined) {
+      try {
+        assertDuration(options.timeoutMs, "chip", "timeoutMs");
+      } catch (e) {
+        return Promise.reject(e);
+      }
     }
     const signal = options.signal;
     if (signal?.aborted) return Promise.reject(abortErrorFrom(signal));

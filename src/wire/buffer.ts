@@ -182,7 +182,14 @@ export class TpmWriter {
     return this;
   }
 
+  /**
+   * Raw bytes. Anything but a Uint8Array is refused (a string's `length` would otherwise write that
+   * many zero bytes: a silently wrong command).
+   *
+   * @throws {@link TpmArgumentError} when `b` is not a Uint8Array.
+   */
   bytes(b: Uint8Array): this {
+    if (!(b instanceof Uint8Array)) throw new TpmArgumentError(`TpmWriter.bytes: expected a Uint8Array, got ${typeof b}`);
     this.#grow(b.length);
     this.#buf.set(b, this.#len);
     this.#len += b.length;
@@ -191,6 +198,7 @@ export class TpmWriter {
 
   /** A TPM2B: u16 size then the bytes. */
   tpm2b(b: Uint8Array): this {
+    if (!(b instanceof Uint8Array)) throw new TpmArgumentError(`TpmWriter.tpm2b: expected a Uint8Array, got ${typeof b}`);
     if (b.length > 0xffff) throw new TpmArgumentError(`TPM2B too long: ${b.length} bytes`);
     return this.u16(b.length).bytes(b);
   }

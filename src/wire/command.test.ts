@@ -144,3 +144,11 @@ describe("codecs", () => {
     expect(() => fromHex("abc")).toThrow(TpmArgumentError);
   });
 });
+
+describe("TpmWriter refuses what is not bytes", () => {
+  it("a string given as bytes or a TPM2B is a TpmArgumentError, not that many zero bytes", () => {
+    expect(() => new TpmWriter().bytes("hello" as unknown as Uint8Array)).toThrow(TpmArgumentError);
+    expect(() => new TpmWriter().tpm2b("hello" as unknown as Uint8Array)).toThrow(/TpmWriter\.tpm2b: expected a Uint8Array, got string/);
+    expect(toHex(new TpmWriter().tpm2b(Uint8Array.of(1, 2)).finish())).toBe("00020102");
+  });
+});

@@ -235,6 +235,14 @@ export function eventSequenceCompleteCmd(pcr: number, handle: number, data: Uint
   return { cc: TPM_CC.EventSequenceComplete, handles: [pcr, handle], auths: [pcrAuth, seqAuth], params: (w) => w.tpm2b(data), response: readDigestValues };
 }
 
+/**
+ * TPM2_FlushContext (Part 3 §28.4). `flushHandle` is a parameter, not a handle-area entry: the
+ * command has no handle area and no sessions.
+ */
+export function flushContextCmd(flushHandle: number): CommandSpec<void> {
+  return { cc: TPM_CC.FlushContext, params: (w) => w.u32(flushHandle >>> 0), response: none };
+}
+
 /** TPMS_TIME_INFO. */
 export interface TimeInfo {
   time: bigint;

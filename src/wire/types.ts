@@ -33,7 +33,7 @@ export function hashName(id: number): HashAlgName | undefined {
 /** TPM_ALG_ID of a hash given by name or number. */
 export function hashId(alg: HashAlgName | number): number {
   if (typeof alg === "number") return alg;
-  const a = HASH_ALGS[alg];
+  const a = Object.hasOwn(HASH_ALGS, alg) ? HASH_ALGS[alg] : undefined; // own keys only: not "constructor"
   if (!a) throw new TpmArgumentError(`unknown hash algorithm "${alg}" (known: ${Object.keys(HASH_ALGS).join(", ")})`);
   return a.id;
 }
@@ -60,7 +60,7 @@ export type Hierarchy = keyof typeof HIERARCHIES | number;
 /** Handle of a hierarchy. */
 export function hierarchyHandle(h: Hierarchy): number {
   if (typeof h === "number") return h >>> 0;
-  const v = HIERARCHIES[h];
+  const v = Object.hasOwn(HIERARCHIES, h) ? HIERARCHIES[h] : undefined; // own keys only: not "toString"
   if (v === undefined) throw new TpmArgumentError(`unknown hierarchy "${h}"`);
   return v;
 }
