@@ -16,6 +16,9 @@ import type { Storage } from "../core/storage.js";
 /** Largest state file FileStorage reads (bytes); a bigger file is refused, not read. */
 export const STATE_FILE_MAX = 1 << 20;
 
+/** Numbers the temporary files of every FileStorage in this process (two instances saving one path must not pick the same name). */
+let tempSeq = 0;
+
 /**
  * Keeps a SoftTpm state blob in `path`.
  *
@@ -28,7 +31,6 @@ export const STATE_FILE_MAX = 1 << 20;
 export class FileStorage implements Storage {
   /** The state file. */
   readonly path: string;
-  #seq = 0;
 
   /**
    * @param path - the state file; its directory must exist
@@ -83,7 +85,7 @@ export class FileStorage implements Storage {
    */
   async save(state: Uint8Array): Promise<void> {
     const dir = dirname(this.path);
-    const tmp = join(dir, `.${basename(this.path)}.${process.pid}.${++this.#seq}.tmp`);
+    const tmp = join(dir, `.${basename(this.path)}.${process.pid}.${++tempSeq}.tmp`);
     try {
       const fh = await open(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
       try {
