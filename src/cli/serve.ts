@@ -7,19 +7,25 @@
  */
 import { serveSwtpm, type SwtpmPowerHooks } from "../server/swtpm.js";
 import { serveMssim, type MssimPlatformHooks } from "../server/mssim.js";
-import type { ParsedArgs } from "./args.js";
 import { UsageError } from "./args.js";
 import type { CliTarget } from "./target.js";
 
+/** What `tpmkit serve` serves on, checked before the TPM is opened. */
+export interface ServePlan {
+  /** `swtpm` (data + control sockets) or `mssim` (command + platform sockets). */
+  readonly protocol: "swtpm" | "mssim";
+  /** TCP port (0: any free port). */
+  readonly port: number;
+  /** TCP host. */
+  readonly host: string;
+  /** Unix socket path instead of TCP (swtpm protocol only). */
+  readonly path?: string;
+}
+
 /** Serves the target's TPM until SIGINT/SIGTERM (or `stop` resolves, for tests). */
-export async function serveCli(args: ParsedArgs, target: CliTarget, out: NodeJS.WritableStream, stop?: Promise<void>): Promise<void> {
-  const protocol = String(args.flags.get("protocol") ?? "swtpm");
-  if (protocol !== "swtpm" && protocol !== "mssim") throw new UsageError(`--protocol must be swtpm or mssim, got "${protocol}"`);
-  const portFlag = args.flags.get("port");
-  const port = portFlag === undefined ? 2321 : Number(portFlag);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be 0-65535, got ${String(portFlag)}`);
-  const host = args.flags.has("host") ? String(args.flags.get("host")) : "127.0.0.1";
-  const path = args.flags.has("path") ? String(args.flags.get("path")) : undefined;
+export async function serveCli(plan: ServePlan, target: CliTarget, out: NodeJS.WritableStream, stop?: Promise<void>, json = false): Promise<void> {
+  const { protocol, port, host, path } = plan;
+  if (protocol === "mssim" && path) throw new UsageError("the mssim protocol serves TCP only (--host/--port)");
   const chip = target.tpm.chip;
   const soft = target.softTpm;
   // Power cycles from the client reach the SoftTpm: TPM_Init, then the client sends Startup.
@@ -33,18 +39,24 @@ export async function serveCli(args: ParsedArgs, target: CliTarget, out: NodeJS.
   if (protocol === "swtpm") {
     const power: SwtpmPowerHooks = powerCycle ? { init: () => powerCycle() } : {};
     const server = await serveSwtpm(path ? { chip, path } : { chip, host, port }, { power });
-    out.write(`tpmkit: serving ${target.description}\n`);
-    out.write(`tpmkit: swtpm protocol on ${describe(server.address)}, control on ${describe(server.controlAddress)}; TCTI ${tctiOf("swtpm", server.address)}\n`);
+    if (json) out.write(JSON.stringify({ serving: target.description, protocol, address: server.address, controlAddress: server.controlAddress, tcti: tctiOf("swtpm", server.address) }) + "\n");
+    else {
+      out.write(`tpmkit: serving ${target.description}\n`);
+      out.write(`tpmkit: swtpm protocol on ${describe(server.address)}, control on ${describe(server.controlAddress)}; TCTI ${tctiOf("swtpm", server.address)}\n`);
+    }
     close = () => server.close();
   } else {
-    if (path) throw new UsageError("the mssim protocol serves TCP only (--host/--port)");
     // The simulator starts powered off and clients send POWER_ON first (tcti-mssim does): that is
     // TPM_Init for the SoftTpm, which then needs Startup from the client.
     const hooks: MssimPlatformHooks = powerCycle ? { powerOn: () => powerCycle(), powerOff: () => soft!.powerOff() } : {};
     const server = await serveMssim({ chip, host, port }, { hooks });
     const addr = { host: server.host, port: server.port };
-    out.write(`tpmkit: serving ${target.description}\n`);
-    out.write(`tpmkit: mssim protocol on ${describe(addr)}, platform on ${describe({ host: server.host, port: server.platformPort })}; TCTI ${tctiOf("mssim", addr)}\n`);
+    const platform = { host: server.host, port: server.platformPort };
+    if (json) out.write(JSON.stringify({ serving: target.description, protocol, address: addr, platformAddress: platform, tcti: tctiOf("mssim", addr) }) + "\n");
+    else {
+      out.write(`tpmkit: serving ${target.description}\n`);
+      out.write(`tpmkit: mssim protocol on ${describe(addr)}, platform on ${describe(platform)}; TCTI ${tctiOf("mssim", addr)}\n`);
+    }
     close = () => server.close();
   }
   await (stop ??
@@ -58,7 +70,7 @@ export async function serveCli(args: ParsedArgs, target: CliTarget, out: NodeJS.
       process.on("SIGTERM", done);
     }));
   await close();
-  out.write("tpmkit: stopped\n");
+  if (!json) out.write("tpmkit: stopped\n");
 }
 
 type Addr = { host?: string; port?: number; path?: string } | undefined | null;

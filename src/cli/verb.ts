@@ -51,6 +51,16 @@ export interface Verb<P = unknown> {
   /** Whether the verb opens a TPM at all (false for a verb that only prints). Default true. */
   readonly needsTpm?: boolean;
   /**
+   * The TCTI string used when `-T` is not given, instead of `TPM2TOOLS_TCTI`/`TCTI` and discovery
+   * (`demo` runs on the embedded SoftTpm: `"memory"`). Default: none, pick the TPM as tpm2-tools does.
+   */
+  readonly defaultTcti?: string;
+  /**
+   * Whether the verb's own output says what the TPM is (`demo`), so the framework does not add its
+   * one-line "emulated TPM" notice on stderr. Default false.
+   */
+  readonly describesTarget?: boolean;
+  /**
    * Validates the whole command line and returns the plan. Runs before the TPM is opened: every
    * usage error must be found here.
    *
