@@ -1,11 +1,13 @@
 #!/usr/bin/env node
-// Dual-package check on the built files: the CJS build loads (including @noble/hashes, which is
-// ESM-only and reaches the CJS build through require(esm), Node ≥ 20.19), computes with it, and
-// an error thrown by the CJS build is `instanceof` the ESM build's classes in the same process
-// (and the other way round). Prints one JSON line; exits non-zero on any failure.
+// Dual-package check on the built files: the CJS build loads, also where require() cannot load an
+// ES module (`--no-experimental-require-module`, as in Jest's loader: the CJS build bundles the
+// ESM-only @noble/hashes), computes with it, and an error thrown by the CJS build is `instanceof`
+// the ESM build's classes in the same process (and the other way round). Prints one JSON line;
+// exits non-zero on any failure.
 //
 //   node bench/dual.mjs      (after `npx tsup`; `npm run size` runs it)
 import { createHash } from "node:crypto";
+import { spawnSync } from "node:child_process";
 import { createRequire } from "node:module";
 import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
@@ -85,6 +87,27 @@ try {
   } finally {
     await tpm.close();
   }
+
+  // The CJS build without require(esm): every subpath loads, and SoftTpm's SHA-1 (from the bundled
+  // @noble/hashes) gives the FIPS 180-4 value for "abc".
+  const noRequireEsm = spawnSync(
+    process.execPath,
+    [
+      "--no-experimental-require-module",
+      "-e",
+      `const t = require("tpmkit");
+       for (const s of ${JSON.stringify(subpaths)}) if (Object.keys(require("tpmkit/" + s)).length === 0) throw new Error(s + " is empty");
+       (async () => {
+         const tpm = await t.Tpm.open(t.memory({ backend: new t.SoftTpm() }));
+         const d = await tpm.digest(new TextEncoder().encode("abc"), "sha1");
+         await tpm.close();
+         process.stdout.write(Buffer.from(d).toString("hex"));
+       })().catch((e) => { console.error(e); process.exit(1); });`,
+    ],
+    { cwd: root, encoding: "utf8", timeout: 30_000 },
+  );
+  check("cjs without require(esm)", noRequireEsm.status === 0 && noRequireEsm.stdout === "a9993e364706816aba3e25717850c26c9cd0d89d");
+  if (noRequireEsm.status !== 0) checks.noRequireEsmStderr = noRequireEsm.stderr.slice(-1000);
 
   // A synchronous throw from the CJS build's argument checks.
   const transportError = thrown(() => cjs.memory({}));

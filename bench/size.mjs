@@ -45,9 +45,10 @@ const CASES = [
 ];
 
 /**
- * Minified bytes per original source file. esbuild follows the `sourceMappingURL` comments of
- * dist/*.js back to src/*.ts, so the output's source map names the TypeScript modules that were
- * kept; each mapped segment's bytes (up to the next segment) count for its source.
+ * Minified bytes per built module. The package ships no source maps (docs/decisions.md), so the
+ * output's source map names the dist/*.js modules that were kept; dist/ mirrors src/ one file per
+ * module (dist/client/tpm.js is src/client/tpm.ts). Each mapped segment's bytes (up to the next
+ * segment) count for its module.
  * @returns [module, bytes] pairs, largest first
  */
 function bytesBySource(code, map, mapPath) {

@@ -4,13 +4,18 @@
  * application that imports `{ Tpm, swtpm }` does not carry SoftTpm, the device models or the other
  * drivers. The sizes themselves are checked on the built files by bench/size.mjs (`npm run size`);
  * this test catches, without a build, an import that drags a large module into code that does not
- * need it.
+ * need it. "the built package" builds the JavaScript into .tmp/ and checks what issue 8 asked of it
+ * (the CLI imports the library, no source maps, CJS without require(esm)); the tarball itself is
+ * checked by bench/pack.mjs (`npm run pack:check`, in CI). Last, the examples run with one command.
  */
-import { existsSync, readFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { build } from "esbuild";
-import { describe, expect, it } from "vitest";
-import { SUBPATHS } from "../tsup.config.js";
+import { build as tsupBuild, type Options } from "tsup";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import tsupConfigs, { SUBPATHS } from "../tsup.config.js";
 
 const ROOT = resolve(__dirname, "..");
 
@@ -26,6 +31,9 @@ const pkg = JSON.parse(readFileSync(resolve(ROOT, "package.json"), "utf8")) as {
   types: string;
   sideEffects: boolean;
   files: string[];
+  keywords?: string[];
+  author?: string;
+  scripts: Record<string, string>;
 };
 
 describe("package.json exports and tsup entries", () => {
@@ -103,5 +111,146 @@ describe("the root entry tree-shakes", () => {
     expect(kept.some((m) => SOFTTPM.test(m))).toBe(true);
     const forbidden = [DEVICES, driver("tis"), driver("crb"), driver("swtpm"), driver("mssim"), driver("linux-device"), /^src\/testing\//];
     expect(kept.filter((m) => forbidden.some((f) => f.test(m)))).toEqual([]);
+  });
+});
+
+/**
+ * The JavaScript the build writes (every tsup config but the declarations, which take half a
+ * minute and are checked by `npm run api:check`), built from this tree into a temporary directory
+ * inside the repository, so `@noble/hashes` resolves from node_modules as it does for an installed
+ * copy of the package.
+ */
+describe("the built package", () => {
+  let out = "";
+  const read = (file: string) => readFileSync(join(out, file), "utf8");
+  const files = (dir: string): string[] =>
+    readdirSync(join(out, dir), { recursive: true, encoding: "utf8" })
+      .map((f) => join(dir, f))
+      .filter((f) => statSync(join(out, f)).isFile())
+      .sort();
+
+  beforeAll(async () => {
+    mkdirSync(resolve(ROOT, ".tmp"), { recursive: true });
+    out = join(mkdtempSync(resolve(ROOT, ".tmp", "package-test-")), "dist");
+    const configs = (Array.isArray(tsupConfigs) ? tsupConfigs : [tsupConfigs]) as Options[];
+    for (const config of configs.filter((c) => !c.dts)) {
+      await tsupBuild({ ...config, outDir: out, config: false, silent: true });
+    }
+  }, 180_000);
+  afterAll(() => {
+    if (out) rmSync(resolve(out, ".."), { recursive: true, force: true });
+  });
+
+  it("the CLI imports the library's modules instead of carrying a second copy", () => {
+    const main = read("cli/main.js");
+    // The bundled bin was 308 KB with the whole library inside; the entry alone is a few KB.
+    expect(statSync(join(out, "cli/main.js")).size).toBeLessThan(64 * 1024);
+    expect(main).toMatch(/from "\.\.\/(client|errors|wire|platform)\/[\w/-]+\.js"/);
+    // No CLI module defines a library class: they are imported from ../ (dist/ mirrors src/).
+    const cli = files("cli").filter((f) => f.endsWith(".js"));
+    for (const f of cli) expect(read(f), f).not.toMatch(/class (TpmkitError|Tpm|Chip|SoftTpm)\b/);
+    // ... and every relative import of the CLI resolves to a file of the build.
+    for (const f of cli) {
+      for (const [, spec] of read(f).matchAll(/from "(\.{1,2}\/[^"]+)"/g)) {
+        expect(existsSync(resolve(out, f, "..", spec!)), `${f} imports ${spec}`).toBe(true);
+      }
+    }
+  });
+
+  it("only the bin starts with a #! line, and it has exactly one", () => {
+    const main = read("cli/main.js");
+    expect(main.startsWith("#!/usr/bin/env node\n")).toBe(true);
+    expect(main.split("\n").filter((l) => l.startsWith("#!"))).toHaveLength(1);
+    const others = files(".").filter((f) => /\.c?js$/.test(f) && f !== join("cli", "main.js"));
+    expect(others.filter((f) => read(f).startsWith("#!"))).toEqual([]);
+  });
+
+  it("ships no source maps and no comment pointing at one (docs/decisions.md)", () => {
+    const all = files(".");
+    expect(all.filter((f) => f.endsWith(".map"))).toEqual([]);
+    expect(all.filter((f) => /\.c?js$/.test(f) && read(f).includes("sourceMappingURL"))).toEqual([]);
+  });
+
+  it("each subpath's ESM types are one line over the CJS declarations (one copy in the tarball)", () => {
+    for (const name of Object.keys(SUBPATHS)) {
+      expect(read(`${name}.d.ts`), name).toBe(`export * from "./${name}.cjs";\n`);
+    }
+  });
+
+  it("no test file or test helper is built", () => {
+    expect(files(".").filter((f) => /\.test\.|test-helpers/.test(f))).toEqual([]);
+  });
+
+  it("the CJS build loads without require(esm) and SoftTpm hashes correctly through it", () => {
+    // `--no-experimental-require-module` is how Node < 20.19 and CJS test runners behave: a
+    // require() that reaches an ES module (such as @noble/hashes) throws ERR_REQUIRE_ESM.
+    const script = `
+      const tpmkit = require(${JSON.stringify(join(out, "index.cjs"))});
+      const subpaths = ${JSON.stringify(Object.keys(SUBPATHS).filter((k) => k !== "index"))}
+        .map((k) => [k, Object.keys(require(${JSON.stringify(out)} + "/" + k + ".cjs")).length]);
+      (async () => {
+        const tpm = await tpmkit.Tpm.open(tpmkit.memory({ backend: new tpmkit.SoftTpm() }));
+        const hex = (b) => Buffer.from(b).toString("hex");
+        const abc = new TextEncoder().encode("abc");
+        const result = { subpaths, sha1: hex(await tpm.digest(abc, "sha1")), sha256: hex(await tpm.digest(abc, "sha256")) };
+        await tpm.pcrExtend(16, { sha256: new Uint8Array(32).fill(0xab) });
+        result.pcr16 = hex((await tpm.pcrRead({ sha256: [16] })).sha256[16]);
+        await tpm.close();
+        console.log(JSON.stringify(result));
+      })().catch((e) => { console.error(e); process.exit(1); });`;
+    const run = spawnSync(process.execPath, ["--no-experimental-require-module", "-e", script], { encoding: "utf8", timeout: 30_000 });
+    expect(run.stderr).toBe("");
+    expect(run.status).toBe(0);
+    const result = JSON.parse(run.stdout) as { subpaths: [string, number][]; sha1: string; sha256: string; pcr16: string };
+    const sha = (alg: string, ...parts: Uint8Array[]) => parts.reduce((h, p) => h.update(p), createHash(alg)).digest("hex");
+    const abc = new TextEncoder().encode("abc");
+    expect(result.sha1).toBe(sha("sha1", abc));
+    expect(result.sha256).toBe(sha("sha256", abc));
+    // TPM2_PCR_Extend (TPM 2.0 Part 3): new = H(old || digest); PCR 16 starts at zeros.
+    expect(result.pcr16).toBe(sha("sha256", new Uint8Array(32), new Uint8Array(32).fill(0xab)));
+    expect(result.subpaths.filter(([, n]) => n === 0)).toEqual([]);
+  });
+});
+
+describe("package.json metadata and checks", () => {
+  it("has keywords and an author, and publishes dist/, the README and the licence only", () => {
+    expect(pkg.keywords?.length).toBeGreaterThan(3);
+    expect(pkg.keywords).toContain("tpm2");
+    expect(pkg.author).toBeTruthy();
+    expect(pkg.files).toEqual(["dist", "README.md", "LICENSE"]);
+  });
+
+  it("CI runs the tarball check", () => {
+    expect(pkg.scripts["pack:check"]).toMatch(/node bench\/pack\.mjs/);
+    expect(readFileSync(resolve(ROOT, ".ci/run"), "utf8")).toMatch(/^step npm run pack:check\b/m);
+  });
+});
+
+describe("examples run with one command", () => {
+  const example = (...args: string[]) => spawnSync(process.execPath, [resolve(ROOT, "examples/run.mjs"), ...args], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
+
+  it("npm run example -- tis builds and runs examples/tis.ts on plain Node", () => {
+    const run = example("tis");
+    expect(run.stderr).toBe("");
+    expect(run.status).toBe(0);
+    expect(run.stdout.split("\n")[0]).toBe("TIS device: did 0x0001 vid 0x1014 rid 1, TPM 2.0");
+    expect(run.stdout).toContain("PCR 17 at locality 0: refused, TPM_RC_LOCALITY\n");
+  });
+
+  it.each(readdirSync(resolve(ROOT, "examples")).filter((f) => f.endsWith(".ts")).map((f) => f.slice(0, -3)))("npm run example -- %s exits 0 and prints", (name) => {
+    const run = example(name);
+    expect(run.stderr).toBe("");
+    expect(run.status).toBe(0);
+    expect(run.stdout.trim().length).toBeGreaterThan(0);
+  });
+
+  it("without a name it lists every example; an unknown name is a usage error", () => {
+    const list = example();
+    expect(list.status).toBe(0);
+    const names = readdirSync(resolve(ROOT, "examples")).filter((f) => f.endsWith(".ts")).map((f) => f.slice(0, -3));
+    for (const n of names) expect(list.stdout).toContain(`  ${n}\n`);
+    const bad = example("nope");
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain('no example named "nope"');
   });
 });
