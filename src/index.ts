@@ -54,33 +54,97 @@ export { TPM_ST, TPM_SU, TPM_CC, TPM_ALG, TPM_CAP, TPM_PT, TPM_HT, TPM_NT, TPMA_
 export { TpmReader, TpmWriter, toHex, fromHex, readHeader, HEADER_SIZE, type TpmHeader } from "./wire/buffer.js";
 export { buildCommand, parseResponse, type CommandSpec, type PasswordAuth } from "./wire/command.js";
 export { HASH_ALGS, HIERARCHIES, hashId, hashName, type HashAlgName, type Hierarchy, type PcrSelection, type PcrSelect } from "./wire/types.js";
-export type { CapabilityData, NvPublic, TimeInfo, HashResult, TaggedDigest } from "./wire/commands.js";
+export type { CapabilityData, NvPublic, TimeInfo, HashResult, HashCheckTicket, TaggedDigest } from "./wire/commands.js";
 
 // The embedded TPM
-export { SoftTpm, type SoftTpmOptions, type Storage, MemoryStorage, FileStorage, SeededRandom, SystemRandom, type RandomSource } from "./softtpm/index.js";
+export { SoftTpm, type SoftTpmOptions, type SoftTpmPowerState, type Storage, MemoryStorage, FileStorage, SeededRandom, SystemRandom, type RandomSource } from "./softtpm/index.js";
 
 // Transports
 export { memory, type MemoryTransport, type MemoryTransportOptions } from "./transports/memory/index.js";
 export { tis, TIS_DRIVER_CHANNEL, TIS_PROBE_TIMEOUTS, TIS_TPM2_TIMEOUTS, type TisOptions, type TisTransport, type TisInfo, type TisTimeouts, type TisDriverEvent } from "./transports/tis/index.js";
-export { crb, mmioStart, smcStart, type CrbOptions, type CrbTransport, type CrbInfo, type CrbStartMethod, type CrbStartContext, type CrbProbeContext } from "./transports/crb/index.js";
-export { swtpm, SwtpmControl, SwtpmControlError, type SwtpmTransport, type SwtpmTransportOptions, type SwtpmControlOptions } from "./transports/swtpm/index.js";
+export {
+  crb,
+  mmioStart,
+  smcStart,
+  type CrbOptions,
+  type CrbTransport,
+  type CrbInfo,
+  type CrbBuffers,
+  type CrbInterfaceId,
+  type CrbTimeouts,
+  type CrbStartMethod,
+  type CrbStartContext,
+  type CrbProbeContext,
+  type CrbStartQualifier,
+  type CrbStartEvent,
+  type MmioStartOptions,
+  type SmcStartOptions,
+  type SmcRequest,
+} from "./transports/crb/index.js";
+export {
+  swtpm,
+  SwtpmControl,
+  SwtpmControlError,
+  type SwtpmTransport,
+  type SwtpmTransportOptions,
+  type SwtpmControlOptions,
+  type SwtpmControlCallOptions,
+  type SwtpmCapabilities,
+  type SwtpmConfig,
+  type SwtpmStateBlob,
+  type SwtpmBufferSize,
+  type SwtpmEndpoint,
+  type SwtpmTcpEndpoint,
+  type SwtpmUnixEndpoint,
+} from "./transports/swtpm/index.js";
 
 // Device models and the register bus
-export { TisDevice, TIS_DEVICE_CHANNEL, type TisDeviceOptions, type TisDeviceFaults, type TisDeviceState } from "./devices/tis/index.js";
-export { CrbDevice, CRB_DEVICE_CHANNEL, CRB_QEMU_ADDRESS, type CrbDeviceOptions, type CrbDeviceFaults, type CrbDeviceState } from "./devices/crb/index.js";
-export type { DeviceModel, DevicePhase, DevicePhaseEvent, DeviceState } from "./devices/lifecycle.js";
-export { traceMmio, countMmio, faultyMmio, formatAccess, MMIO_TRACE_CHANNEL, type MmioTraceMessage, type Mmio, type InterruptLine, type TracedMmio, type CountedMmio, type FaultyMmio, type MmioFault, type MmioAccess, type MmioOp } from "./bus/index.js";
+export { TisDevice, TIS_DEVICE_CHANNEL, type TisDeviceOptions, type TisDeviceFaults, type TisDeviceState, type TisDeviceEvent, type TisEvent, type TisLocalitySnapshot, type TisLocalityState, type TisPower } from "./devices/tis/index.js";
+export { CrbDevice, CRB_DEVICE_CHANNEL, CRB_QEMU_ADDRESS, type CrbDeviceOptions, type CrbDeviceFaults, type CrbDeviceState, type CrbDeviceEvent, type CrbEvent, type CrbDoorbellStatus } from "./devices/crb/index.js";
+export type { DeviceModel, DevicePhase, DevicePhaseEvent, DeviceState, DeviceEvent, DeviceEventSource } from "./devices/lifecycle.js";
+export {
+  traceMmio,
+  countMmio,
+  faultyMmio,
+  formatAccess,
+  MMIO_TRACE_CHANNEL,
+  type MmioTraceMessage,
+  type TraceMmioOptions,
+  type Mmio,
+  type InterruptLine,
+  type InterruptEvent,
+  type TracedMmio,
+  type CountedMmio,
+  type MmioCounts,
+  type FaultyMmio,
+  type FaultyMmioOptions,
+  type MmioFault,
+  type MmioFaultEffect,
+  type MmioFaultSelector,
+  type MmioAccess,
+  type MmioOp,
+} from "./bus/index.js";
 
 // Test doubles and measurement helpers (also at `tpmkit/testing`)
-export { FakeTpmBackend, FakeTpmDevice, type FakeTpmBackendOptions, type FakeTpmBackendMode, type FakeTpmAnswers, type FakeTpmRandom, type FakeTpmCall } from "./testing/index.js";
+export {
+  FakeTpmBackend,
+  FakeTpmDevice,
+  type FakeTpmBackendOptions,
+  type FakeTpmBackendMode,
+  type FakeTpmAnswers,
+  type FakeTpmRandom,
+  type FakeTpmCall,
+  type FakeTpmDeviceOptions,
+  type FakeDeviceFaults,
+} from "./testing/index.js";
 
 // Servers
-export { serveSwtpm, type SwtpmServer, type SwtpmServeOptions, type SwtpmPowerHooks } from "./server/swtpm.js";
-export type { CommandSink } from "./server/common.js";
+export { serveSwtpm, type SwtpmServer, type SwtpmServeOptions, type SwtpmServeTarget, type SwtpmServerState, type SwtpmPowerHooks } from "./server/swtpm.js";
+export type { CommandSink, ListenTarget, BoundAddress } from "./server/common.js";
 export { serveMssim, type MssimServer, type ServeMssimOptions, type ServeMssimTarget, type MssimPlatformHooks } from "./server/mssim.js";
 
 // Host transports and TCTI strings
-export { mssim, MssimPlatform, MssimSwtpmDetectedError, type MssimOptions, type MssimTransport } from "./transports/mssim/index.js";
-export { linuxDevice, type LinuxDeviceOptions, type LinuxDeviceTransport, type DeviceFs } from "./transports/linux-device/index.js";
-export { parseTcti, formatTcti, defineTcti, TctiDiscoveryError, DEFAULT_DISCOVERY, type TctiSpec, type TctiConfig, type TctiRegistry, type TctiFactory, type OpenTransportOptions } from "./platform/index.js";
+export { mssim, MssimPlatform, MssimSwtpmDetectedError, type MssimOptions, type MssimTransport, type MssimPlatformOptions, type MssimCommandResponseSizes, type SocketAddress } from "./transports/mssim/index.js";
+export { linuxDevice, type LinuxDeviceOptions, type LinuxDeviceTransport, type DeviceFs, type DeviceFile } from "./transports/linux-device/index.js";
+export { parseTcti, formatTcti, defineTcti, TctiDiscoveryError, DEFAULT_DISCOVERY, type TctiAttempt, type TctiSpec, type TctiConfig, type TctiRegistry, type TctiFactory, type OpenTransportOptions } from "./platform/index.js";
 export { openTransport, tctiRegistry, BOARDS, boardFor, type Board, type BoardDefinition } from "./platform/index.js";

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
+import { ROOT, docSnippets, resolvePackage } from "./support/doc-snippets.js";
 import { TIMEOUTS_PROBE, TPM_RC, decodeRc } from "../src/index.js";
 import { main as tisMain } from "../examples/tis.js";
 import { main as crbMain } from "../examples/crb.js";
@@ -127,34 +128,9 @@ describe("examples", () => {
   });
 });
 
-// The TypeScript snippets in docs/ that start with an import are complete programs: run each one,
-// so the documentation cannot rot either. `"tpmkit"` and `"./src/..."` resolve to this repository.
-const DOCS_DIR = fileURLToPath(new URL("../docs/", import.meta.url));
-const SRC_DIR = fileURLToPath(new URL("../src/", import.meta.url));
-
-function docSnippets(): { page: string; index: number; code: string }[] {
-  // docs/api is typedoc's generated site (git-ignored): its pages are copies, not sources.
-  const pages = readdirSync(DOCS_DIR, { recursive: true, encoding: "utf8" })
-    .filter((f) => f.endsWith(".md") && !f.startsWith("api/"))
-    .sort();
-  const out: { page: string; index: number; code: string }[] = [];
-  for (const page of pages) {
-    const text = readFileSync(join(DOCS_DIR, page), "utf8");
-    let index = 0;
-    for (const m of text.matchAll(/```ts\n([\s\S]*?)```/g)) {
-      const code = m[1]!;
-      if (!code.startsWith("import")) continue;
-      index++;
-      out.push({
-        page,
-        index,
-        code: code.replaceAll('from "tpmkit"', `from ${JSON.stringify(join(SRC_DIR, "index.js"))}`).replaceAll('from "./src/', `from "${SRC_DIR}`),
-      });
-    }
-  }
-  return out;
-}
-
+// The TypeScript snippets of the README and of the guides in docs/ that import from "tpmkit" (or a
+// "tpmkit/<subpath>") or start with an import are complete programs: run each one, so the
+// documentation cannot rot either. Each package specifier resolves to its barrel in this repository.
 describe("docs snippets", () => {
   const snippets = docSnippets();
   const dir = mkdtempSync(join(tmpdir(), "tpmkit-docs-"));
@@ -163,11 +139,20 @@ describe("docs snippets", () => {
     vi.restoreAllMocks();
   });
 
-  it("there are runnable snippets on every page that documents an API", () => {
+  it("there are runnable snippets on every page that documents an API, the README's first one included", () => {
     const pages = new Set(snippets.map((s) => s.page));
-    for (const page of ["errors.md", "fault-injection.md", "transports/memory.md", "transports/tis.md", "transports/crb.md", "transports/swtpm.md", "transports/mssim.md", "transports/linux-device.md"]) {
+    for (const page of ["README.md", "docs/errors.md", "docs/fault-injection.md", "docs/transports/memory.md", "docs/transports/tis.md", "docs/transports/crb.md", "docs/transports/swtpm.md", "docs/transports/mssim.md", "docs/transports/linux-device.md"]) {
       expect(pages.has(page), page).toBe(true);
     }
+    const readmeFirst = /```ts\n([\s\S]*?)```/.exec(readFileSync(join(ROOT, "README.md"), "utf8"))![1];
+    expect(snippets.find((s) => s.page === "README.md" && s.index === 1)?.source).toBe(readmeFirst);
+  });
+
+  it("snippets import the package as a user does, never the repository's source", () => {
+    const fromSource = snippets.filter((s) => /from\s+"\.{1,2}\/(src|\.\.)/.test(s.source)).map((s) => `${s.page} #${s.index}`);
+    expect(fromSource).toEqual([]);
+    // every package specifier names a subpath of package.json "exports" (resolvePackage throws otherwise)
+    for (const s of snippets) expect(() => resolvePackage(s.source), `${s.page} #${s.index}`).not.toThrow();
   });
 
   it.each(snippets.map((s) => [`${s.page} #${s.index}`, s] as const))("%s runs to completion and prints", async (_name, s) => {
@@ -176,9 +161,16 @@ describe("docs snippets", () => {
       lines.push(args.map((a) => (typeof a === "string" ? a : JSON.stringify(a, (_k, v) => (typeof v === "bigint" ? v.toString() : v)))).join(" "));
     });
     const file = join(dir, `${s.page.replaceAll("/", "_").replace(/\.md$/, "")}-${s.index}.ts`);
-    writeFileSync(file, s.code);
+    writeFileSync(file, resolvePackage(s.source));
     await import(pathToFileURL(file).href);
     expect(lines.length).toBeGreaterThan(0);
     expect(lines.join("\n")).not.toMatch(/unexpected/i);
+    if (s.page === "README.md" && s.index === 1) {
+      // random bytes, PCR 16 after one extend, SoftTpm's default manufacturer and the family; then the
+      // raw GetRandom(8): a 10-byte header, a u16 size and 8 bytes
+      expect(lines).toEqual([expect.stringMatching(/^[0-9a-f]{32} [0-9a-f]{64} TKIT 2\.0$/), "TPM_RC_SUCCESS 0x00000000 20"]);
+      const expected = sha256(new Uint8Array(32), new Uint8Array(32).fill(1)); // PCR 16 starts at zeros
+      expect(lines[0]!.split(" ")[1]).toBe(expected);
+    }
   });
 });

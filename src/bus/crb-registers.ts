@@ -6,7 +6,7 @@
  * Sources: TCG PC Client Platform TPM Profile (PTP), "CRB Interface" register tables; Linux
  * drivers/char/tpm/tpm_crb.c (struct crb_regs_head, struct crb_regs_tail). QEMU's reset values
  * (buffer size, address, INTF_ID) describe one device, not the interface: they live with the
- * device model, in `devices/crb/qemu.ts`.
+ * device model (`CRB_QEMU_*`, exported with `CrbDevice`).
  *
  * @packageDocumentation
  */

@@ -1,7 +1,7 @@
 /**
  * What drivers talk to: the {@link Mmio} register window, interrupt lines, the TIS register map,
  * composable MMIO wrappers (trace, count, fault injection), the sync/async bridge and the polling
- * engine. Diagnostics channels come from `src/core/trace.ts` (`traceChannel`), the one way to get one.
+ * engine. Diagnostics channels come from the core's `traceChannel`, the one way to get one.
  *
  * @packageDocumentation
  */

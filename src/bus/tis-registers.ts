@@ -1,6 +1,6 @@
 /**
- * The TIS / PTP FIFO register map, shared by the TIS driver (`src/transports/tis/`) and the TIS
- * device model (`src/devices/tis/`). Values from the TCG PC Client Platform TPM Profile (PTP)
+ * The TIS / PTP FIFO register map, shared by the TIS driver (`tis()`) and the TIS device model
+ * (`TisDevice`). Values from the TCG PC Client Platform TPM Profile (PTP)
  * §6.5.2 (FIFO interface registers); Linux drivers/char/tpm/tpm_tis_core.h; QEMU hw/tpm/tpm_tis.h.
  * Registers are little-endian; each locality has its own 4 KiB page (locality L at L × 0x1000).
  *

@@ -1,6 +1,6 @@
 /**
  * Where a {@link SoftTpm} keeps its non-volatile state between power cycles. The TPM holds its NV
- * in memory and hands the storage a complete, self-checking state blob (`src/softtpm/state.ts`)
+ * in memory and hands the storage a complete, self-checking state blob (`encodeState` / `decodeState`)
  * after every NV-changing command and at Shutdown; `load` returns the last blob saved.
  *
  * @packageDocumentation

@@ -58,7 +58,7 @@ export interface Transport {
   /** Releases sockets, files, localities. Idempotent. */
   close?(): Promise<void>;
   /**
-   * The locality the transport was configured for (`tis({ locality: 3 })`). A {@link Chip} built
+   * The locality the transport was configured for (`tis({ locality: 3 })`). A `Chip` built
    * without a `locality` option sends every command, and Startup, at this one. Absent means 0.
    */
   readonly defaultLocality?: number;

@@ -13,7 +13,7 @@ import { createConnection, type NetConnectOpts, type Socket } from "node:net";
 import type { Clock } from "../core/clock.js";
 import { TpmTimeoutError, TpmTransportError, abortErrorFrom } from "../errors/index.js";
 
-/** Where to connect: TCP `host` (default {@link DEFAULT_HOST}) and `port`, or a UNIX socket path. */
+/** Where to connect: TCP `host` (default `"127.0.0.1"`) and `port`, or a UNIX socket path. */
 export type SocketAddress = { host?: string | undefined; port: number } | { path: string };
 
 /** Host used when a TCP address names none: loopback, where swtpm and tpmkit's servers bind by default (swtpm(8), `--server bindaddr=`). */

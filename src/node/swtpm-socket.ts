@@ -1,7 +1,7 @@
 /**
  * swtpm endpoints, shared by the swtpm data-channel transport, the control-channel client and the
  * server: TCP or UNIX socket, their checks, and the control endpoint tcti-swtpm derives. The
- * connect itself is `connectSocket` (node/connect.ts), the same for every socket client.
+ * connect itself is `connectSocket`, the same for every socket client.
  *
  * @packageDocumentation
  */

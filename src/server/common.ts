@@ -1,8 +1,7 @@
 /**
  * Shared plumbing for tpmkit's socket servers (swtpm and mssim protocols): the command-sink
  * interface and listening on TCP or a UNIX socket, serving one connection at a time (as swtpm and
- * the Microsoft simulator do). Framing reads go through the shared socket reader
- * (node/socket-reader.ts).
+ * the Microsoft simulator do). Framing reads go through the shared socket reader (`SocketReader`).
  *
  * Node-specific (node:net, node:fs).
  *

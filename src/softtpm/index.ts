@@ -1,7 +1,7 @@
 /**
  * `tpmkit/softtpm`: the embedded TPM 2.0 (SoftTpm), its random sources, state codec and the
- * storages: `MemoryStorage` (defined with the `Storage` contract in `src/core/storage.ts`) and the
- * Node-only `FileStorage` (defined in `src/node/file-storage.ts`), both re-exported here.
+ * storages: `MemoryStorage` (defined with the `Storage` contract in the core) and the Node-only
+ * `FileStorage`, both re-exported here.
  *
  * @example
  * ```ts

@@ -65,8 +65,8 @@ export interface SoftTpmOptions {
   daRetryAfterStartup?: boolean;
 }
 
-/** What {@link SoftTpm.powerState} reports. */
-export type SoftTpmPowerState = PowerState;
+// What SoftTpm.powerState reports: the engine's power state, documented there.
+export type { PowerState as SoftTpmPowerState };
 
 /**
  * A TPM 2.0 in TypeScript: a {@link TpmBackend} for device models (TIS, CRB, fTPM) and for the
@@ -127,7 +127,7 @@ export class SoftTpm implements TpmBackend {
   }
 
   /** Power state: "off" before {@link SoftTpm.start}, "needs-startup" until TPM2_Startup, then "running". */
-  get powerState(): SoftTpmPowerState {
+  get powerState(): PowerState {
     return this.#tpm.power;
   }
 

@@ -50,7 +50,7 @@ export interface NvIndexState {
 export interface SavedState {
   pcrUpdateCounter: number;
   platformAuth: Uint8Array;
-  /** One entry per bank, in {@link HASH_IMPLS} order: 24 digests back to back. */
+  /** One entry per bank SoftTpm implements, in TPM_ALG_ID order (sha1, sha256, sha384, sha512): 24 digests back to back. */
   pcrs: Uint8Array[];
   /**
    * The Startup before this Shutdown(STATE) came from locality 3 (a resume must then come from

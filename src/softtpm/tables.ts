@@ -7,7 +7,7 @@
  * (set through the swtpm control channel, CMD_SET_LOCALITY; swtpm(8)).
  *
  * The wire vocabulary itself (TPM_CC, TPM_ALG, TPM_PT, ...) is not repeated here: it comes from
- * `src/wire/constants.ts` and `src/wire/types.ts`.
+ * the wire format (`tpmkit/wire`).
  *
  * @packageDocumentation
  */

@@ -186,7 +186,7 @@ export class TpmWriter {
    * Raw bytes. Anything but a Uint8Array is refused (a string's `length` would otherwise write that
    * many zero bytes: a silently wrong command).
    *
-   * @throws {@link TpmArgumentError} when `b` is not a Uint8Array.
+   * @throws `TpmArgumentError` (exported from the package root) when `b` is not a Uint8Array.
    */
   bytes(b: Uint8Array): this {
     if (!(b instanceof Uint8Array)) throw new TpmArgumentError(`TpmWriter.bytes: expected a Uint8Array, got ${typeof b}`);

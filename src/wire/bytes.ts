@@ -10,7 +10,7 @@ import { TpmFormatError } from "../errors/index.js";
 /**
  * Reads the big-endian 32-bit unsigned integer at `offset` of `bytes`.
  *
- * @throws {@link TpmFormatError} when fewer than 4 bytes remain at `offset`.
+ * @throws `TpmFormatError` (exported from the package root) when fewer than 4 bytes remain at `offset`.
  */
 export function readU32be(bytes: Uint8Array, offset = 0, what = "u32"): number {
   if (!Number.isInteger(offset) || offset < 0 || offset + 4 > bytes.length) {

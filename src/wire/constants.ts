@@ -1,7 +1,7 @@
 /**
  * TPM 2.0 constants. Values from TPM 2.0 Library Part 2 (Structures), cross-checked against
  * tpm2-tss 3.2.1's public header tss2_tpm2_types.h as installed by Debian's libtss2-dev.
- * Generated; do not edit by hand (regenerate: see docs/decisions.md).
+ * Generated; do not edit by hand (how to regenerate: the design decisions page of the docs).
  *
  * @packageDocumentation
  */

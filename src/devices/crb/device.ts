@@ -132,8 +132,8 @@ export interface CrbDeviceState extends DeviceState {
   lastError: unknown;
 }
 
-/** The CRB-specific events (besides the lifecycle's `phase` event). */
-type CrbEvent =
+/** The CRB-specific events (besides the lifecycle's `phase` event): the body of a {@link CrbDeviceEvent}. */
+export type CrbEvent =
   /** A register or block read: `value` is the value read, or the length of a block. */
   | { type: "read"; offset: number; width: 8 | 16 | 32 | "block"; value: number }
   /** A register or block write: `value` is the value written, or the length of a block. */

@@ -1,5 +1,5 @@
 /**
- * The CRB device model: `new CrbDevice({ backend })`, an {@link Mmio} with QEMU's CRB register
+ * The CRB device model: `new CrbDevice({ backend })`, an `Mmio` with QEMU's CRB register
  * semantics, trace events and fault hooks, following the device-model lifecycle
  * ({@link DeviceModel}); and QEMU's CRB reset values. Spec: TCG PC Client PTP, "CRB Interface";
  * QEMU `hw/tpm/tpm_crb.c`.
@@ -14,6 +14,7 @@ export {
   type CrbDeviceState,
   type CrbDevicePhase,
   type CrbDeviceEvent,
+  type CrbEvent,
   type CrbDoorbellStatus,
 } from "./device.js";
 export { CRB_QEMU_ADDRESS, CRB_QEMU_BUFFER_SIZE, CRB_QEMU_INTF_ID, CRB_QEMU_INTF_ID2 } from "./qemu.js";

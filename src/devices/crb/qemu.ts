@@ -1,8 +1,8 @@
 /**
  * QEMU's CRB reset values (QEMU hw/tpm/tpm_crb.c, tpm_crb_reset(); include/hw/acpi/tpm.h): what
  * the `CrbDevice` model reports by default. They describe QEMU's device, not the CRB interface, so
- * they live with the device model; the register layout both the driver and the model use is in
- * `bus/crb-registers.ts` (TCG PC Client PTP, "CRB Interface").
+ * they live with the device model; the register layout both the driver and the model use is the
+ * shared CRB register map (`CRB_REG`, ...; TCG PC Client PTP, "CRB Interface").
  *
  * @packageDocumentation
  */

@@ -141,8 +141,8 @@ export interface TisDeviceState extends DeviceState {
   readonly localities: readonly TisLocalitySnapshot[];
 }
 
-/** The TIS-specific events (besides the lifecycle's `phase` event). */
-type TisEvent =
+/** The TIS-specific events (besides the lifecycle's `phase` event): the body of a {@link TisDeviceEvent}. */
+export type TisEvent =
   | { type: "state"; locality: number; from: TisLocalityState; to: TisLocalityState }
   | { type: "locality"; from: number | null; to: number | null }
   | { type: "access"; locality: number; from: number; to: number }

@@ -20,6 +20,7 @@ export {
   type TisDeviceFaults,
   type TisDeviceState,
   type TisDeviceEvent,
+  type TisEvent,
   type TisLocalitySnapshot,
   type TisLocalityState,
   type TisPower,

@@ -1,6 +1,6 @@
 /**
  * The SoftTpm dispatch table: every chapter's command handlers (TPM 2.0 Part 3), registered once.
- * A new command goes into its chapter's file, and its TPMA_CC into `COMMAND_ATTRIBUTES` (`tables.ts`).
+ * A new command goes into its chapter's file, and its TPMA_CC into `COMMAND_ATTRIBUTES`.
  *
  * @packageDocumentation
  */

@@ -1,7 +1,8 @@
 /**
  * Integrity collection (TPM 2.0 Part 3 §22): TPM2_PCR_Read, TPM2_PCR_Extend, TPM2_PCR_Event and
  * TPM2_PCR_Reset over every bank of {@link HASH_IMPLS}, with the per-locality rules of
- * `tables.ts`. The extend helpers are shared with TPM2_EventSequenceComplete (`hash.ts`).
+ * `PCR_EXTEND_BY_LOCALITY` / `PCR_RESET_BY_LOCALITY`. The extend helpers are shared with
+ * TPM2_EventSequenceComplete (Part 3 §17).
  *
  * @packageDocumentation
  */

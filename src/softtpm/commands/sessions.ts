@@ -2,7 +2,7 @@
  * Session commands (TPM 2.0 Part 3 §11): TPM2_StartAuthSession, for unsalted HMAC sessions
  * (bound or unbound) with symmetric TPM_ALG_NULL. Salted sessions need a loaded key (SoftTpm has
  * none); policy and trial sessions and parameter encryption are not implemented. How a session
- * authorizes a command is in `engine/auth.ts`.
+ * authorizes a command is the engine's authorization step.
  *
  * @packageDocumentation
  */

@@ -1,8 +1,8 @@
 /**
- * The SoftTpm engine's state: everything a TPM keeps (the persistent state of `state.ts` and the
+ * The SoftTpm engine's state: everything a TPM keeps (the persistent state of the saved-state blob and the
  * volatile PCRs, sessions, sequences and timers), the power state, the clock, the
  * dictionary-attack bookkeeping, and the buffers a command reuses. Command handlers
- * (`commands/*.ts`) read and change it; the dispatcher (`dispatch.ts`) runs them.
+ * (one module per TPM 2.0 Part 3 chapter) read and change it; the dispatcher runs them.
  *
  * @packageDocumentation
  */
@@ -15,7 +15,10 @@ import { LOCKOUT_INTERVAL_S, LOCKOUT_RECOVERY_S, MAX_AUTH_FAIL, MAX_SESSION_NUM 
 import { EMPTY, In, Out } from "./marshal.js";
 import { WriteBehind } from "./persistence.js";
 
-/** Power state of a SoftTpm: "off" before power-on, "needs-startup" until TPM2_Startup, then "running". */
+/**
+ * What `SoftTpm.powerState` reports (exported as `SoftTpmPowerState`): "off" before power-on,
+ * "needs-startup" until TPM2_Startup, then "running".
+ */
 export type PowerState = "off" | "needs-startup" | "running";
 
 /** A loaded HMAC session (TPM 2.0 Part 1 §19.6), unsalted, no parameter encryption. */

@@ -134,7 +134,7 @@ interface Ctx extends CrbStartContext {
  * (fast at first, then backing off to the kernel core's 1 ms, bounded by the command's duration
  * and the signal), check CTRL_STS.tpmSts, read the 8-byte head, check the size field, read the
  * rest, goIdle, and relinquish the locality. Register waits are bounded by timeout C (200 ms) and
- * back off to the kernel's 100 µs (crb_wait_for_reg_32()); see `src/bus/poll.ts` for the schedule.
+ * back off to the kernel's 100 µs (crb_wait_for_reg_32()): microtask polls first, then clock sleeps.
  *
  * Differences from the kernel, on purpose: `open` first waits (timeout A) for tpmRegValidSts and
  * checks INTF_ID says CRB, so a dead device is `TpmNotFoundError` rather than a timeout; an
@@ -589,7 +589,7 @@ class CrbDriver implements CrbTransport {
     return { mmio: this.#mmio, page: locality * CRB_LOCALITY_STRIDE, locality, clock, signal };
   }
 
-  /** Polls the 32-bit register at `offset` with the shared engine (src/bus/poll.ts). */
+  /** Polls the 32-bit register at `offset` with the shared polling engine (`pollSteps`). */
   #wait(offset: number, done: (v: number) => boolean, timeoutMs: number, intervalMs: number, ctx: Ctx, signal: AbortSignal | undefined): Steps<PollResult<number>> {
     return pollSteps({ read: () => this.#mmio.read32(offset), done, timeoutMs, intervalMs, clock: ctx.clock, signal });
   }

@@ -4,7 +4,7 @@
  * these are the ACPI TPM2 table's start methods 7 (COMMAND_BUFFER), 11 (COMMAND_BUFFER_WITH_ARM_SMC)
  * and 15 (CRB over FF-A); CRB over FF-A is a start method of CRB, not a separate driver (Linux
  * drivers/char/tpm/tpm_crb.c, crb_do_acpi_start() and crb_send(); drivers/char/tpm/tpm_crb_ffa.c).
- * Each method lives in its own file: start-mmio.ts, start-smc.ts, and start-ffa.ts next to them.
+ * Each method is a module of its own: `mmioStart`, `smcStart`, and an FF-A method next to them.
  *
  * @packageDocumentation
  */
@@ -46,8 +46,8 @@ export interface CrbProbeContext {
 
 /**
  * The pluggable start-method seam of the `crb` driver (Linux tpm_crb.c: crb_do_acpi_start(),
- * `has_idle`, the FF-A hooks). {@link mmioStart} (start-mmio.ts) and {@link smcStart}
- * (start-smc.ts) implement it; an FF-A start method (`ffaStart`) implements it in start-ffa.ts.
+ * `has_idle`, the FF-A hooks). {@link mmioStart} and {@link smcStart} implement it; an FF-A start
+ * method (CRB over Arm FF-A, a later addition) implements it too.
  *
  * Spec: TCG PC Client PTP, "CRB Interface"; ACPI TPM2 table start methods (TCG ACPI
  * Specification, "Start Method"); Arm DEN0138 (TPM service over FF-A), START.

@@ -15,5 +15,5 @@ export {
   encodeSendCommand,
   checkResponseSize,
 } from "../../node/mssim-protocol.js";
-export { connectSocket, formatAddress, type SocketAddress } from "../../node/connect.js";
+export { connectSocket, formatAddress, type SocketAddress, type ConnectOptions } from "../../node/connect.js";
 export { ByteQueue, SocketReader, type ReadOptions } from "../../node/socket-reader.js";

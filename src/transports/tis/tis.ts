@@ -171,7 +171,7 @@ const mx = (l: number, reg: number) => tisLocalityOffset(l, reg);
  *
  * TCG PC Client PTP §6.5.2 (FIFO interface), §5.5.1.4 (timeouts); Linux
  * drivers/char/tpm/tpm_tis_core.c (tpm_tis_send_main(), tpm_tis_recv(), request_locality(),
- * wait_for_tpm_stat()). Polling is the shared engine of `src/bus/poll.ts`.
+ * wait_for_tpm_stat()). Polling is the shared polling engine of the register bus.
  *
  * @param options - The MMIO window and driver options.
  * @returns A {@link TisTransport}.
@@ -607,7 +607,7 @@ class TisDriver implements TisTransport {
 
   /**
    * Re-reads until `done`, at most `timeoutMs` (one last read at the deadline), with the shared
-   * polling engine (src/bus/poll.ts): microtask polls, then clock sleeps backing off to
+   * polling engine (`pollSteps`): microtask polls, then clock sleeps backing off to
    * `intervalMs`, the kernel's interval for that wait. In IRQ mode it sleeps until an interrupt
    * (or a slow safety poll) instead, and acknowledges the interrupt as the kernel's ISR does.
    */
