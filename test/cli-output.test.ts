@@ -24,8 +24,7 @@ import { TpmResponseError } from "../src/wire/rc.js";
 import { TPM_RC } from "../src/wire/constants.js";
 import { TpmArgumentError } from "../src/errors/index.js";
 import { planOf, runVerb } from "./support/run-verb.js";
-import { PassThrough } from "node:stream";
-import { main } from "../src/cli/main.js";
+import { runCli } from "./support/cli.js";
 
 const VECTORS = path.join(__dirname, "vectors", "tpm2-tools");
 const vector = (name: string): string => fs.readFileSync(path.join(VECTORS, name), "utf8");
@@ -279,16 +278,8 @@ describe("getcap prints tpm2_getcap's YAML for every category tpm2_getcap 5.4 li
 });
 
 describe("through the tpmkit command (issue 8: done when these parse as tpm2-tools' output does)", () => {
-  async function tpmkit(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-    const out = new PassThrough();
-    const err = new PassThrough();
-    const o: Buffer[] = [];
-    const e: Buffer[] = [];
-    out.on("data", (d: Buffer) => o.push(d));
-    err.on("data", (d: Buffer) => e.push(d));
-    const code = await main(argv, out, err, { env: {}, discovery: [] });
-    return { code, out: Buffer.concat(o).toString(), err: Buffer.concat(e).toString() };
-  }
+  const tpmkit = (...argv: string[]) => runCli(argv);
+
 
   it("tpmkit getcap properties-fixed: the structure of tpm2_getcap properties-fixed", async () => {
     const r = await tpmkit("getcap", "properties-fixed", "-T", "memory");

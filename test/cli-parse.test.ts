@@ -4,21 +4,11 @@
  * for every usage error, --json on every verb, --verbose tracing every command.
  */
 import { describe, expect, it } from "vitest";
-import { PassThrough } from "node:stream";
 import fs from "node:fs";
-import { main } from "../src/cli/main.js";
+import { runCli } from "./support/cli.js";
 import { VERBS } from "../src/cli/verbs/index.js";
 
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  const o: Buffer[] = [];
-  const e: Buffer[] = [];
-  out.on("data", (d: Buffer) => o.push(d));
-  err.on("data", (d: Buffer) => e.push(d));
-  const code = await main(argv, out, err, { env: {}, discovery: [] });
-  return { code, out: Buffer.concat(o).toString(), err: Buffer.concat(e).toString() };
-}
+const cli = (...argv: string[]) => runCli(argv);
 
 const ONE = "00".repeat(31) + "01";
 

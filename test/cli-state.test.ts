@@ -5,25 +5,15 @@
  * a refused resume is an error that names --startup-clear, never a silent Startup(CLEAR).
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { PassThrough } from "node:stream";
 import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { main } from "../src/cli/main.js";
 import { openCliTarget } from "../src/cli/target.js";
+import { runCli } from "./support/cli.js";
 import { CHIP_COMMAND_CHANNEL } from "../src/core/chip.js";
 
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  const o: Buffer[] = [];
-  const e: Buffer[] = [];
-  out.on("data", (d: Buffer) => o.push(d));
-  err.on("data", (d: Buffer) => e.push(d));
-  const code = await main(argv, out, err, { env: {}, discovery: [] });
-  return { code, out: Buffer.concat(o).toString(), err: Buffer.concat(e).toString() };
-}
+const cli = (...argv: string[]) => runCli(argv);
 
 const ONE = "00".repeat(31) + "01";
 /** sha256 PCR extended once from zero with 00..01: what swtpm 0.7.1 gives (test/cli.test.ts's known answer). */

@@ -6,24 +6,15 @@
  * look at this machine's /dev or environment.
  */
 import { describe, expect, it } from "vitest";
-import { PassThrough } from "node:stream";
-import { main, type MainOptions } from "../src/cli/main.js";
+import type { MainOptions } from "../src/cli/main.js";
 import { serveSwtpm } from "../src/server/swtpm.js";
 import { Chip } from "../src/core/chip.js";
+import { runCli } from "./support/cli.js";
 import { memory } from "../src/transports/memory/index.js";
 import { SoftTpm } from "../src/softtpm/index.js";
 import { Tpm } from "../src/client/tpm.js";
 
-async function cli(options: MainOptions, ...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  const o: Buffer[] = [];
-  const e: Buffer[] = [];
-  out.on("data", (d: Buffer) => o.push(d));
-  err.on("data", (d: Buffer) => e.push(d));
-  const code = await main(argv, out, err, options);
-  return { code, out: Buffer.concat(o).toString(), err: Buffer.concat(e).toString() };
-}
+const cli = (options: MainOptions, ...argv: string[]) => runCli(argv, options);
 
 const nothing: MainOptions = { env: {}, discovery: [] };
 

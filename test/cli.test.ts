@@ -5,7 +5,7 @@ import { promisify } from "node:util";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { main } from "../src/cli/main.js";
+import { runCli } from "./support/cli.js";
 import { openCliTarget } from "../src/cli/target.js";
 import { serveCli } from "../src/cli/serve.js";
 import { serve } from "../src/cli/verbs/serve.js";
@@ -16,16 +16,7 @@ const run = promisify(execFile);
  * Runs the CLI in-process. Verbs other than demo pick the TPM from -T, the environment or
  * discovery: these tests give them TPM2TOOLS_TCTI=memory and no discovery, never this machine's.
  */
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  const o: Buffer[] = [];
-  const e: Buffer[] = [];
-  out.on("data", (d: Buffer) => o.push(d));
-  err.on("data", (d: Buffer) => e.push(d));
-  const code = await main(argv, out, err, { env: { TPM2TOOLS_TCTI: "memory" }, discovery: [] });
-  return { code, out: Buffer.concat(o).toString(), err: Buffer.concat(e).toString() };
-}
+const cli = (...argv: string[]) => runCli(argv, { env: { TPM2TOOLS_TCTI: "memory" }, discovery: [] });
 
 describe("tpmkit CLI", () => {
   it("demo shows the TPM, its banks, PCRs, random bytes and an extend", async () => {
