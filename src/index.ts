@@ -66,6 +66,11 @@ export {
   crb,
   mmioStart,
   smcStart,
+  ffaStart,
+  type FfaStartOptions,
+  type FfaStartMethod,
+  type FfaPartitionInfo,
+  type FfaStartStats,
   type CrbOptions,
   type CrbTransport,
   type CrbInfo,
@@ -81,6 +86,9 @@ export {
   type SmcStartOptions,
   type SmcRequest,
 } from "./transports/crb/index.js";
+// The FF-A conduit contract `ffaStart` calls
+export type { FfaConduit, FfaRegs } from "./bus/ffa/conduit.js";
+export type { FfaRxTxHost } from "./bus/ffa/memory.js";
 export {
   swtpm,
   SwtpmControl,
@@ -101,6 +109,8 @@ export {
 // Device models and the register bus
 export { TisDevice, TIS_DEVICE_CHANNEL, type TisDeviceOptions, type TisDeviceFaults, type TisDeviceState, type TisDeviceEvent, type TisEvent, type TisLocalitySnapshot, type TisLocalityState, type TisPower } from "./devices/tis/index.js";
 export { CrbDevice, CRB_DEVICE_CHANNEL, CRB_QEMU_ADDRESS, type CrbDeviceOptions, type CrbDeviceFaults, type CrbDeviceState, type CrbDeviceEvent, type CrbEvent, type CrbDoorbellStatus } from "./devices/crb/index.js";
+export type { FfaPartition, FfaPartitionReply, FfaDirectMessage, FfaPartitionHost } from "./bus/ffa/partition.js";
+export { FfaBus, FFA_BUS_CHANNEL, FFA_BUS_SPMC_ID, FFA_BUS_MAX_RXTX_PAGES, TpmServicePartition, TPM_SERVICE_FEATURE_NOTIFICATIONS, type FfaBusOptions, type FfaBusEvent, type TpmServicePartitionOptions, type TpmServicePartitionFaults, type TpmServicePartitionState, type TpmServiceCommandState, type TpmServiceVariant, type TpmServiceCrbDevice } from "./devices/ffa/index.js";
 export type { DeviceModel, DevicePhase, DevicePhaseEvent, DeviceState, DeviceEvent, DeviceEventSource } from "./devices/lifecycle.js";
 export {
   traceMmio,
@@ -148,3 +158,58 @@ export { mssim, MssimPlatform, MssimSwtpmDetectedError, type MssimOptions, type 
 export { linuxDevice, type LinuxDeviceOptions, type LinuxDeviceTransport, type DeviceFs, type DeviceFile } from "./transports/linux-device/index.js";
 export { parseTcti, formatTcti, defineTcti, TctiDiscoveryError, DEFAULT_DISCOVERY, type TctiAttempt, type TctiSpec, type TctiConfig, type TctiRegistry, type TctiFactory, type OpenTransportOptions } from "./platform/index.js";
 export { openTransport, tctiRegistry, BOARDS, boardFor, type Board, type BoardDefinition } from "./platform/index.js";
+
+// The platform probe model: initcall levels, buses, drivers, devices, deferred probe, chips, timeline
+export {
+  Platform,
+  INITCALL_LEVELS,
+  DEFERRED_PROBE_INITCALL,
+  DEFAULT_CHIP_WAIT_MS,
+  DEFAULT_BOOT_TIMEOUT_MS,
+  type InitcallLevel,
+  type TimelineKind,
+  type TimelineEntry,
+  type PlatformOptions,
+  type PlatformContext,
+  type InitcallFn,
+  type InitcallOptions,
+  type BusMatch,
+  type BusRef,
+  type PlatformBus,
+  type DriverSpec,
+  type PlatformDriver,
+  type DeviceSpec,
+  type PlatformDeviceState,
+  type PlatformDevice,
+  type WaitForChipOptions,
+  type BootOptions,
+  type BootReport,
+} from "./platform/index.js";
+
+// The IMA boot model and the timeline as a picture and a table
+export {
+  imaBootAggregate,
+  initIma,
+  chooseImaBank,
+  allocatedBanks,
+  imaNgFields,
+  imaTemplateDigest,
+  IMA_BOOT_AGGREGATE_NAME,
+  IMA_BOOT_AGGREGATE_LATE_NAME,
+  IMA_MEASURE_PCR,
+  IMA_BYPASS_LOG,
+  IMA_NO_SUITABLE_BANK_LOG,
+  IMA_PCR_READ_ERROR_LOG,
+  type ImaBank,
+  type ImaChip,
+  type ImaBootAggregate,
+  type ImaBootAggregateOptions,
+  type InitImaOptions,
+  type ImaResult,
+  timelineSvg,
+  xmlEscape,
+  type TimelineSvgOptions,
+  timelineTable,
+  cellText,
+  type TimelineTableOptions,
+} from "./platform/index.js";

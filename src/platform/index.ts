@@ -16,3 +16,47 @@ export {
 } from "./discovery.js";
 export { tctiRegistry, defaultTctiRegistry, swtpmTcti, mssimTcti, deviceTcti } from "./registry.js";
 export { BOARDS, boardFor, type Board, type BoardDefinition } from "./boards.js";
+export { INITCALL_LEVELS, type InitcallLevel, type TimelineKind, type TimelineEntry } from "./timeline.js";
+export {
+  Platform,
+  DEFERRED_PROBE_INITCALL,
+  DEFAULT_CHIP_WAIT_MS,
+  DEFAULT_BOOT_TIMEOUT_MS,
+  type PlatformOptions,
+  type PlatformContext,
+  type InitcallFn,
+  type InitcallOptions,
+  type BusMatch,
+  type BusRef,
+  type PlatformBus,
+  type DriverSpec,
+  type PlatformDriver,
+  type DeviceSpec,
+  type PlatformDeviceState,
+  type PlatformDevice,
+  type WaitForChipOptions,
+  type BootOptions,
+  type BootReport,
+} from "./platform.js";
+export {
+  imaBootAggregate,
+  initIma,
+  chooseImaBank,
+  allocatedBanks,
+  imaNgFields,
+  imaTemplateDigest,
+  IMA_BOOT_AGGREGATE_NAME,
+  IMA_BOOT_AGGREGATE_LATE_NAME,
+  IMA_MEASURE_PCR,
+  IMA_BYPASS_LOG,
+  IMA_NO_SUITABLE_BANK_LOG,
+  IMA_PCR_READ_ERROR_LOG,
+  type ImaBank,
+  type ImaChip,
+  type ImaBootAggregate,
+  type ImaBootAggregateOptions,
+  type InitImaOptions,
+  type ImaResult,
+} from "./ima.js";
+export { timelineSvg, xmlEscape, type TimelineSvgOptions } from "./svg.js";
+export { timelineTable, cellText, type TimelineTableOptions } from "./table.js";

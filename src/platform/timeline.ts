@@ -19,6 +19,7 @@ export type TimelineKind =
   | "initcall-end"
   | "driver-register"
   | "device-add"
+  | "device-remove"
   | "probe"
   | "probe-deferred"
   | "probe-failed"
@@ -43,4 +44,6 @@ export interface TimelineEntry {
   readonly name: string;
   /** More: the driver a device bound to, the error of a failed or deferred probe, a log line. */
   readonly detail?: string;
+  /** The driver of a probe, deferral, failed probe, bind or unbind entry (its `name` is the device). */
+  readonly driver?: string;
 }

@@ -9,4 +9,5 @@ export { crb, type CrbOptions, type CrbTransport, type CrbInfo, type CrbBuffers 
 export { CRB_START_QUALIFIER, type CrbStartMethod, type CrbStartContext, type CrbProbeContext, type CrbStartQualifier, type CrbStartEvent } from "./start-method.js";
 export { mmioStart, type MmioStartOptions } from "./start-mmio.js";
 export { smcStart, type SmcStartOptions, type SmcRequest } from "./start-smc.js";
+export { ffaStart, type FfaStartOptions, type FfaStartMethod, type FfaPartitionInfo, type FfaStartStats } from "./start-ffa.js";
 export * from "../../bus/crb-registers.js";
