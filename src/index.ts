@@ -157,7 +157,7 @@ export { serveMssim, type MssimServer, type ServeMssimOptions, type ServeMssimTa
 export { mssim, MssimPlatform, MssimSwtpmDetectedError, type MssimOptions, type MssimTransport, type MssimPlatformOptions, type MssimCommandResponseSizes, type SocketAddress } from "./transports/mssim/index.js";
 export { linuxDevice, type LinuxDeviceOptions, type LinuxDeviceTransport, type DeviceFs, type DeviceFile } from "./transports/linux-device/index.js";
 export { parseTcti, formatTcti, defineTcti, TctiDiscoveryError, DEFAULT_DISCOVERY, type TctiAttempt, type TctiSpec, type TctiConfig, type TctiRegistry, type TctiFactory, type OpenTransportOptions } from "./platform/index.js";
-export { openTransport, tctiRegistry, BOARDS, boardFor, type Board, type BoardDefinition } from "./platform/index.js";
+export { openTransport, tctiRegistry, BOARDS, boardFor, crbFfaBoard, CRB_FFA_VARIANTS, type Board, type BoardDefinition } from "./platform/index.js";
 
 // The platform probe model: initcall levels, buses, drivers, devices, deferred probe, chips, timeline
 export {
@@ -212,4 +212,17 @@ export {
   timelineTable,
   cellText,
   type TimelineTableOptions,
+} from "./platform/index.js";
+
+// The Linux arm64 FF-A TPM boot (the CRB-over-FF-A / IMA boot race), reproduced
+export {
+  linuxFfaBoot,
+  LINUX_FFA_LINK_ORDER,
+  LINUX_FFA_BOOT_FIXES,
+  LINUX_FFA_NAMES,
+  DEFAULT_IMA_WAIT_MS,
+  type LinuxFfaInitcall,
+  type LinuxFfaBootFix,
+  type LinuxFfaBootOptions,
+  type LinuxFfaBoot,
 } from "./platform/index.js";

@@ -13,6 +13,7 @@ import { main as crbMain } from "../examples/crb.js";
 import { main as backendFailureMain } from "../examples/backend-failure.js";
 import { main as faultsMain } from "../examples/faults.js";
 import { main as traceMain } from "../examples/trace.js";
+import { main as ffaImaMain } from "../examples/ffa-ima.js";
 
 const EXAMPLES_DIR = fileURLToPath(new URL("../examples/", import.meta.url));
 
@@ -41,7 +42,7 @@ describe("examples", () => {
 
   it("every example file is run by this test", () => {
     const files = readdirSync(EXAMPLES_DIR).filter((f) => f.endsWith(".ts")).sort();
-    expect(files).toEqual(["backend-failure.ts", "basic.ts", "crb.ts", "faults.ts", "tis.ts", "trace.ts"]);
+    expect(files).toEqual(["backend-failure.ts", "basic.ts", "crb.ts", "faults.ts", "ffa-ima.ts", "tis.ts", "trace.ts"]);
   });
 
   it("basic.ts extends PCR 16 and is refused PCR 17 at locality 0", async () => {
@@ -66,6 +67,25 @@ describe("examples", () => {
     const expected = sha256(new Uint8Array(32).fill(0xff), new Uint8Array(32).fill(0x17));
     expect(line(lines, "PCR 17 at locality 3:")).toBe(`PCR 17 at locality 3: extended, now ${expected.slice(0, 16)}…`);
     expect(line(lines, "active locality between commands:")).toBe("active locality between commands: none");
+  });
+
+  it("ffa-ima.ts: fix none bypasses IMA (deferral, IMA, then the flush binds the TPM); every fix measures", async () => {
+    const lines = await run(ffaImaMain);
+    expect(line(lines, "fix none:")).toBe("fix none: TPM-bypass (ima: No TPM chip found, activating TPM-bypass!)");
+    // a fresh TPM: PCR 0–9 of the sha256 bank are zero, so the aggregate is SHA-256 of 320 zero bytes
+    const zeroAggregate = sha256(new Uint8Array(320)).slice(0, 16);
+    expect(line(lines, "fix rootfs:")).toBe(`fix rootfs: boot_aggregate sha256 ${zeroAggregate}…`);
+    expect(line(lines, "fix late-sync:")).toBe(`fix late-sync: boot_aggregate_late sha256 ${zeroAggregate}…`);
+    expect(line(lines, "fix wait:")).toBe(`fix wait: boot_aggregate sha256 ${zeroAggregate}…`);
+    const kinds = lines.filter((l) => l.startsWith("  ") && /^\s+\d/.test(l)).map((l) => l.trim().split(/\s+/).slice(1, 4).join(" "));
+    expect(kinds).toEqual([
+      "device probe-deferred MSFT0101:00",
+      "device bind arm-ffa-1",
+      "late ima init_ima",
+      "late deferred-flush deferred_probe_initcall",
+      "late chip-register tpm0",
+      "late bind MSFT0101:00",
+    ]);
   });
 
   it("crb.ts: commands run with mmioStart and smcStart, and a failing SMC gives EIO once", async () => {

@@ -36,7 +36,7 @@ export interface CliTarget {
   locality: number | undefined;
   /** The SoftTpm at the bottom of a board (`memory`, `softtpm`, `tis`, `crb`), for `serve`. */
   softTpm?: SoftTpm;
-  /** Whether the TPM is emulated in this process (a board: memory, softtpm, tis, crb). */
+  /** Whether the TPM is emulated in this process (a board: memory, softtpm, tis, crb, crb-ffa). */
   emulated: boolean;
   /** Orderly end: Shutdown(STATE) and a flushed state file where there is state, then close. */
   finish(): Promise<void>;

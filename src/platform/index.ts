@@ -15,7 +15,7 @@ export {
   type TctiAttempt,
 } from "./discovery.js";
 export { tctiRegistry, defaultTctiRegistry, swtpmTcti, mssimTcti, deviceTcti } from "./registry.js";
-export { BOARDS, boardFor, type Board, type BoardDefinition } from "./boards.js";
+export { BOARDS, boardFor, crbFfaBoard, CRB_FFA_VARIANTS, type Board, type BoardDefinition } from "./boards.js";
 export { INITCALL_LEVELS, type InitcallLevel, type TimelineKind, type TimelineEntry } from "./timeline.js";
 export {
   Platform,
@@ -60,3 +60,14 @@ export {
 } from "./ima.js";
 export { timelineSvg, xmlEscape, type TimelineSvgOptions } from "./svg.js";
 export { timelineTable, cellText, type TimelineTableOptions } from "./table.js";
+export {
+  linuxFfaBoot,
+  LINUX_FFA_LINK_ORDER,
+  LINUX_FFA_BOOT_FIXES,
+  LINUX_FFA_NAMES,
+  DEFAULT_IMA_WAIT_MS,
+  type LinuxFfaInitcall,
+  type LinuxFfaBootFix,
+  type LinuxFfaBootOptions,
+  type LinuxFfaBoot,
+} from "./linux-ffa-boot.js";

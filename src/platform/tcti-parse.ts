@@ -44,6 +44,7 @@ const SCHEMAS: Readonly<Record<string, Schema>> = {
   memory: { keys: [] },
   tis: { keys: ["state"] },
   crb: { keys: ["state"] },
+  "crb-ffa": { keys: ["state", "variant"] },
 };
 
 /** Names that mean the same TCTI (tpm2-tools treats `abrmd` and `tabrmd` as synonyms). */

@@ -10,9 +10,10 @@ import { pcrextend } from "./pcrextend.js";
 import { serve } from "./serve.js";
 import { pcrreadVerb } from "./pcrread.js";
 import { getcapVerb } from "./getcap.js";
+import { boot } from "./boot.js";
 
 /** Every verb, in the order the global help lists them. */
-export const VERBS: readonly Verb<unknown>[] = [demo, getrandom, pcrreadVerb, pcrextend, getcapVerb, serve];
+export const VERBS: readonly Verb<unknown>[] = [demo, getrandom, pcrreadVerb, pcrextend, getcapVerb, serve, boot];
 
 /** The verb called `name`, or undefined. */
 export function verbNamed(name: string): Verb<unknown> | undefined {
