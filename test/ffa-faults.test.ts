@@ -156,9 +156,10 @@ describe("FF-A faults: preemption and a partition that never answers", () => {
     }
   });
 
-  // After maxResumes the driver abandons the preempted message; the bus keeps it pending on the
-  // partition, so the clean-up calls that follow (goIdle, relinquish) get FFA_ERROR BUSY and are
-  // bounded by busyTimeoutMs. (The partition then stays BUSY: recovery is not asserted here.)
+  // After maxResumes the driver gives up on the preempted message (the partition keeps it: FF-A has
+  // no cancel); the clean-up calls of that command fail at once with INTERRUPTED, and the next
+  // command first resumes the old message with FFA_RUN (src/devices/ffa/recovery.test.ts proves the
+  // recovery). Here: the failure is typed and bounded in time.
   it("an FFA_INTERRUPT storm that never ends: FfaError INTERRUPTED (-5) after maxResumes FFA_RUNs, bounded in time", async () => {
     const { clock, partition, start, transport } = rig({ start: { maxResumes: 50, busyTimeoutMs: 100 } });
     await using tpm = await Tpm.open(transport, { clock });

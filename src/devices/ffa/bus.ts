@@ -31,8 +31,10 @@ import {
   FFA_VERSION_NOT_SUPPORTED,
   NIL_UUID,
   uuidBytes,
+  uuidToRegs,
 } from "../../bus/ffa/abi.js";
-import { FFA_REG_COUNT, ffaFrame, w32, type FfaConduit, type FfaRegs } from "../../bus/ffa/conduit.js";
+import { FFA_REG_COUNT, w32, type FfaConduit, type FfaRegs } from "../../bus/ffa/conduit.js";
+import type { MaybePromise } from "../../core/transport.js";
 import { FFA_RXTX_PAGE_SIZE, type FfaRxTxHost } from "../../bus/ffa/memory.js";
 import type { FfaDirectMessage, FfaPartition, FfaPartitionReply } from "../../bus/ffa/partition.js";
 
@@ -76,9 +78,9 @@ interface Pending {
   caller: number;
   msg: FfaDirectMessage;
   /** Set while the partition's promise is running (an FFA_YIELD was answered meanwhile). */
-  running?: { done: boolean; reply?: FfaPartitionReply; error?: unknown };
+  running: { done: boolean; reply: FfaPartitionReply | undefined; error: unknown } | undefined;
   /** Set when the partition interrupted or yielded: what FFA_RUN calls. */
-  resume?: () => unknown;
+  resume: (() => unknown) | undefined;
 }
 
 const ERR = FFA_ERROR_CODE;
@@ -134,6 +136,8 @@ export class FfaBus implements FfaConduit, FfaRxTxHost {
   readonly #callers = new Map<number, CallerState>();
   /** Requests a partition is serving, keyed by partition ID. */
   readonly #pending = new Map<number, Pending>();
+  /** Each partition's UUIDs as REQ2 x2/x3 pairs (DEN0077A §15.4), keyed by partition. */
+  readonly #uuidRegs = new WeakMap<FfaPartition, { uuids: readonly string[]; pairs: (readonly [bigint, bigint, string])[] }>();
   #calls = 0;
 
   /**
@@ -239,38 +243,52 @@ export class FfaBus implements FfaConduit, FfaRxTxHost {
 
   /**
    * One FF-A call from {@link FfaBus.callerId}: `regs[0]` the function ID. Never rejects; a
-   * malformed frame is answered with FFA_ERROR.
+   * malformed frame is answered with FFA_ERROR. The answer is a plain array when it is known at
+   * once (every framework ABI, and a direct message or FFA_RUN whose partition answers
+   * synchronously, as an SMC returns), a Promise only while partition work is asynchronous;
+   * `await` handles both.
    *
    * @param regs - x0..x17 (missing registers read 0).
-   * @returns The 18 result registers.
+   * @returns The 18 result registers, or a Promise of them.
    * @example
    * ```ts
    * const r = await bus.call([BigInt(FFA_FN.ID_GET)]); // r[0] = FFA_SUCCESS, r[2] = 0n
    * ```
    */
-  call(regs: FfaRegs): Promise<bigint[]> {
+  call(regs: FfaRegs): MaybePromise<bigint[]> {
     return this.#call(this.callerId, regs);
   }
 
   // ------------------------------------------------------------------ dispatch
 
-  async #call(caller: number, regs: FfaRegs): Promise<bigint[]> {
+  /** Synchronous when the dispatch is (framework ABIs; a partition answering at once). */
+  #call(caller: number, regs: FfaRegs): MaybePromise<bigint[]> {
     this.#calls++;
-    let frame: bigint[] | undefined;
-    let out: bigint[];
+    let out: MaybePromise<bigint[]>;
     try {
-      if (!Array.isArray(regs) || regs.some((r) => r !== undefined && typeof r !== "bigint")) {
+      const frame = frameOf(regs);
+      if (frame === undefined) {
         out = errorFrame(ERR.INVALID_PARAMETERS);
       } else {
-        frame = ffaFrame(regs);
-        this.#publish({ type: "call", bus: this, caller, regs: frame, time: this.#clock.now() });
-        out = await this.#dispatch(caller, frame);
+        if (this.#channel?.hasSubscribers) this.#channel.publish({ type: "call", bus: this, caller, regs: frame, time: this.#clock.now() } satisfies FfaBusEvent);
+        out = this.#dispatch(caller, frame);
       }
     } catch {
       out = errorFrame(ERR.ABORTED); // a partition misbehaved; the caller still gets a frame
     }
-    const answer = ffaFrame(out);
-    this.#publish({ type: "answer", bus: this, caller, regs: answer, time: this.#clock.now() });
+    if (out instanceof Promise) {
+      return out.then(
+        (o) => this.#answer(caller, o),
+        () => this.#answer(caller, errorFrame(ERR.ABORTED)),
+      );
+    }
+    return this.#answer(caller, out);
+  }
+
+  #answer(caller: number, out: bigint[]): bigint[] {
+    // the bus's own frames are clean 18-register frames already; shorter ones are padded
+    const answer = out.length === FFA_REG_COUNT ? out : (frameOf(out) ?? errorFrame(ERR.ABORTED));
+    if (this.#channel?.hasSubscribers) this.#channel.publish({ type: "answer", bus: this, caller, regs: answer, time: this.#clock.now() } satisfies FfaBusEvent);
     return answer;
   }
 
@@ -280,8 +298,8 @@ export class FfaBus implements FfaConduit, FfaRxTxHost {
     return s;
   }
 
-  async #dispatch(caller: number, x: bigint[]): Promise<bigint[]> {
-    const fn = Number(x[0]! >> 32n) === 0 ? w32(x[0]) : -1; // upper half must be zero
+  #dispatch(caller: number, x: bigint[]): MaybePromise<bigint[]> {
+    const fn = x[0]! <= 0xffffffffn ? Number(x[0]!) : -1; // upper half must be zero (x is a clean frame)
     const v12 = this.version >= FFA_VERSION_1_2;
     switch (fn) {
       case FFA_FN.VERSION:
@@ -431,7 +449,7 @@ export class FfaBus implements FfaConduit, FfaRxTxHost {
   }
 
   /** Direct request v1 (DEN0077A §15.2) or v2 (§15.4), routed by w1[15:0]. */
-  async #direct(caller: number, x: bigint[], version: 1 | 2, wide: boolean): Promise<bigint[]> {
+  #direct(caller: number, x: bigint[], version: 1 | 2, wide: boolean): MaybePromise<bigint[]> {
     const w1 = w32(x[1]);
     const sender = w1 >>> 16;
     const receiver = w1 & 0xffff;
@@ -441,8 +459,8 @@ export class FfaBus implements FfaConduit, FfaRxTxHost {
     if (!p || !p.discoverable) return errorFrame(ERR.INVALID_PARAMETERS);
     let uuid: string | undefined;
     if (version === 2) {
-      uuid = regsToUuid(x[2]!, x[3]!);
-      if (uuid !== NIL_UUID && !p.uuids.some((u) => u.toLowerCase() === uuid)) return errorFrame(ERR.INVALID_PARAMETERS);
+      uuid = this.#uuidOfRegs(p, x[2]!, x[3]!);
+      if (uuid === undefined) return errorFrame(ERR.INVALID_PARAMETERS);
       if (!(p.properties & FFA_PARTITION_PROP.DIRECT_REQ2_RECV)) return errorFrame(ERR.DENIED);
     } else {
       if (!(p.properties & FFA_PARTITION_PROP.DIRECT_REQ_RECV)) return errorFrame(ERR.DENIED);
@@ -450,32 +468,41 @@ export class FfaBus implements FfaConduit, FfaRxTxHost {
     }
     if (this.#pending.has(receiver)) return errorFrame(ERR.BUSY); // already serving a request (Hafnium: FFA_BUSY)
     const msg: FfaDirectMessage = uuid === undefined ? { sender, receiver, version, wide, regs: x } : { sender, receiver, version, wide, uuid, regs: x };
-    const pending: Pending = { caller, msg };
+    const pending: Pending = { caller, msg, running: undefined, resume: undefined }; // fixed shape: fields are cleared, never deleted
     this.#pending.set(receiver, pending);
     return this.#drive(p, pending, () => p.message(msg));
   }
 
   /** FFA_RUN (DEN0077A §13.9): resumes a preempted or yielding partition; w1 = id << 16 | vCPU. */
-  async #run(caller: number, w1: number): Promise<bigint[]> {
+  #run(caller: number, w1: number): MaybePromise<bigint[]> {
     const id = w1 >>> 16;
     const p = this.#partitions.get(id);
     const pending = this.#pending.get(id);
     if (!p || (w1 & 0xffff) >= Math.max(1, p.executionContexts)) return errorFrame(ERR.INVALID_PARAMETERS);
     if (!pending || pending.caller !== caller) return errorFrame(ERR.DENIED); // nothing of this caller's to run
-    if (pending.running) return this.#settle(p, pending);
+    if (pending.running) return pending.running.done ? this.#reply(p, pending) : this.#settle(p, pending);
     const resume = pending.resume;
     if (!resume) return errorFrame(ERR.DENIED);
-    delete pending.resume;
+    pending.resume = undefined;
     return this.#drive(p, pending, resume as () => unknown);
   }
 
-  /** Runs partition work; answers its reply, or FFA_YIELD while it has not settled after the microtasks drain. */
-  async #drive(p: FfaPartition, pending: Pending, work: () => unknown): Promise<bigint[]> {
-    const running: NonNullable<Pending["running"]> = { done: false };
+  /**
+   * Runs partition work; answers its reply, synchronously when the partition answered at once,
+   * else after the microtasks drain, or FFA_YIELD while it has not settled by then.
+   */
+  #drive(p: FfaPartition, pending: Pending, work: () => unknown): MaybePromise<bigint[]> {
+    const running: NonNullable<Pending["running"]> = { done: false, reply: undefined, error: undefined };
     pending.running = running;
     let promise: Promise<unknown>;
     try {
-      promise = Promise.resolve(work());
+      const r = work();
+      if (!(r instanceof Promise)) {
+        running.done = true;
+        running.reply = r as FfaPartitionReply;
+        return this.#reply(p, pending);
+      }
+      promise = r;
     } catch (e) {
       promise = Promise.reject(e);
     }
@@ -490,7 +517,13 @@ export class FfaBus implements FfaConduit, FfaRxTxHost {
     const running = pending.running!;
     for (let i = 0; i < 64 && !running.done; i++) await Promise.resolve(); // longer than a partition's own wait (16)
     if (!running.done) return yieldFrame(p.id, YIELD_TIMEOUT_NS); // still working: the caller must FFA_RUN
-    delete pending.running;
+    return this.#reply(p, pending);
+  }
+
+  /** The frame for a settled partition reply (`pending.running.done`). */
+  #reply(p: FfaPartition, pending: Pending): bigint[] {
+    const running = pending.running!;
+    pending.running = undefined;
     if (this.#pending.get(p.id) !== pending) return errorFrame(ERR.ABORTED); // removed meanwhile
     const reply = running.error === undefined ? running.reply : undefined;
     if (!reply || typeof reply !== "object") return this.#finish(p, errorFrame(ERR.ABORTED));
@@ -515,9 +548,44 @@ export class FfaBus implements FfaConduit, FfaRxTxHost {
     return frame;
   }
 
+  /**
+   * REQ2's x2/x3 as the partition UUID it names (nil UUID allowed), or undefined when it names
+   * none of the partition's: compared as register pairs, computed once per partition.
+   */
+  #uuidOfRegs(p: FfaPartition, lo: bigint, hi: bigint): string | undefined {
+    if (lo === 0n && hi === 0n) return NIL_UUID;
+    let regs = this.#uuidRegs.get(p);
+    if (regs === undefined || regs.uuids !== p.uuids) {
+      regs = { uuids: p.uuids, pairs: p.uuids.map((u) => { const [a, b] = uuidToRegs(u); return [a, b, u.toLowerCase()] as const; }) };
+      this.#uuidRegs.set(p, regs);
+    }
+    for (const [a, b, u] of regs.pairs) if (a === lo && b === hi) return u;
+    return undefined;
+  }
+
   #publish(ev: FfaBusEvent): void {
     if (this.#channel?.hasSubscribers) this.#channel.publish(ev);
   }
+}
+
+const MAX_U64 = (1n << 64n) - 1n;
+
+/**
+ * `regs` as an 18-register frame (as `ffaFrame`), or undefined when an entry is neither a bigint
+ * nor undefined. An array that already is a clean frame is copied without BigInt arithmetic.
+ */
+function frameOf(regs: unknown): bigint[] | undefined {
+  if (!Array.isArray(regs)) return undefined;
+  const out = new Array<bigint>(FFA_REG_COUNT);
+  const n = regs.length;
+  for (let i = 0; i < FFA_REG_COUNT; i++) {
+    const r: unknown = i < n ? regs[i] : undefined;
+    if (r === undefined) out[i] = 0n;
+    else if (typeof r !== "bigint") return undefined;
+    else out[i] = r >= 0n && r <= MAX_U64 ? r : BigInt.asUintN(64, r);
+  }
+  for (let i = FFA_REG_COUNT; i < n; i++) if (regs[i] !== undefined && typeof regs[i] !== "bigint") return undefined;
+  return out;
 }
 
 function checkId(id: unknown, what: string): asserts id is number {
@@ -537,16 +605,20 @@ function yieldFrame(id: number, timeoutNs: bigint): bigint[] {
   return [BigInt(FFA_FN.YIELD), BigInt(((id & 0xffff) << 16) >>> 0), t & 0xffffffffn, t >> 32n];
 }
 
+/** DIRECT_RESP_32, DIRECT_RESP_64 and RESP2 function IDs. */
+const RESP_FN = [BigInt(FFA_FN.MSG_SEND_DIRECT_RESP_32), BigInt(FFA_FN.MSG_SEND_DIRECT_RESP_64), BigInt(FFA_FN.MSG_SEND_DIRECT_RESP2)] as const;
+
 /** DIRECT_RESP (same width as the request) or RESP2, w1 = receiver << 16 | sender, payload from the partition. */
 function responseFrame(msg: FfaDirectMessage, regs: readonly bigint[]): bigint[] {
-  const out = new Array<bigint>(FFA_REG_COUNT).fill(0n);
-  out[0] = BigInt(msg.version === 2 ? FFA_FN.MSG_SEND_DIRECT_RESP2 : msg.wide ? FFA_FN.MSG_SEND_DIRECT_RESP_64 : FFA_FN.MSG_SEND_DIRECT_RESP_32);
-  out[1] = BigInt(((msg.receiver << 16) | msg.sender) >>> 0);
-  const [from, to] = msg.version === 2 ? [4, 17] : [3, 7];
-  for (let i = from; i <= to; i++) {
+  const out: bigint[] = [RESP_FN[msg.version === 2 ? 2 : msg.wide ? 1 : 0]!, BigInt(((msg.receiver << 16) | msg.sender) >>> 0), 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n];
+  const from = msg.version === 2 ? 4 : 3;
+  const to = msg.version === 2 ? 17 : 7;
+  const n = Math.min(to + 1, regs.length);
+  for (let i = from; i < n; i++) {
     const r = regs[i];
-    const v = typeof r === "bigint" ? BigInt.asUintN(64, r) : 0n;
-    out[i] = msg.wide ? v : v & 0xffffffffn;
+    if (typeof r !== "bigint" || r === 0n) continue; // most payload registers are 0: already in `out`
+    const v = r > 0n && r <= MAX_U64 ? r : BigInt.asUintN(64, r);
+    out[i] = msg.wide || v <= 0xffffffffn ? v : v & 0xffffffffn;
   }
   return out;
 }

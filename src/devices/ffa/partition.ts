@@ -305,7 +305,7 @@ export class TpmServicePartition implements FfaPartition, DeviceModel<TpmService
     if (this.#busyFor > 0 && this.#now() - this.#busySince < this.#busyFor) return { type: "error", code: FFA_ERROR_CODE.BUSY };
     let frame: FfaDirectMessage;
     try {
-      frame = { ...msg, regs: ffaFrame(Array.isArray(msg.regs) ? msg.regs : []) };
+      frame = isFrame(msg.regs) ? msg : { ...msg, regs: ffaFrame(Array.isArray(msg.regs) ? msg.regs : []) };
     } catch {
       return { type: "error", code: FFA_ERROR_CODE.INVALID_PARAMETERS }; // not a register frame
     }
@@ -441,7 +441,7 @@ export class TpmServicePartition implements FfaPartition, DeviceModel<TpmService
   }
 
   #zeroBuffer(loc: number): void {
-    this.device.writeFifo(this.#page(loc, CRB_REG.DATA_BUFFER), new Uint8Array(CRB_PAGE_SIZE - CRB_CONTROL_AREA_SIZE));
+    this.device.writeFifo(this.#page(loc, CRB_REG.DATA_BUFFER), ZERO_BUFFER); // the device copies it
   }
 
   /** Applies exactly one control action through the doorbell (other latches cleared first). */
@@ -522,11 +522,34 @@ export class TpmServicePartition implements FfaPartition, DeviceModel<TpmService
   }
 }
 
+/** Zeros for a locality's data buffer (mu zeroes it on goIdle from COMPLETE); never written to. */
+const ZERO_BUFFER = new Uint8Array(CRB_PAGE_SIZE - CRB_CONTROL_AREA_SIZE);
+
+const MAX_U64 = (1n << 64n) - 1n;
+
+/** Whether `regs` already is an 18-register frame of 64-bit values (what the bus hands over): no copy needed. */
+function isFrame(regs: unknown): regs is readonly bigint[] {
+  if (!Array.isArray(regs) || regs.length !== 18) return false;
+  for (let i = 0; i < 18; i++) {
+    const r: unknown = regs[i];
+    if (typeof r !== "bigint" || r < 0n || r > MAX_U64) return false;
+  }
+  return true;
+}
+
+/** The answers without results, built once (a reply's registers are only read by the framework). */
+const PLAIN_ANSWERS = new Map<number, FfaPartitionReply>();
+
 function answer(status: number, ...results: number[]): FfaPartitionReply {
-  const regs: Regs = new Array<bigint>(18).fill(0n);
-  regs[4] = BigInt(status >>> 0);
-  results.forEach((r, i) => (regs[5 + i] = BigInt(Math.max(0, Math.trunc(r)))));
-  return { type: "response", regs };
+  if (results.length === 0) {
+    const cached = PLAIN_ANSWERS.get(status);
+    if (cached) return cached;
+  }
+  const regs: Regs = [0n, 0n, 0n, 0n, BigInt(status >>> 0), 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n];
+  for (let i = 0; i < results.length; i++) regs[5 + i] = BigInt(Math.max(0, Math.trunc(results[i]!)));
+  const reply: FfaPartitionReply = Object.freeze({ type: "response", regs: Object.freeze(regs) });
+  if (results.length === 0) PLAIN_ANSWERS.set(status, reply);
+  return reply;
 }
 
 function readBe32(b: Uint8Array): number {

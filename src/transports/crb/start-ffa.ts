@@ -8,7 +8,7 @@
  */
 import { systemClock, type Clock } from "../../core/clock.js";
 import { FfaError, ProbeDeferredError, TpmArgumentError, TpmNotFoundError, TpmTimeoutError, TpmTransportError, throwIfAborted } from "../../errors/index.js";
-import { CRB_INVOKE, CRB_REG } from "../../bus/crb-registers.js";
+import { CRB_CTRL_REQ, CRB_INVOKE, CRB_LOC_CTRL, CRB_REG } from "../../bus/crb-registers.js";
 import { withSignal } from "../../bus/access.js";
 import {
   FFA_ERROR_CODE,
@@ -23,11 +23,11 @@ import {
   TPM_SERVICE_STATUS,
   TPM_SERVICE_STATUS_ERRNO,
   TPM_SERVICE_UUID,
-  uuidBytes,
   uuidToRegs,
   uuidToWords,
 } from "../../bus/ffa/abi.js";
-import { ffaFrame, s32, w32, type FfaConduit } from "../../bus/ffa/conduit.js";
+import { FFA_REG_COUNT, ffaFrame, s32, w32, type FfaConduit } from "../../bus/ffa/conduit.js";
+import type { MaybePromise } from "../../core/transport.js";
 import { hasRxBuffer } from "../../bus/ffa/memory.js";
 import { CRB_START_QUALIFIER, type CrbProbeContext, type CrbStartContext, type CrbStartEvent, type CrbStartMethod, type CrbStartQualifier } from "./start-method.js";
 
@@ -51,7 +51,8 @@ export interface FfaStartOptions {
   /**
    * Most FFA_RUN resumptions after FFA_INTERRUPT / FFA_YIELD for one message (Linux loops without
    * a bound, ffa_msg_send_wait_for_completion()). Past it the message fails with `FfaError`
-   * status -5 (INTERRUPTED). Default 1000.
+   * status -5 (INTERRUPTED) and is resumed to its end before the next command (the same bound).
+   * Default 1000.
    */
   maxResumes?: number;
   /**
@@ -116,6 +117,8 @@ const RX_BUFFER_ID = 0x7f000n;
 const BUSY_SLEEP_MS = [0.05, 0.1] as const;
 /** Linux sleeps 1 ms before resuming a yielded partition (arm_ffa driver.c, ffa_msg_send_wait_for_completion()). */
 const YIELD_SLEEP_MS = 1;
+/** Microtasks an asynchronous conduit answer is awaited before a `callTimeoutMs` timer is armed (bounded: then the timer bounds it). */
+const ANSWER_GRACE_TICKS = 32;
 /** The PARTITION_INFO_GET_REGS loop's bound on calls (a framework that never reaches the last index). */
 const MAX_REGS_CALLS = 64;
 
@@ -147,6 +150,20 @@ const MAX_REGS_CALLS = 64;
  * Other FFA_ERROR codes → `FfaError` with the (negative) code; a TPM service status other than
  * OK / OK_RESULTS_RETURNED → `FfaError` with the status as is (0x8E0000xx).
  *
+ * **A message given up on** (past `maxResumes`, an abort, a timeout while the partition was
+ * preempted or yielding) is remembered: DEN0077A §13 (FFA_RUN) leaves the partition's execution
+ * context waiting for the caller's FFA_RUN, a new direct request meanwhile is answered BUSY
+ * (Hafnium), and FF-A v1.2 has no ABI for the normal world to cancel a direct request. The rest
+ * of that command's messages (its clean-up) fail at once with `FfaError` -5; the next command
+ * first resumes the abandoned message with FFA_RUN to its end (bounded by `maxResumes` again;
+ * FFA_ERROR DENIED / INVALID_PARAMETERS: nothing left to run), drops its answer, writes again the
+ * register the driver wrote for the current message (the resumed one may have consumed it), then
+ * sends its own. So once the fault clears, the next command works.
+ *
+ * **Fast path**: when the conduit answers synchronously with a final answer (an `FfaBus` whose
+ * partition answers at once), a message runs without a timer or a Promise inside; the abort
+ * check runs before every call all the same.
+ *
  * Differences from Linux, on purpose: the resumption loop and asynchronous calls are bounded;
  * with FFA_PARTITION_INFO_GET the count-only call before the full one is skipped (no buffer to
  * size); messages are not serialised by a mutex (the chip serialises commands).
@@ -171,7 +188,7 @@ export function ffaStart(options: FfaStartOptions): FfaStartMethod {
   if (options.hasIdle !== undefined && typeof options.hasIdle !== "boolean") throw new TpmArgumentError("ffaStart: hasIdle must be a boolean");
   if (!options.bus || typeof options.bus.call !== "function") throw new TpmArgumentError("ffaStart: `bus` must be an FfaConduit (an object with call(regs))");
   const uuid = options.uuid ?? TPM_SERVICE_UUID;
-  uuidBytes(uuid); // throws TpmArgumentError when malformed
+  uuidToRegs(uuid); // throws TpmArgumentError when malformed
   const pid = options.partitionId;
   if (pid !== undefined && (!Number.isInteger(pid) || pid < 0 || pid > 0xffff)) throw new TpmArgumentError(`ffaStart: partitionId must be a 16-bit endpoint ID, got ${String(pid)}`);
   const num = (name: string, v: number | undefined, dflt: number, min: number): number => {
@@ -186,6 +203,50 @@ interface Link {
   callerId: number;
   partitionId: number;
   messaging: "v1-64" | "v1-32" | "v2";
+  /** Precomputed per link: the request's x0..x3 (function ID, sender << 16 | receiver, v2 UUID or 0) and the expected answer's w0. */
+  x0: bigint;
+  x1: bigint;
+  x2: bigint;
+  x3: bigint;
+  resp: number;
+}
+
+/** What the driver wrote before each notification (Linux tpm_crb.c), written again after a recovery's FFA_RUN let an abandoned message consume it. */
+const REARM: Readonly<Record<CrbStartEvent, readonly [number, number]>> = {
+  requestLocality: [CRB_REG.LOC_CTRL, CRB_LOC_CTRL.REQUEST_ACCESS],
+  relinquishLocality: [CRB_REG.LOC_CTRL, CRB_LOC_CTRL.RELINQUISH],
+  cmdReady: [CRB_REG.CTRL_REQ, CRB_CTRL_REQ.CMD_READY],
+  goIdle: [CRB_REG.CTRL_REQ, CRB_CTRL_REQ.GO_IDLE],
+  cancel: [CRB_REG.CTRL_CANCEL, CRB_INVOKE],
+};
+
+const MAX_U64 = (1n << 64n) - 1n;
+const BIG_SMALL = [0n, 1n, 2n, 3n, 4n] as const;
+const FN_RUN = BigInt(FFA_FN.RUN);
+const RESOLVED: Promise<void> = Promise.resolve();
+
+/** An answer as an 18-register frame: used as is when it already is one (the common case), else padded and masked. */
+function frameOfAnswer(out: unknown): bigint[] {
+  if (!Array.isArray(out)) throw new TpmTransportError("ffa: the conduit answered no register frame", { errno: "EINVAL" });
+  if (out.length === FFA_REG_COUNT) {
+    let clean = true;
+    for (let i = 0; i < FFA_REG_COUNT; i++) {
+      const r: unknown = out[i];
+      if (typeof r !== "bigint" || r < 0n || r > MAX_U64) {
+        clean = false;
+        break;
+      }
+    }
+    if (clean) return out as bigint[];
+  }
+  return ffaFrame(out as bigint[]);
+}
+
+/** Whether w0 is a final answer: not FFA_INTERRUPT / FFA_YIELD, and not FFA_ERROR BUSY. */
+function isFinal(r: bigint[]): boolean {
+  const f = w32(r[0]);
+  if (f === FFA_FN.INTERRUPT || f === FFA_FN.YIELD) return false;
+  return !(f === FFA_FN.ERROR && s32(r[2]) === FFA_ERROR_CODE.BUSY);
 }
 
 /** FFA_ERROR's code as an `FfaError`. */
@@ -210,6 +271,16 @@ class FfaStart implements FfaStartMethod {
   #mapped = false;
   /** Clock time of the first BUSY of the current streak (no other answer since), else undefined. */
   #busySince: number | undefined;
+  /** The TPM service UUID as REQ2's x2/x3, computed once. */
+  readonly #uuidRegs: readonly [bigint, bigint];
+  /**
+   * w1 (endpoint << 16 | vCPU) of a message this method gave up on while the partition was
+   * preempted or yielding (past `maxResumes`, an abort, a timeout): the partition's execution
+   * context still holds it, and answers BUSY to any new request until FFA_RUN lets it finish.
+   */
+  #abandoned: bigint | undefined;
+  /** Since the last locality request a message was abandoned or its recovery failed: the messages that follow fail fast (no new FFA_RUN loop). */
+  #recoveryFailed = false;
 
   constructor(
     readonly bus: FfaConduit,
@@ -222,6 +293,7 @@ class FfaStart implements FfaStartMethod {
     hasIdle: boolean,
   ) {
     this.hasIdle = hasIdle;
+    this.#uuidRegs = uuidToRegs(uuid);
   }
 
   get partition(): FfaPartitionInfo | undefined {
@@ -235,6 +307,7 @@ class FfaStart implements FfaStartMethod {
     const signal = ctx?.signal;
     throwIfAborted(signal);
     this.#busySince = undefined;
+    this.#recoveryFailed = false;
     // FF-A core init (arm_ffa driver.c, ffa_version_check()): the answer is the version in w0
     const v = await this.#call([BigInt(FFA_FN.VERSION), BigInt(FFA_VERSION_1_2)], clock, signal);
     const v0 = w32(v[0]);
@@ -277,9 +350,9 @@ class FfaStart implements FfaStartMethod {
     } else if ((part.properties & P.DIRECT_REQ_RECV) === 0) {
       throw new TpmNotFoundError(`ffa: partition 0x${part.id.toString(16)} takes only direct request v2, which this framework or mode cannot send`);
     }
-    const link: Link = { callerId, partitionId: part.id, messaging };
+    const link = makeLink(callerId, part.id, messaging, this.#uuidRegs);
     // tpm_crb_ffa_probe(): GET_INTERFACE_VERSION, major must be 1
-    const r = await this.#message(link, TPM_SERVICE_FN.GET_INTERFACE_VERSION, [], "GET_INTERFACE_VERSION", clock, signal);
+    const r = await this.#message(link, TPM_SERVICE_FN.GET_INTERFACE_VERSION, 0n, 0n, "GET_INTERFACE_VERSION", clock, signal, undefined);
     const ver = w32(r[5]);
     const interfaceVersion = { major: (ver >>> 16) & 0x7fff, minor: ver & 0xffff };
     if (interfaceVersion.major !== 1) {
@@ -299,7 +372,7 @@ class FfaStart implements FfaStartMethod {
 
   /** A framework call that must answer FFA_SUCCESS (BUSY retried). */
   async #success(what: string, regs: bigint[], clock: Clock, signal: AbortSignal | undefined): Promise<bigint[]> {
-    const r = await this.#retrying(what, regs, clock, signal);
+    const r = await this.#exchange(what, regs, clock, signal);
     if (isSuccess(r[0])) return r;
     if (w32(r[0]) === FFA_FN.ERROR) throw ffaErrorOf(what, s32(r[2]));
     throw new TpmTransportError(`ffa: ${what} answered 0x${w32(r[0]).toString(16)}, not FFA_SUCCESS`, { errno: "EINVAL" });
@@ -308,7 +381,7 @@ class FfaStart implements FfaStartMethod {
   /** FFA_PARTITION_INFO_GET for the UUID: count and descriptor size, or undefined for INVALID_PARAMETERS (unknown UUID). */
   async #partitionInfo(flags: number, clock: Clock, signal: AbortSignal | undefined): Promise<{ count: number; size: number } | undefined> {
     const [a, b, c, d] = uuidToWords(this.uuid);
-    const r = await this.#retrying("FFA_PARTITION_INFO_GET", [BigInt(FFA_FN.PARTITION_INFO_GET), BigInt(a), BigInt(b), BigInt(c), BigInt(d), BigInt(flags)], clock, signal);
+    const r = await this.#exchange("FFA_PARTITION_INFO_GET", [BigInt(FFA_FN.PARTITION_INFO_GET), BigInt(a), BigInt(b), BigInt(c), BigInt(d), BigInt(flags)], clock, signal);
     if (w32(r[0]) === FFA_FN.ERROR) {
       const code = s32(r[2]);
       if (code === FFA_ERROR_CODE.INVALID_PARAMETERS) return undefined;
@@ -351,12 +424,12 @@ class FfaStart implements FfaStartMethod {
 
   /** Register discovery (Linux __ffa_partition_info_get_regs()): x2 = last index | current << 16 | tag << 32 | size << 48, 3 registers per descriptor from x3. */
   async #partitionsByRegs(clock: Clock, signal: AbortSignal | undefined): Promise<{ id: number; properties: number }[]> {
-    const [x1, x2] = uuidToRegs(this.uuid);
+    const [x1, x2] = this.#uuidRegs;
     const out: { id: number; properties: number }[] = [];
     let start = 0;
     let tag = 0n;
     for (let n = 0; n < MAX_REGS_CALLS; n++) {
-      const r = await this.#retrying("FFA_PARTITION_INFO_GET_REGS", [BigInt(FFA_FN.PARTITION_INFO_GET_REGS), x1, x2, BigInt(start) | (tag << 16n)], clock, signal);
+      const r = await this.#exchange("FFA_PARTITION_INFO_GET_REGS", [BigInt(FFA_FN.PARTITION_INFO_GET_REGS), x1, x2, BigInt(start) | (tag << 16n)], clock, signal);
       if (w32(r[0]) === FFA_FN.ERROR) {
         const code = s32(r[2]);
         if (code === FFA_ERROR_CODE.INVALID_PARAMETERS) return [];
@@ -383,24 +456,47 @@ class FfaStart implements FfaStartMethod {
 
   // ------------------------------------------------------------ START
 
-  async start(ctx: CrbStartContext): Promise<void> {
-    // Linux tpm_crb.c, crb_send(): CTRL_START = 1, then tpm_crb_ffa_start(COMMAND, locality)
-    await ctx.mmio.write32(ctx.page + CRB_REG.CTRL_START, CRB_INVOKE);
-    await this.#start("command", ctx, "START(command)");
+  start(ctx: CrbStartContext): Promise<void> {
+    try {
+      const v = this.#startCommand(ctx);
+      return v instanceof Promise ? v : RESOLVED;
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
-  async notify(qualifier: CrbStartQualifier, event: CrbStartEvent, ctx: CrbStartContext): Promise<void> {
-    // a new command starts with the locality request: a BUSY streak of an earlier one is over
-    if (event === "requestLocality") this.#busySince = undefined;
-    await this.#start(qualifier, ctx, `START(${qualifier}) for ${event}`);
+  notify(qualifier: CrbStartQualifier, event: CrbStartEvent, ctx: CrbStartContext): Promise<void> {
+    try {
+      // a new command starts with the locality request: a BUSY streak or a failed recovery of an earlier one is over
+      if (event === "requestLocality") {
+        this.#busySince = undefined;
+        this.#recoveryFailed = false;
+      }
+      const v = this.#start(qualifier, ctx, `START(${qualifier}) for ${event}`, REARM[event]);
+      return v instanceof Promise ? v : RESOLVED;
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
-  async #start(qualifier: CrbStartQualifier, ctx: CrbStartContext, what: string): Promise<void> {
+  /** Linux tpm_crb.c, crb_send(): CTRL_START = 1, then tpm_crb_ffa_start(COMMAND, locality). Synchronous while the window and the conduit are. */
+  #startCommand(ctx: CrbStartContext): MaybePromise<void> {
+    const clock = this.clock ?? ctx.clock ?? systemClock;
+    // an abandoned message first (before CTRL_START is written, so it cannot consume this command's start)
+    if (this.#abandoned !== undefined) return this.#recover(clock, ctx.signal).then(() => this.#startCommand(ctx));
+    const w = ctx.mmio.write32(ctx.page + CRB_REG.CTRL_START, CRB_INVOKE);
+    if (w instanceof Promise) return w.then(() => this.#start("command", ctx, "START(command)", undefined));
+    return this.#start("command", ctx, "START(command)", undefined);
+  }
+
+  #start(qualifier: CrbStartQualifier, ctx: CrbStartContext, what: string, rearm: readonly [number, number] | undefined): MaybePromise<void> {
     const link = this.#link;
     if (!link) throw new TpmTransportError("ffa: START before a successful probe", { errno: "ENODEV" });
     if (!Number.isInteger(ctx.locality) || ctx.locality < 0 || ctx.locality > 4) throw new TpmArgumentError(`ffa: locality must be 0–4, got ${String(ctx.locality)}`);
     const clock = this.clock ?? ctx.clock ?? systemClock;
-    await this.#message(link, TPM_SERVICE_FN.START, [BigInt(CRB_START_QUALIFIER[qualifier]), BigInt(ctx.locality)], what, clock, ctx.signal);
+    const re = rearm && (() => ctx.mmio.write32(ctx.page + rearm[0], rearm[1]));
+    const r = this.#message(link, TPM_SERVICE_FN.START, BIG_SMALL[CRB_START_QUALIFIER[qualifier]]!, BIG_SMALL[ctx.locality]!, what, clock, ctx.signal, re);
+    return r instanceof Promise ? r.then(() => undefined) : undefined;
   }
 
   // ------------------------------------------------------------ messages and calls
@@ -408,49 +504,68 @@ class FfaStart implements FfaStartMethod {
   /**
    * One DEN0138 message (Linux tpm_crb_ffa.c, __tpm_crb_ffa_send_receive()): direct request v1
    * (x3 = 0, x4 = function, x5.. args) or v2 (x2/x3 = UUID, x4 = function, x5.. args), BUSY
-   * retried, interrupts resumed; the answer's x4 status checked. Resolves to the response frame.
+   * retried, interrupts resumed; the answer's x4 status checked. Returns the response frame, at
+   * once when the conduit answered at once. An abandoned earlier message is resumed to its end
+   * first ({@link FfaStart.#recover}), then `rearm` writes again what the driver wrote for this one.
    */
-  async #message(link: Link, fn: number, args: bigint[], what: string, clock: Clock, signal: AbortSignal | undefined): Promise<bigint[]> {
-    const ids = BigInt(((link.callerId & 0xffff) << 16) | (link.partitionId & 0xffff)) & 0xffffffffn;
-    let regs: bigint[];
-    let resp: number;
-    if (link.messaging === "v2") {
-      const [u0, u1] = uuidToRegs(this.uuid);
-      regs = [BigInt(FFA_FN.MSG_SEND_DIRECT_REQ2), ids, u0, u1, BigInt(fn), ...args];
-      resp = FFA_FN.MSG_SEND_DIRECT_RESP2;
-    } else {
-      const m32 = link.messaging === "v1-32";
-      regs = [BigInt(m32 ? FFA_FN.MSG_SEND_DIRECT_REQ_32 : FFA_FN.MSG_SEND_DIRECT_REQ_64), ids, 0n, 0n, BigInt(fn), ...args];
-      resp = m32 ? FFA_FN.MSG_SEND_DIRECT_RESP_32 : FFA_FN.MSG_SEND_DIRECT_RESP_64;
+  #message(link: Link, fn: number, a5: bigint, a6: bigint, what: string, clock: Clock, signal: AbortSignal | undefined, rearm: (() => unknown) | undefined): MaybePromise<bigint[]> {
+    if (this.#abandoned !== undefined) {
+      return this.#recover(clock, signal).then(async () => {
+        if (rearm) await rearm();
+        return this.#message(link, fn, a5, a6, what, clock, signal, undefined);
+      });
     }
+    // a fresh frame per message: a conduit may keep the array it was given (traces, test doubles)
+    const regs: bigint[] = [link.x0, link.x1, link.x2, link.x3, BigInt(fn), a5, a6, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n, 0n];
     this.stats.messages++;
-    const r = await this.#retrying(what, regs, clock, signal);
-    const r0 = w32(r[0]);
-    if (r0 === FFA_FN.ERROR) throw ffaErrorOf(what, s32(r[2]));
-    if (r0 !== resp) {
-      // Linux ffa_msg_send_direct_req(2): any other answer is -EINVAL
-      throw new TpmTransportError(`ffa: ${what} answered 0x${r0.toString(16)}, expected 0x${resp.toString(16)}`, { errno: "EINVAL" });
-    }
-    const status = w32(r[4]);
-    if (status !== TPM_SERVICE_STATUS.OK && status !== TPM_SERVICE_STATUS.OK_RESULTS_RETURNED) throw statusErrorOf(what, status);
-    return r;
+    const r = this.#exchange(what, regs, clock, signal);
+    return r instanceof Promise ? r.then((x) => checkAnswer(link, what, x)) : checkAnswer(link, what, r);
   }
 
   /**
-   * One call with Linux's BUSY retry (tpm_crb_ffa.c) and the FFA_RUN loop
-   * (arm_ffa driver.c, ffa_msg_send_wait_for_completion()), both bounded. Resolves to the first
-   * answer that is neither BUSY nor INTERRUPT/YIELD, or throws `FfaError` -4 when BUSY outlasts
-   * `busyTimeoutMs` from the first BUSY of the streak.
+   * One call with Linux's BUSY retry (tpm_crb_ffa.c) and the FFA_RUN loop (arm_ffa driver.c,
+   * ffa_msg_send_wait_for_completion()), both bounded. The first answer, when it is final and
+   * synchronous, is returned synchronously (no timer, no Promise); anything else goes to
+   * {@link FfaStart.#retrying}.
    */
-  async #retrying(what: string, regs: bigint[], clock: Clock, signal: AbortSignal | undefined): Promise<bigint[]> {
+  #exchange(what: string, regs: readonly bigint[], clock: Clock, signal: AbortSignal | undefined): MaybePromise<bigint[]> {
+    const v = this.#call(regs, clock, signal);
+    if (!(v instanceof Promise) && isFinal(v)) {
+      this.#busySince = undefined;
+      return v;
+    }
+    return this.#retrying(what, regs, clock, signal, v);
+  }
+
+  /**
+   * The slow path of {@link FfaStart.#exchange}, from its first answer `first`: resolves to the
+   * first answer that is neither BUSY nor INTERRUPT/YIELD, or throws `FfaError` -4 when BUSY
+   * outlasts `busyTimeoutMs` from the first BUSY of the streak, or -5 past `maxResumes`. Leaving
+   * while the partition is preempted (that bound, an abort, a timeout) records the message as
+   * abandoned, to be resumed before the next one.
+   */
+  async #retrying(what: string, regs: readonly bigint[], clock: Clock, signal: AbortSignal | undefined, first: MaybePromise<bigint[]>): Promise<bigint[]> {
     for (let attempt = 0; ; attempt++) {
-      let r = await this.#call(regs, clock, signal);
-      for (let n = 0; w32(r[0]) === FFA_FN.INTERRUPT || w32(r[0]) === FFA_FN.YIELD; n++) {
-        if (n >= this.maxResumes) throw new FfaError(`ffa: ${what}: still preempted after ${this.maxResumes} FFA_RUN resumptions`, FFA_ERROR_CODE.INTERRUPTED);
-        if (w32(r[0]) === FFA_FN.YIELD) await clock.sleep(YIELD_SLEEP_MS, signal);
-        else throwIfAborted(signal);
-        this.stats.resumes++;
-        r = await this.#call([BigInt(FFA_FN.RUN), r[1]!], clock, signal);
+      let r = attempt === 0 ? await first : await this.#call(regs, clock, signal);
+      let preempted: bigint | undefined;
+      try {
+        for (let n = 0; w32(r[0]) === FFA_FN.INTERRUPT || w32(r[0]) === FFA_FN.YIELD; n++) {
+          preempted = r[1]!;
+          if (n >= this.maxResumes) throw new FfaError(`ffa: ${what}: still preempted after ${this.maxResumes} FFA_RUN resumptions`, FFA_ERROR_CODE.INTERRUPTED);
+          if (w32(r[0]) === FFA_FN.YIELD) await clock.sleep(YIELD_SLEEP_MS, signal);
+          else throwIfAborted(signal);
+          this.stats.resumes++;
+          r = await this.#call([FN_RUN, preempted], clock, signal);
+        }
+        preempted = undefined;
+      } finally {
+        // DEN0077A §13 (FFA_RUN): the preempted context waits for the caller's FFA_RUN; no v1.2 ABI cancels a direct request
+        // the same command's clean-up messages fail at once (the fault is still there); the next
+        // command (its locality request) resumes the abandoned message first
+        if (preempted !== undefined) {
+          this.#abandoned = preempted;
+          this.#recoveryFailed = true;
+        }
       }
       if (!(w32(r[0]) === FFA_FN.ERROR && s32(r[2]) === FFA_ERROR_CODE.BUSY)) {
         this.#busySince = undefined;
@@ -467,28 +582,104 @@ class FfaStart implements FfaStartMethod {
     }
   }
 
-  /** One conduit call: the frame padded to 18 registers; an asynchronous answer bounded and abortable. */
-  async #call(regs: bigint[], clock: Clock, signal: AbortSignal | undefined): Promise<bigint[]> {
+  /**
+   * Resumes an abandoned message to its end with FFA_RUN (DEN0077A §13 FFA_RUN; Linux
+   * ffa_msg_send_wait_for_completion() does the same loop, unbounded) and drops its answer:
+   * the partition's execution context is free again, so the next request is not answered BUSY.
+   * Bounded by `maxResumes` (FFA_YIELD sleeps 1 ms first); FFA_ERROR DENIED / INVALID_PARAMETERS
+   * (nothing of ours left to run: the partition finished or was removed) also ends it. Throws
+   * `FfaError` -5 when the partition stays preempted (and, until the next locality request,
+   * at once), -4 when the framework answers BUSY.
+   */
+  async #recover(clock: Clock, signal: AbortSignal | undefined): Promise<void> {
+    const w1 = this.#abandoned!;
+    const msg = `ffa: an earlier message to partition 0x${(w32(w1) >>> 16).toString(16)} is still preempted`;
+    if (this.#recoveryFailed) throw new FfaError(`${msg} (not resumed again before the next command)`, FFA_ERROR_CODE.INTERRUPTED);
+    for (let n = 0; n < Math.max(1, this.maxResumes); n++) {
+      this.stats.resumes++;
+      const r = await this.#call([FN_RUN, w1], clock, signal);
+      const f = w32(r[0]);
+      if (f === FFA_FN.YIELD) {
+        await clock.sleep(YIELD_SLEEP_MS, signal);
+        continue;
+      }
+      if (f === FFA_FN.INTERRUPT) continue;
+      if (f === FFA_FN.ERROR && s32(r[2]) === FFA_ERROR_CODE.BUSY) throw new FfaError(`${msg}: FFA_RUN answered BUSY`, FFA_ERROR_CODE.BUSY);
+      this.#abandoned = undefined; // its answer (or "nothing to run") is dropped
+      return;
+    }
+    this.#recoveryFailed = true;
+    throw new FfaError(`${msg} after ${Math.max(1, this.maxResumes)} FFA_RUN resumptions`, FFA_ERROR_CODE.INTERRUPTED);
+  }
+
+  /** One conduit call: an asynchronous answer bounded by `callTimeoutMs` and abortable; a synchronous one returned as is (no timer). */
+  #call(regs: readonly bigint[], clock: Clock, signal: AbortSignal | undefined): MaybePromise<bigint[]> {
     throwIfAborted(signal);
     this.stats.calls++;
-    const v = this.bus.call(ffaFrame(regs));
-    let out: bigint[];
-    if (v instanceof Promise) {
-      let timer: { clear(): void } | undefined;
-      const bound = new Promise<never>((_, reject) => {
-        timer = clock.setTimer(this.callTimeoutMs, () => reject(new TpmTimeoutError(`ffa: call 0x${w32(regs[0]).toString(16)} (no answer)`, this.callTimeoutMs)));
-      });
-      try {
-        out = await withSignal(Promise.race([v, bound]), signal);
-      } finally {
-        timer?.clear();
-        v.catch(() => undefined);
-        bound.catch(() => undefined);
-      }
-    } else out = v;
-    if (!Array.isArray(out)) throw new TpmTransportError("ffa: the conduit answered no register frame", { errno: "EINVAL" });
-    return ffaFrame(out);
+    const v = this.bus.call(regs.length === FFA_REG_COUNT ? regs : ffaFrame(regs));
+    if (!(v instanceof Promise)) return frameOfAnswer(v);
+    return this.#callAsync(v, regs, clock, signal);
   }
+
+  /**
+   * An asynchronous answer: first awaited for at most {@link ANSWER_GRACE_TICKS} microtasks
+   * (a model whose partition work settles at once needs no timer), then raced against a
+   * `callTimeoutMs` timer on the clock and the signal.
+   */
+  async #callAsync(v: Promise<bigint[]>, regs: readonly bigint[], clock: Clock, signal: AbortSignal | undefined): Promise<bigint[]> {
+    const early: { done: boolean; ok?: boolean; value?: unknown } = { done: false };
+    v.then(
+      (x) => ((early.done = true), (early.ok = true), (early.value = x)),
+      (e: unknown) => ((early.done = true), (early.ok = false), (early.value = e)),
+    );
+    for (let i = 0; i < ANSWER_GRACE_TICKS && !early.done; i++) await undefined;
+    throwIfAborted(signal);
+    if (early.done) {
+      if (!early.ok) throw early.value;
+      return frameOfAnswer(early.value);
+    }
+    let timer: { clear(): void } | undefined;
+    const bound = new Promise<never>((_, reject) => {
+      timer = clock.setTimer(this.callTimeoutMs, () => reject(new TpmTimeoutError(`ffa: call 0x${w32(regs[0]).toString(16)} (no answer)`, this.callTimeoutMs)));
+    });
+    try {
+      return frameOfAnswer(await withSignal(Promise.race([v, bound]), signal));
+    } finally {
+      timer?.clear();
+      v.catch(() => undefined);
+      bound.catch(() => undefined);
+    }
+  }
+}
+
+/** The per-link request registers x0..x3 and the expected answer (Linux ffa_msg_send_direct_req2() / ffa_msg_send_direct_req()). */
+function makeLink(callerId: number, partitionId: number, messaging: Link["messaging"], uuid: readonly [bigint, bigint]): Link {
+  const x1 = BigInt((((callerId & 0xffff) << 16) | (partitionId & 0xffff)) >>> 0);
+  if (messaging === "v2") return { callerId, partitionId, messaging, x0: BigInt(FFA_FN.MSG_SEND_DIRECT_REQ2), x1, x2: uuid[0], x3: uuid[1], resp: FFA_FN.MSG_SEND_DIRECT_RESP2 };
+  const m32 = messaging === "v1-32";
+  return {
+    callerId,
+    partitionId,
+    messaging,
+    x0: BigInt(m32 ? FFA_FN.MSG_SEND_DIRECT_REQ_32 : FFA_FN.MSG_SEND_DIRECT_REQ_64),
+    x1,
+    x2: 0n,
+    x3: 0n,
+    resp: m32 ? FFA_FN.MSG_SEND_DIRECT_RESP_32 : FFA_FN.MSG_SEND_DIRECT_RESP_64,
+  };
+}
+
+/** A message's final answer checked: FFA_ERROR → `FfaError`; not the expected RESP → EINVAL (Linux); x4 a failure status → `FfaError`. */
+function checkAnswer(link: Link, what: string, r: bigint[]): bigint[] {
+  const r0 = w32(r[0]);
+  if (r0 === FFA_FN.ERROR) throw ffaErrorOf(what, s32(r[2]));
+  if (r0 !== link.resp) {
+    // Linux ffa_msg_send_direct_req(2): any other answer is -EINVAL
+    throw new TpmTransportError(`ffa: ${what} answered 0x${r0.toString(16)}, expected 0x${link.resp.toString(16)}`, { errno: "EINVAL" });
+  }
+  const status = w32(r[4]);
+  if (status !== TPM_SERVICE_STATUS.OK && status !== TPM_SERVICE_STATUS.OK_RESULTS_RETURNED) throw statusErrorOf(what, status);
+  return r;
 }
 
 function isSuccess(x0: bigint | undefined): boolean {
