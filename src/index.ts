@@ -155,7 +155,7 @@ export { serveMssim, type MssimServer, type ServeMssimOptions, type ServeMssimTa
 
 // Host transports and TCTI strings
 export { mssim, MssimPlatform, MssimSwtpmDetectedError, type MssimOptions, type MssimTransport, type MssimPlatformOptions, type MssimCommandResponseSizes, type SocketAddress } from "./transports/mssim/index.js";
-export { linuxDevice, type LinuxDeviceOptions, type LinuxDeviceTransport, type DeviceFs, type DeviceFile } from "./transports/linux-device/index.js";
+export { linuxDevice, type LinuxDeviceOptions, type LinuxDeviceTransport, type DeviceFs, type DeviceFile, type DeviceFileKind } from "./transports/linux-device/index.js";
 export { parseTcti, formatTcti, defineTcti, TctiDiscoveryError, DEFAULT_DISCOVERY, type TctiAttempt, type TctiSpec, type TctiConfig, type TctiRegistry, type TctiFactory, type OpenTransportOptions } from "./platform/index.js";
 export { openTransport, tctiRegistry, BOARDS, boardFor, crbFfaBoard, CRB_FFA_VARIANTS, type Board, type BoardDefinition } from "./platform/index.js";
 

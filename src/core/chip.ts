@@ -444,7 +444,10 @@ export class Chip {
     this.#current = job;
     this.#armWatchdog(job.deadline);
     try {
-      return this.transport.send(job.command, { signal: this.#ac.signal, locality: job.locality, timeoutMs: job.timeoutMs, clock: this.clock });
+      // Promise.resolve: a transport (or a backend behind the memory transport) that returns a
+      // plain value instead of a Promise must not break the chip; a value that is not bytes is a
+      // TpmFormatError from checkResponse. For a native Promise this is the same object.
+      return Promise.resolve(this.transport.send(job.command, { signal: this.#ac.signal, locality: job.locality, timeoutMs: job.timeoutMs, clock: this.clock }));
     } catch (e) {
       return Promise.reject(e);
     }

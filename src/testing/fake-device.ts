@@ -7,6 +7,7 @@
  * What it reproduces:
  * - `/dev/tpm0` allows one opener: a second open fails EBUSY. `/dev/tpmrm0` allows many.
  * - A missing node fails ENOENT; a node listed in `denied` fails EACCES.
+ * - fstat reports a character device, or what `kinds` says for the node.
  * - write(): more than 4096 bytes → E2BIG; a response unread or a command queued → EBUSY;
  *   fewer than 6 bytes or fewer than the header's size field → EINVAL. Otherwise the command is
  *   queued (O_NONBLOCK semantics) and runs on the backend.
@@ -19,7 +20,7 @@
  */
 import type { TpmBackend } from "../core/transport.js";
 import { TPM_CC } from "../wire/constants.js";
-import type { DeviceFile, DeviceFs } from "../transports/linux-device/fs.js";
+import type { DeviceFile, DeviceFileKind, DeviceFs } from "../transports/linux-device/fs.js";
 
 /** An Error with an errno `code`, as Node's fs throws. */
 export function errnoError(code: string, syscall: string, path: string): Error & { code: string } {
@@ -48,6 +49,11 @@ export interface FakeTpmDeviceOptions {
   nodes?: readonly string[];
   /** Nodes that exist but deny access (EACCES). */
   denied?: readonly string[];
+  /**
+   * What fstat(2) reports per node (default `"character"` for every node): e.g.
+   * `{ "/tmp/notes": "file" }` with that path in `nodes` models a regular file.
+   */
+  kinds?: Readonly<Record<string, DeviceFileKind>>;
   /** Command codes the resource manager knows (default every TPM_CC in tpmkit's constants). */
   knownCommands?: ReadonlySet<number>;
 }
@@ -77,6 +83,7 @@ export class FakeTpmDevice implements DeviceFs {
   readonly #nodes: Set<string>;
   readonly #denied: Set<string>;
   readonly #known: ReadonlySet<number>;
+  readonly #kinds: Readonly<Record<string, DeviceFileKind>>;
   readonly #open = new Set<OpenFileState>();
   /** Faults applied to every open file; change at any time. */
   faults: FakeDeviceFaults = {};
@@ -88,6 +95,7 @@ export class FakeTpmDevice implements DeviceFs {
     this.#nodes = new Set(options.nodes ?? ["/dev/tpm0", "/dev/tpmrm0"]);
     this.#denied = new Set(options.denied ?? []);
     this.#known = options.knownCommands ?? new Set<number>(Object.values(TPM_CC));
+    this.#kinds = options.kinds ?? {};
   }
 
   /** Files open now, per path. */
@@ -107,6 +115,10 @@ export class FakeTpmDevice implements DeviceFs {
     return {
       write: async (data) => this.#write(st, data),
       read: async (buffer) => this.#read(st, buffer),
+      stat: async () => {
+        if (st.closed) throw errnoError("EBADF", "fstat", st.path);
+        return { kind: Object.hasOwn(this.#kinds, path) ? this.#kinds[path]! : "character" };
+      },
       close: async () => {
         st.closed = true;
         this.#open.delete(st);

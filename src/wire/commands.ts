@@ -160,9 +160,52 @@ export function getCapabilityCmd(cap: number, property: number, count: number): 
           throw new TpmFormatError(`GetCapability: capability 0x${c.toString(16)} is not decoded by tpmkit`);
       }
       if (more > 1) throw new TpmFormatError(`moreData must be 0 or 1, got ${more}`);
+      if (c !== cap) throw new TpmFormatError(`GetCapability: capabilityData.capability is 0x${c.toString(16)}, asked 0x${cap.toString(16)}`);
+      checkCapabilityItems(data, property, count);
       return { moreData: more === 1, data };
     },
   };
+}
+
+/**
+ * The items of a GetCapability answer against what was asked (Part 3 §30.2): for the lists
+ * ordered by `property` (algorithms, handles, TPM properties, PCR properties, curves) no more
+ * than `count` items, none below `property`, in ascending order. TPM_CAP_PCRS ignores both.
+ */
+function checkCapabilityItems(data: CapabilityData, property: number, count: number): void {
+  let keys: number[];
+  let field: string;
+  switch (data.capability) {
+    case TPM_CAP.ALGS:
+      keys = data.algorithms.map((a) => a.alg);
+      field = "algorithms";
+      break;
+    case TPM_CAP.HANDLES:
+      keys = data.handles;
+      field = "handles";
+      break;
+    case TPM_CAP.TPM_PROPERTIES:
+      keys = data.properties.map((p) => p.property);
+      field = "tpmProperties";
+      break;
+    case TPM_CAP.PCR_PROPERTIES:
+      keys = data.pcrProperties.map((p) => p.tag);
+      field = "pcrProperties";
+      break;
+    case TPM_CAP.ECC_CURVES:
+      keys = data.curves;
+      field = "eccCurves";
+      break;
+    default:
+      return;
+  }
+  if (keys.length > count) throw new TpmFormatError(`GetCapability: capabilityData.${field} has ${keys.length} entries, asked at most ${count}`);
+  let prev = -1;
+  for (const k of keys) {
+    if (k < property) throw new TpmFormatError(`GetCapability: capabilityData.${field} entry 0x${k.toString(16)} is below the asked property 0x${property.toString(16)}`);
+    if (k <= prev) throw new TpmFormatError(`GetCapability: capabilityData.${field} is not in ascending order (0x${k.toString(16)} after 0x${prev.toString(16)})`);
+    prev = k;
+  }
 }
 
 /** Result of TPM2_PCR_Read. */
@@ -177,12 +220,42 @@ export function pcrReadCmd(sel: readonly PcrSelect[]): CommandSpec<PcrReadResult
   return {
     cc: TPM_CC.PCR_Read,
     params: (w) => writePcrSelection(w, sel),
-    response: (r) => ({
-      updateCounter: r.u32("pcrUpdateCounter"),
-      selection: readPcrSelection(r),
-      digests: r.list((x) => x.tpm2b("TPM2B_DIGEST", 64).slice(), "TPML_DIGEST", 8),
-    }),
+    response: (r) => {
+      const updateCounter = r.u32("pcrUpdateCounter");
+      const selection = readPcrSelection(r);
+      const digests = r.list((x) => x.tpm2b("TPM2B_DIGEST", 64).slice(), "TPML_DIGEST", 8);
+      checkPcrRead(sel, selection, digests);
+      return { updateCounter, selection, digests };
+    },
   };
+}
+
+/**
+ * A PCR_Read answer against the selection asked (Part 3 §22.4): pcrSelectionOut is a subset of
+ * pcrSelectionIn (each bank asked at most once, each PCR asked), one digest per selected PCR, in
+ * order, each of its bank's digest size.
+ */
+function checkPcrRead(asked: readonly PcrSelect[], selection: readonly PcrSelect[], digests: readonly Uint8Array[]): void {
+  const seen = new Set<number>();
+  let i = 0;
+  for (const s of selection) {
+    const a = asked.find((x) => x.hash === s.hash);
+    if (!a) throw new TpmFormatError(`PCR_Read: pcrSelectionOut names bank 0x${s.hash.toString(16)}, which was not asked`);
+    if (seen.has(s.hash)) throw new TpmFormatError(`PCR_Read: pcrSelectionOut names bank 0x${s.hash.toString(16)} twice`);
+    seen.add(s.hash);
+    let size: number | undefined;
+    try {
+      size = digestSize(s.hash);
+    } catch {
+      size = undefined; // a bank tpmkit does not know (asked through the wire API): sizes unchecked
+    }
+    for (const p of s.pcrs) {
+      if (!a.pcrs.includes(p)) throw new TpmFormatError(`PCR_Read: pcrSelectionOut selects PCR ${p} of bank 0x${s.hash.toString(16)}, which was not asked`);
+      const d = digests[i++];
+      if (d && size !== undefined && d.length !== size) throw new TpmFormatError(`PCR_Read: pcrValues digest for PCR ${p} of bank 0x${s.hash.toString(16)} is ${d.length} bytes, not ${size}`);
+    }
+  }
+  if (i !== digests.length) throw new TpmFormatError(`PCR_Read: pcrValues has ${digests.length} digests for ${i} selected PCRs`);
 }
 
 /** TPM2_PCR_Extend. Part 3 §22.2. */
@@ -214,7 +287,12 @@ export function hashCmd(data: Uint8Array, alg: number, hierarchy: number): Comma
 }
 /** TPM2_HashSequenceStart; returns the sequence handle. Part 3 §17.3. */
 export function hashSequenceStartCmd(alg: number, auth: Uint8Array | string | undefined): CommandSpec<number> {
-  return { cc: TPM_CC.HashSequenceStart, params: (w) => w.tpm2b(authBytes(auth)).u16(alg), responseHandles: 1, response: (_r, h) => h[0]! };
+  return { cc: TPM_CC.HashSequenceStart, params: (w) => w.tpm2b(authBytes(auth)).u16(alg), responseHandles: 1, response: (_r, h) => transientHandle(h[0]!, "HashSequenceStart: sequenceHandle") };
+}
+/** A handle the TPM returned for a new object or sequence: TPM_HT_TRANSIENT (0x80), Part 2 §7.2. */
+function transientHandle(h: number, field: string): number {
+  if (h >>> 24 !== 0x80) throw new TpmFormatError(`${field} 0x${h.toString(16).padStart(8, "0")} is not a transient handle (0x80xxxxxx)`);
+  return h;
 }
 /** TPM2_SequenceUpdate. Part 3 §17.4. */
 export function sequenceUpdateCmd(handle: number, data: Uint8Array, auth: PasswordAuth = {}): CommandSpec<void> {
@@ -327,7 +405,17 @@ export function nvUndefineSpaceCmd(authHandle: number, index: number, auth: Pass
 }
 /** TPM2_NV_ReadPublic. Part 3 §31.6. */
 export function nvReadPublicCmd(index: number): CommandSpec<{ nvPublic: NvPublic; name: Uint8Array }> {
-  return { cc: TPM_CC.NV_ReadPublic, handles: [index], response: (r) => ({ nvPublic: readNvPublic(r), name: r.tpm2b("nvName", 66).slice() }) };
+  return {
+    cc: TPM_CC.NV_ReadPublic,
+    handles: [index],
+    response: (r) => {
+      const nvPublic = readNvPublic(r);
+      if (nvPublic.nvIndex !== index) {
+        throw new TpmFormatError(`NV_ReadPublic: nvPublic.nvIndex is 0x${nvPublic.nvIndex.toString(16)}, asked 0x${index.toString(16)}`);
+      }
+      return { nvPublic, name: r.tpm2b("nvName", 66).slice() };
+    },
+  };
 }
 /** TPM2_NV_Write. Part 3 §31.7. */
 export function nvWriteCmd(authHandle: number, index: number, data: Uint8Array, offset: number, auth: PasswordAuth = {}): CommandSpec<void> {

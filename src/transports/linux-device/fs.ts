@@ -7,6 +7,9 @@
  */
 import { constants, open as fsOpen } from "node:fs/promises";
 
+/** What fstat(2) says an open file is. A TPM device is a `"character"` device. */
+export type DeviceFileKind = "character" | "block" | "file" | "directory" | "fifo" | "socket" | "other";
+
 /**
  * One open device file. Errors are thrown as Node does: an `Error` with a string `code` errno
  * (`"EBUSY"`, `"E2BIG"`, ...).
@@ -16,6 +19,11 @@ export interface DeviceFile {
   write(data: Uint8Array): Promise<number>;
   /** One read(2) into `buffer`; resolves with the byte count (0: no response pending yet). */
   read(buffer: Uint8Array): Promise<number>;
+  /**
+   * fstat(2) of the open file: what it is. The transport calls it after open and before any
+   * write, and refuses anything but a character device (so `device:/etc/passwd` writes nothing).
+   */
+  stat(): Promise<{ kind: DeviceFileKind }>;
   /** Closes the file. */
   close(): Promise<void>;
 }
@@ -27,7 +35,7 @@ export interface DeviceFs {
 }
 
 /**
- * The real thing: `node:fs/promises` with `O_RDWR | O_NONBLOCK`. The I/O runs on libuv's thread
+ * The real thing: `node:fs/promises` with `O_RDWR | O_NONBLOCK` (no O_CREAT, no O_TRUNC: opening never changes a file). The I/O runs on libuv's thread
  * pool, so the event loop never blocks; with O_NONBLOCK the kernel queues the command at
  * write(2) and read(2) hands over the response once it is there (Linux
  * drivers/char/tpm/tpm-dev-common.c, tpm_common_write() and tpm_common_read()). `EAGAIN` from
@@ -50,6 +58,23 @@ export const nodeDeviceFs: DeviceFs = {
           if (code === "EAGAIN" || code === "EWOULDBLOCK") return 0;
           throw e;
         }
+      },
+      async stat() {
+        const st = await fh.stat();
+        const kind: DeviceFileKind = st.isCharacterDevice()
+          ? "character"
+          : st.isBlockDevice()
+            ? "block"
+            : st.isFile()
+              ? "file"
+              : st.isDirectory()
+                ? "directory"
+                : st.isFIFO()
+                  ? "fifo"
+                  : st.isSocket()
+                    ? "socket"
+                    : "other";
+        return { kind };
       },
       close: () => fh.close(),
     };

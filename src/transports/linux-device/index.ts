@@ -10,4 +10,4 @@ export {
   type LinuxDeviceOptions,
   type LinuxDeviceTransport,
 } from "./linux-device.js";
-export { nodeDeviceFs, type DeviceFile, type DeviceFs } from "./fs.js";
+export { nodeDeviceFs, type DeviceFile, type DeviceFileKind, type DeviceFs } from "./fs.js";

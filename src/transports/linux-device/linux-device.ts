@@ -73,10 +73,38 @@ export function deviceError(op: string, path: string, e: unknown): TpmkitError {
 }
 
 /**
+ * fstat(2)s a just-opened file and refuses anything but a character device, before any write:
+ * `-T device:/etc/passwd` (as root) must not write a TPM command into a regular file. The file
+ * is closed on refusal.
+ */
+async function checkCharacterDevice(f: DeviceFile, path: string): Promise<void> {
+  let kind: string;
+  try {
+    if (typeof (f as Partial<DeviceFile>).stat !== "function") throw new TypeError("the DeviceFs gives no stat()");
+    kind = (await f.stat()).kind;
+  } catch (e) {
+    await f.close().catch(() => undefined);
+    throw new TpmTransportError(`${path}: cannot tell whether it is a character device (fstat failed); nothing was written`, {
+      cause: e,
+      errno: errnoOf(e) ?? "EIO",
+    });
+  }
+  if (kind !== "character") {
+    await f.close().catch(() => undefined);
+    const what = kind === "file" ? "a regular file" : kind === "directory" ? "a directory" : kind === "other" ? "not a device" : `a ${kind}`;
+    throw new TpmNotFoundError(`${path} is ${what}, not a TPM character device; nothing was written to it`, {
+      details: "A TPM is a character device such as /dev/tpmrm0 or /dev/tpm0.",
+    });
+  }
+}
+
+/**
  * Creates a Linux device transport (kind `"device"`). Nothing is opened until `open()` or the
  * first `send()`.
  *
- * - `open()` opens the device non-blocking. Without a `path` it tries `/dev/tpmrm0`, then
+ * - `open()` opens the device non-blocking and fstat(2)s it: anything but a character device
+ *   (a regular file, a FIFO, ...) is closed unwritten and refused with {@link TpmNotFoundError}.
+ *   Without a `path` it tries `/dev/tpmrm0`, then
  *   `/dev/tpm0`; when none opens it throws {@link TpmNotFoundError} (all missing) or the first
  *   other failure, with every attempt in `details`.
  * - `send()` writes the command in one write (the kernel queues it), then polls read(2) on the
@@ -125,12 +153,13 @@ export function linuxDevice(options: LinuxDeviceOptions = {}): LinuxDeviceTransp
             await f.close().catch(() => undefined);
             throw new TpmStateError("device: transport closed while opening");
           }
+          await checkCharacterDevice(f, p);
           file = f;
           path = p;
           return f;
         } catch (e) {
           if (e instanceof TpmStateError) throw e;
-          failures.push({ path: p, error: deviceError("open", p, e) });
+          failures.push({ path: p, error: e instanceof TpmkitErrorBase ? e : deviceError("open", p, e) });
         }
       }
       if (failures.length === 1) throw failures[0]!.error;

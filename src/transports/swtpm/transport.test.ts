@@ -231,6 +231,28 @@ describe("swtpm transport: data channel framing", () => {
     expect(peer.connections).toBe(2);
   });
 
+  it("drops the connection as soon as stray bytes arrive between commands, so they are never read as the next response (issue 9)", async () => {
+    let strayWritten = false;
+    const peer = await dataPeer((_c, s, n) => {
+      if (n === 0) {
+        s.write(response([0, 0]));
+        // a late, stray answer, after the client has its response
+        setTimeout(() => s.write(response([0xee, 0xee]), () => (strayWritten = true)), 20);
+      } else s.write(response([0, 1]));
+    });
+    cleanups.push(() => peer.close());
+    const t = swtpm({ port: peer.port }, { control: false });
+    cleanups.push(() => t.close());
+    expect(Array.from(await t.send(GET_RANDOM_8, opts()))).toEqual(Array.from(response([0, 0])));
+    expect(t.presence()).toBe("present");
+    // Deterministic signal: the transport drops the link when the stray bytes arrive (bounded wait).
+    for (let i = 0; i < 400 && t.presence() === "present"; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(strayWritten).toBe(true);
+    expect(t.presence()).toBe("absent");
+    expect(Array.from(await t.send(GET_RANDOM_8, opts()))).toEqual(Array.from(response([0, 1])));
+    expect(peer.connections).toBe(2);
+  });
+
   it("settles an aborted command at once with the abort reason and never hands its late response to the next command", async () => {
     let held: net.Socket | undefined;
     const peer = await dataPeer((_c, s, n) => {

@@ -253,6 +253,15 @@ class SwtpmTransportImpl implements SwtpmTransport {
           s.on("close", () => {
             if (this.#sock === s) this.#drop(new TpmTransportError(`${this.#label}: connection closed by peer`, { errno: "ECONNRESET" }));
           });
+          // Bytes while no command is in flight (a late or stray response) put the stream out of
+          // step: drop the connection at once, so they can never be read as the next command's
+          // response (the next command reconnects). Registered after the reader's own listener,
+          // so the last chunk of a response still finds the command in flight.
+          s.on("data", () => {
+            if (this.#reader === reader && !this.#inFlight) {
+              this.#drop(new TpmFormatError(`swtpm sent ${reader.buffered} bytes while no command was in flight; data connection dropped`), reader);
+            }
+          });
           return reader;
         },
         (e: unknown) => {
