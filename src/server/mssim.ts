@@ -88,6 +88,11 @@ export interface ServeMssimOptions {
   frameTimeoutMs?: number;
   /** Bound on one command's execution, ms; then it is aborted and answered TPM_RC_FAILURE (default 120000). */
   commandTimeoutMs?: number;
+  /**
+   * Backpressure: while a connection's unsent output exceeds this many bytes, the server reads no
+   * further frame from it until the output drains (default 65536).
+   */
+  maxUnsentBytes?: number;
   /** Clock for those bounds (default the system clock). */
   clock?: Clock;
   /** Called with every client-side fault and sink failure (the server survives them). */
@@ -108,6 +113,8 @@ export interface MssimServer {
   readonly nvOn: boolean;
   /** Open client connections (both ports). */
   readonly connections: number;
+  /** Largest unsent output one connection had, in bytes (bounded by `maxUnsentBytes` + one response). */
+  readonly peakUnsentBytes: number;
   /** Stops listening, closes every client and aborts running commands. Idempotent. */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
@@ -176,6 +183,9 @@ export async function serveMssim(target: ServeMssimTarget, options: ServeMssimOp
   const maxCommand = options.maxCommandSize ?? MSSIM_DEFAULT_MAX_SIZE;
   const frameTimeoutMs = options.frameTimeoutMs ?? 5000;
   const commandTimeoutMs = options.commandTimeoutMs ?? 120_000;
+  const maxUnsent = options.maxUnsentBytes ?? 64 * 1024;
+  if (!Number.isInteger(maxUnsent) || maxUnsent < 0) throw new TpmArgumentError(`serveMssim: maxUnsentBytes must be a non-negative integer, got ${String(maxUnsent)}`);
+  let peakUnsent = 0;
   const report = (e: unknown) => {
     try {
       options.onError?.(e);
@@ -261,8 +271,35 @@ export async function serveMssim(target: ServeMssimTarget, options: ServeMssimOp
       if (socket.writable) socket.write(b);
     };
     const ack = (v = 0) => write(u32be(v));
+    /** Backpressure: returns once the unsent output is at most maxUnsent; rejects when the connection goes. */
+    const drained = async () => {
+      const n = socket.writableLength;
+      if (n > peakUnsent) peakUnsent = n;
+      if (n <= maxUnsent || socket.destroyed) return;
+      await new Promise<void>((resolve, reject) => {
+        const onDrain = () => {
+          done();
+          resolve();
+        };
+        const onGone = () => {
+          done();
+          reject(new TpmTransportError("mssim server: client went away", { errno: "ECONNRESET" }));
+        };
+        const done = () => {
+          socket.off("drain", onDrain);
+          socket.off("close", onGone);
+          shutdown.signal.removeEventListener("abort", onGone);
+        };
+        socket.on("drain", onDrain);
+        socket.on("close", onGone);
+        shutdown.signal.addEventListener("abort", onGone, { once: true });
+        if (socket.destroyed || shutdown.signal.aborted) onGone();
+        else if (socket.writableLength <= maxUnsent) onDrain();
+      });
+    };
     try {
       for (;;) {
+        await drained();
         // No bound while idle; a frame must arrive whole within frameTimeoutMs of its first byte.
         await reader.wait(1, { signal: shutdown.signal });
         const deadline = clock.now() + frameTimeoutMs;
@@ -454,6 +491,9 @@ export async function serveMssim(target: ServeMssimTarget, options: ServeMssimOp
     },
     get connections() {
       return sockets.size;
+    },
+    get peakUnsentBytes() {
+      return peakUnsent;
     },
     async close() {
       if (closed) return;

@@ -15,7 +15,12 @@
  *   response and the connection is closed before any body is read; a command
  *   (data) or control message that does not complete within its bound closes the connection; a
  *   client that disconnects mid-command aborts that command; nothing a client sends can crash the
- *   server or hang it.
+ *   server or hang it. A refused connection is destroyed (so the next client gets its turn); a
+ *   client that leaves its output unread is not read further (`maxUnsentBytes`); with
+ *   `idleTimeoutMs`, a silent connection gives up the TPM when another client waits. A prefixed
+ *   frame's locality applies to that frame only; above 4 it is answered TPM_RC_LOCALITY (as the
+ *   TPM behind swtpm 0.7.1 answers, measured). CMD_SHUTDOWN lets the command in flight finish,
+ *   runs the `shutdown` hook, then resolves `closed` with reason "shutdown".
  *
  * Node-specific (node:net).
  *
@@ -23,7 +28,7 @@
  */
 import type * as net from "node:net";
 import { systemClock, type Clock } from "../core/clock.js";
-import { TpmArgumentError, TpmTransportError } from "../errors/index.js";
+import { TpmArgumentError, TpmTimeoutError, TpmTransportError } from "../errors/index.js";
 import { TPM_RC, TPM_ST } from "../wire/constants.js";
 import { concatBytes, errorResponse, readU32be as be32, readU32be, u32be, writeU32be as put32 } from "../wire/bytes.js";
 import { MSSIM_CMD } from "../node/mssim-protocol.js";
@@ -90,8 +95,23 @@ export interface SwtpmServeOptions {
   minBufferSize?: number;
   /** Largest buffer size SET_BUFFERSIZE allows. Default 4096 (swtpm 0.7.1, measured). */
   maxBufferSize?: number;
-  /** A data command must arrive whole within this many ms of its first byte. Default 5000. */
+  /**
+   * A data command must arrive whole within this many ms of its first byte (the partial-frame
+   * bound, against slowloris clients). Default 5000; always finite.
+   */
   commandReadTimeoutMs?: number;
+  /**
+   * How long one data connection may hold the TPM while other clients wait: a connection that
+   * sends no byte of a new command (or does not take its output) for this many ms is dropped once
+   * another connection is queued. Default `Infinity` (off), as with swtpm, which serves one client
+   * for as long as it stays connected.
+   */
+  idleTimeoutMs?: number;
+  /**
+   * Backpressure: while a connection's unsent output exceeds this many bytes, the server stops
+   * reading its commands until the output drains. Default 65536.
+   */
+  maxUnsentBytes?: number;
   /** A control message must arrive whole within this many ms (swtpm: 500). Default 500. */
   controlReadTimeoutMs?: number;
   /** Accept swtpm's mssim-compatible TPM_SEND_COMMAND prefix on the data channel. Default true. */
@@ -109,7 +129,10 @@ export type SwtpmServeTarget = { chip: CommandSink; host?: string; port: number 
 export interface SwtpmServerState {
   /** TPM running (INIT done or not needed, no STOP since). */
   running: boolean;
-  /** Locality for the next TPM command. */
+  /**
+   * Default locality for TPM commands (set by the control channel's SET_LOCALITY). A frame with
+   * the TPM_SEND_COMMAND prefix runs at its own locality and does not change this.
+   */
   locality: number;
   /** TPM-established flag. */
   established: boolean;
@@ -117,6 +140,27 @@ export interface SwtpmServerState {
   bufferSize: number;
   /** TPM commands executed. */
   commands: number;
+}
+
+/** Counters of what the server refused or bounded (for tests and monitoring). */
+export interface SwtpmServerStats {
+  /** Largest unsent output one data connection had (bytes; bounded by `maxUnsentBytes` + one response). */
+  peakUnsentBytes: number;
+  /** Data connections dropped for a size field out of range. */
+  refusedFrames: number;
+  /** Data connections dropped because a frame did not complete within `commandReadTimeoutMs`. */
+  frameTimeouts: number;
+  /** Data connections dropped by `idleTimeoutMs` while another client waited. */
+  idleDrops: number;
+  /** Frames refused for a locality above 4 (answered TPM_RC_LOCALITY). */
+  badLocalities: number;
+}
+
+/** Why a swtpm server closed: {@link SwtpmServer.close} ("close") or a client's CMD_SHUTDOWN ("shutdown"). */
+export interface SwtpmClosed {
+  reason: "close" | "shutdown";
+  /** For "shutdown": the result code answered (0, or TPM_FAIL when the shutdown hook threw). */
+  result?: number;
 }
 
 /** A running swtpm-protocol server. */
@@ -127,8 +171,13 @@ export interface SwtpmServer {
   readonly controlAddress: BoundAddress | undefined;
   /** Current state. */
   readonly state: Readonly<SwtpmServerState>;
-  /** Resolves when the server has closed (by {@link SwtpmServer.close} or CMD_SHUTDOWN). */
-  readonly closed: Promise<void>;
+  /** Counters of refused frames, dropped connections and buffered output. */
+  readonly stats: Readonly<SwtpmServerStats>;
+  /**
+   * Resolves when the server has closed, with why: {@link SwtpmServer.close} or a client's
+   * CMD_SHUTDOWN (after the command in flight finished and the `shutdown` hook ran).
+   */
+  readonly closed: Promise<SwtpmClosed>;
   /** Stops listening, ends all connections, aborts a command in flight. Idempotent. */
   close(): Promise<void>;
 }
@@ -181,12 +230,15 @@ class SwtpmServerImpl implements SwtpmServer {
   address!: BoundAddress;
   controlAddress: BoundAddress | undefined;
   readonly state: SwtpmServerState;
-  readonly closed: Promise<void>;
-  #resolveClosed!: () => void;
+  readonly stats: SwtpmServerStats = { peakUnsentBytes: 0, refusedFrames: 0, frameTimeouts: 0, idleDrops: 0, badLocalities: 0 };
+  readonly closed: Promise<SwtpmClosed>;
+  #resolveClosed!: (c: SwtpmClosed) => void;
   #chip: CommandSink;
   #opt: Required<Pick<SwtpmServeOptions, "commandReadTimeoutMs" | "controlReadTimeoutMs" | "sendCommandHeader" | "rejectLocality4">> & {
     min: number;
     max: number;
+    idle: number;
+    maxUnsent: number;
   };
   #power: SwtpmPowerHooks;
   #info: { specification: Record<string, unknown>; attributes: Record<string, unknown> };
@@ -194,6 +246,8 @@ class SwtpmServerImpl implements SwtpmServer {
   #data: SerialListener | undefined;
   #ctrl: SerialListener | undefined;
   #inflight: AbortController | undefined;
+  /** Settles when the TPM command in flight (if any) has finished. */
+  #inflightDone: Promise<void> = Promise.resolve();
   #isClosed = false;
 
   constructor(chip: CommandSink, options: SwtpmServeOptions) {
@@ -208,8 +262,18 @@ class SwtpmServerImpl implements SwtpmServer {
       if (!Number.isInteger(v) || v < 10 || v > 0x100000) throw new TpmArgumentError(`${k} must be an integer 10–1048576, got ${String(v)}`);
     }
     if (min > max || size < min || size > max) throw new TpmArgumentError(`buffer sizes must satisfy min ≤ size ≤ max (${min}, ${size}, ${max})`);
+    const idle = options.idleTimeoutMs ?? Infinity;
+    if (!(idle > 0)) throw new TpmArgumentError(`idleTimeoutMs must be a positive number or Infinity, got ${String(idle)}`);
+    const commandReadTimeoutMs = options.commandReadTimeoutMs ?? 5000;
+    if (!(commandReadTimeoutMs > 0 && Number.isFinite(commandReadTimeoutMs))) {
+      throw new TpmArgumentError(`commandReadTimeoutMs must be a positive finite number, got ${String(commandReadTimeoutMs)}`);
+    }
+    const maxUnsent = options.maxUnsentBytes ?? 64 * 1024;
+    if (!Number.isInteger(maxUnsent) || maxUnsent < 0) throw new TpmArgumentError(`maxUnsentBytes must be a non-negative integer, got ${String(maxUnsent)}`);
     this.#opt = {
-      commandReadTimeoutMs: options.commandReadTimeoutMs ?? 5000,
+      idle,
+      maxUnsent,
+      commandReadTimeoutMs,
       controlReadTimeoutMs: options.controlReadTimeoutMs ?? 500,
       sendCommandHeader: options.sendCommandHeader ?? true,
       rejectLocality4: options.rejectLocality4 ?? false,
@@ -221,7 +285,7 @@ class SwtpmServerImpl implements SwtpmServer {
       attributes: options.info?.attributes ?? { manufacturer: "id:00000000", version: "id:00000000", model: "tpmkit" },
     };
     this.state = { running: !options.needInit, locality: 0, established: false, bufferSize: size, commands: 0 };
-    this.closed = new Promise<void>((r) => (this.#resolveClosed = r));
+    this.closed = new Promise<SwtpmClosed>((r) => (this.#resolveClosed = r));
   }
 
   async start(target: ListenTarget, control: ListenTarget | false | undefined): Promise<void> {
@@ -270,11 +334,70 @@ class SwtpmServerImpl implements SwtpmServer {
   }
 
   async close(): Promise<void> {
-    if (this.#isClosed) return this.closed;
+    await this.#close({ reason: "close" });
+  }
+
+  async #close(why: SwtpmClosed): Promise<void> {
+    if (this.#isClosed) {
+      await this.closed;
+      return;
+    }
     this.#isClosed = true;
     this.#inflight?.abort(new TpmTransportError("swtpm server closed", { errno: "ESHUTDOWN" }));
     await Promise.all([this.#data?.close(), this.#ctrl?.close()]);
-    this.#resolveClosed();
+    this.#resolveClosed(why);
+  }
+
+  /**
+   * Waits for the next byte of a frame. With an idle bound, a connection that stays silent that
+   * long is dropped if another client is waiting for the TPM (otherwise it keeps its turn).
+   */
+  async #awaitActivity(wait: (timeoutMs: number) => Promise<void>): Promise<void> {
+    for (;;) {
+      try {
+        return await wait(this.#opt.idle);
+      } catch (e) {
+        if (!(e instanceof TpmTimeoutError)) throw e;
+        if ((this.#data?.waiting ?? 0) > 0) {
+          this.stats.idleDrops++;
+          throw e;
+        }
+      }
+    }
+  }
+
+  /** Backpressure: returns once `sock`'s unsent output is at most `maxUnsentBytes` (or rejects when it closes). */
+  async #drain(sock: net.Socket): Promise<void> {
+    const n = sock.writableLength;
+    if (n > this.stats.peakUnsentBytes) this.stats.peakUnsentBytes = n;
+    if (n <= this.#opt.maxUnsent || sock.destroyed) return;
+    await this.#awaitActivity(
+      (timeoutMs) =>
+        new Promise<void>((resolve, reject) => {
+          const timer = Number.isFinite(timeoutMs)
+            ? this.#clock.setTimer(timeoutMs, () => {
+                done();
+                reject(new TpmTimeoutError(`swtpm server data client ${peerName(sock)}: output not taken`, timeoutMs));
+              })
+            : undefined;
+          const onDrain = () => {
+            done();
+            resolve();
+          };
+          const onClose = () => {
+            done();
+            reject(new TpmTransportError("client disconnected", { errno: "ECONNRESET" }));
+          };
+          const done = () => {
+            timer?.clear();
+            sock.off("drain", onDrain);
+            sock.off("close", onClose);
+          };
+          sock.on("drain", onDrain);
+          sock.on("close", onClose);
+          if (sock.destroyed || sock.writableLength <= this.#opt.maxUnsent) onDrain();
+        }),
+    );
   }
 
   // ---------------------------------------------------------------- data channel
@@ -289,20 +412,37 @@ class SwtpmServerImpl implements SwtpmServer {
     void (async () => {
       try {
         while (!this.#isClosed) {
-          // No bound while idle; a command must arrive whole within commandReadTimeoutMs of its first byte.
-          await reader.wait(1);
+          // Idle: no bound unless idleTimeoutMs is set (and then only while another client waits).
+          await this.#awaitActivity((timeoutMs) => reader.wait(1, { clock: this.#clock, timeoutMs, what: "next command" }));
+          // A command must arrive whole within commandReadTimeoutMs of its first byte.
           const deadline = this.#clock.now() + this.#opt.commandReadTimeoutMs;
-          const read = (n: number, what: string) => reader.read(n, { clock: this.#clock, timeoutMs: Math.max(0, deadline - this.#clock.now()), what });
+          const read = (n: number, what: string) =>
+            reader.read(n, { clock: this.#clock, timeoutMs: Math.max(0, deadline - this.#clock.now()), what }).catch((e: unknown) => {
+              if (e instanceof TpmTimeoutError) this.stats.frameTimeouts++;
+              throw e;
+            });
           const f = await this.#frame(read);
           if (f.kind === "bad") {
-            // Refused before any body byte is read; the framing is lost, so the connection ends.
+            // Refused before any body byte is read; the framing is lost, so the connection is
+            // destroyed (after the error response is handed to the kernel): 'close' fires whatever
+            // the peer does, and the next client gets its turn.
+            this.stats.refusedFrames++;
             sock.end(f.mssim ? mssimWrap(tpmErrorResponse(f.rc)) : tpmErrorResponse(f.rc));
             reader.destroy(new TpmTransportError("swtpm server: command size out of range", { errno: "EMSGSIZE" }));
             return;
           }
-          if (f.locality !== undefined) this.state.locality = f.locality;
-          const resp = await this.#execute(f.command);
+          // A prefixed frame's locality applies to that frame only; the control channel's
+          // SET_LOCALITY sets the default for the others. Above 4 is refused before the TPM.
+          let resp: Uint8Array;
+          if (f.locality !== undefined && f.locality > 4) {
+            this.stats.badLocalities++;
+            resp = tpmErrorResponse(TPM_RC.LOCALITY);
+          } else {
+            resp = await this.#execute(f.command, f.locality ?? this.state.locality);
+          }
           send(f.mssim ? mssimWrap(resp) : resp);
+          // Backpressure: read no further command while the client leaves its output unread.
+          await this.#drain(sock);
         }
       } catch {
         // A client that left, stalled past its bound or broke the framing: end its connection only.
@@ -336,15 +476,17 @@ class SwtpmServerImpl implements SwtpmServer {
     return { kind: "cmd", command: concatBytes(header, await read(size - 10, "command")), mssim: false };
   }
 
-  async #execute(command: Uint8Array): Promise<Uint8Array> {
+  async #execute(command: Uint8Array, locality: number): Promise<Uint8Array> {
     if (!this.state.running) return tpmErrorResponse(TPM_RC.FAILURE);
     const ac = new AbortController();
     this.#inflight = ac;
+    let finished!: () => void;
+    this.#inflightDone = new Promise<void>((r) => (finished = r));
     let cancelled = false;
     const onAbort = () => (cancelled = ac.signal.reason === CANCEL_REASON);
     ac.signal.addEventListener("abort", onAbort, { once: true });
     try {
-      const resp: unknown = await this.#chip.transmit(command, { locality: this.state.locality, signal: ac.signal });
+      const resp: unknown = await this.#chip.transmit(command, { locality, signal: ac.signal });
       this.state.commands++;
       if (!(resp instanceof Uint8Array) || resp.length < 10 || resp.length > this.state.bufferSize) return tpmErrorResponse(TPM_RC.FAILURE);
       const size = ((resp[2]! << 24) | (resp[3]! << 16) | (resp[4]! << 8) | resp[5]!) >>> 0;
@@ -354,6 +496,7 @@ class SwtpmServerImpl implements SwtpmServer {
       return tpmErrorResponse(cancelled ? TPM_RC.CANCELED : TPM_RC.FAILURE);
     } finally {
       if (this.#inflight === ac) this.#inflight = undefined;
+      finished();
     }
   }
 
@@ -386,7 +529,7 @@ class SwtpmServerImpl implements SwtpmServer {
           if (sock.writable) sock.write(reply.bytes);
           if (reply.terminate) {
             sock.end();
-            void this.close();
+            void this.#close({ reason: "shutdown", result: readU32be(reply.bytes, 0) });
             return;
           }
         }
@@ -446,7 +589,10 @@ class SwtpmServerImpl implements SwtpmServer {
         return res(r);
       }
       case SWTPM_CMD.SHUTDOWN: {
+        // Orderly: no new TPM command starts, the one in flight finishes (its response is sent),
+        // then the shutdown hook saves the state, then the server closes with reason "shutdown".
         this.state.running = false;
+        await this.#inflightDone;
         const r = await hook(p.shutdown && (() => p.shutdown!()));
         return { bytes: u32be(r), terminate: true };
       }
