@@ -1,7 +1,4 @@
 import { describe, expect, it } from "vitest";
-import { PassThrough } from "node:stream";
-import { execFile } from "node:child_process";
-import { promisify } from "node:util";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -9,8 +6,9 @@ import { runCli } from "./support/cli.js";
 import { openCliTarget } from "../src/cli/target.js";
 import { serveCli } from "../src/cli/serve.js";
 import { serve } from "../src/cli/verbs/serve.js";
+import { PassThrough } from "node:stream";
+import { SwtpmControl } from "../src/transports/swtpm/control.js";
 
-const run = promisify(execFile);
 
 /**
  * Runs the CLI in-process. Verbs other than demo pick the TPM from -T, the environment or
@@ -97,31 +95,29 @@ describe("tpmkit CLI", () => {
 });
 
 describe("tpmkit serve", () => {
-  it("serves SoftTpm on the swtpm protocol to real tpm2-tools, and stops cleanly", async () => {
+  it("a client's CMD_SHUTDOWN ends the server in order and says why (it used to stop nothing and say nothing)", async () => {
     const target = await openCliTarget("memory");
     const out = new PassThrough();
     const lines: string[] = [];
     out.on("data", (d: Buffer) => lines.push(d.toString()));
-    let stop!: () => void;
-    const stopped = new Promise<void>((r) => (stop = r));
-    const serving = serveCli(serve.parse({ values: { protocol: "swtpm", port: "0" }, positionals: [] }), target, out, stopped);
-    let tcti: string | undefined;
-    for (let i = 0; i < 100 && !tcti; i++) {
-      tcti = /TCTI (swtpm:host=[^\s]+)/.exec(lines.join(""))?.[1];
-      if (!tcti) await new Promise((r) => setTimeout(r, 20));
+    const never = new Promise<void>(() => {});
+    const serving = serveCli(serve.parse({ values: { protocol: "swtpm", port: "0" }, positionals: [] }), target, out, never, true);
+    let info: { controlAddress?: { host: string; port: number } } | undefined;
+    for (let i = 0; i < 100 && !info; i++) {
+      const first = lines.join("").split("\n")[0];
+      if (first) info = JSON.parse(first) as typeof info;
+      else await new Promise((r) => setTimeout(r, 20));
     }
-    expect(tcti).toBeDefined();
+    expect(info?.controlAddress?.port).toBeGreaterThan(0);
+    const control = new SwtpmControl({ host: info!.controlAddress!.host, port: info!.controlAddress!.port });
     try {
-      const rnd = await run("tpm2_getrandom", ["-T", tcti!, "8", "--hex"]);
-      expect(rnd.stdout.trim()).toMatch(/^[0-9a-f]{16}$/);
-      await run("tpm2_pcrextend", ["-T", tcti!, "0:sha256=" + "00".repeat(31) + "01"]);
-      const pcr = await run("tpm2_pcrread", ["-T", tcti!, "sha256:0"]);
-      expect(pcr.stdout).toContain("0x90F4B39548DF55AD6187A1D20D731ECEE78C545B94AFD16F42EF7592D99CD365");
+      await control.shutdown({ timeoutMs: 2000 });
     } finally {
-      stop();
-      await serving;
-      await target.finish();
+      await control.close();
     }
-    expect(lines.join("")).toContain("tpmkit: stopped");
+    await serving; // ended by the client, not by the (never-resolving) stop promise
+    expect(JSON.parse(lines.join("").trim().split("\n").pop()!)).toEqual({ stopped: "a client sent CMD_SHUTDOWN" });
+    expect((await target.tpm.getRandom(4)).length).toBe(4); // the TPM is still usable for the orderly end
+    await target.finish();
   });
 });

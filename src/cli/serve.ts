@@ -36,6 +36,8 @@ export async function serveCli(plan: ServePlan, target: CliTarget, out: NodeJS.W
       }
     : undefined;
   let close: () => Promise<void>;
+  /** Resolves when the server ends by itself (a client's CMD_SHUTDOWN), with the line to print. */
+  let ended: Promise<string> = new Promise<string>(() => {});
   if (protocol === "swtpm") {
     const power: SwtpmPowerHooks = powerCycle ? { init: () => powerCycle() } : {};
     const server = await serveSwtpm(path ? { chip, path } : { chip, host, port }, { power });
@@ -45,6 +47,7 @@ export async function serveCli(plan: ServePlan, target: CliTarget, out: NodeJS.W
       out.write(`tpmkit: swtpm protocol on ${describe(server.address)}, control on ${describe(server.controlAddress)}; TCTI ${tctiOf("swtpm", server.address)}\n`);
     }
     close = () => server.close();
+    ended = server.closed.then((c) => (c.reason === "shutdown" ? "a client sent CMD_SHUTDOWN" : "the server closed"));
   } else {
     // The simulator starts powered off and clients send POWER_ON first (tcti-mssim does): that is
     // TPM_Init for the SoftTpm, which then needs Startup from the client.
@@ -59,18 +62,23 @@ export async function serveCli(plan: ServePlan, target: CliTarget, out: NodeJS.W
     }
     close = () => server.close();
   }
-  await (stop ??
+  let onSignal: (() => void) | undefined;
+  const stopped = (stop ??
     new Promise<void>((resolve) => {
-      const done = () => {
-        process.off("SIGINT", done);
-        process.off("SIGTERM", done);
-        resolve();
-      };
-      process.on("SIGINT", done);
-      process.on("SIGTERM", done);
-    }));
+      onSignal = resolve;
+      process.on("SIGINT", onSignal);
+      process.on("SIGTERM", onSignal);
+    })).then(() => "stopped");
+  // The TPM state is saved by the caller's orderly end (Shutdown(STATE) and a flush), whichever way
+  // the server stops: a signal, the caller, or a client's CMD_SHUTDOWN.
+  const why = await Promise.race([stopped, ended]);
+  if (onSignal) {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
   await close();
-  if (!json) out.write("tpmkit: stopped\n");
+  if (json) out.write(JSON.stringify({ stopped: why }) + "\n");
+  else out.write(why === "stopped" ? "tpmkit: stopped\n" : `tpmkit: stopped: ${why}\n`);
 }
 
 type Addr = { host?: string; port?: number; path?: string } | undefined | null;

@@ -25,6 +25,7 @@ export const REQUIRE_PEERS_VAR = "TPMKIT_REQUIRE_PEERS";
 /** Every integration test file and the peers it needs (the test beside this file checks the list is complete). */
 export const PEER_TESTS: Readonly<Record<string, readonly Peer[]>> = {
   "test/integration/cli-output-swtpm.test.ts": ["swtpm", "tpm2-tools"],
+  "test/integration/cli-serve.test.ts": ["tpm2-tools"],
   "test/integration/differential.test.ts": ["swtpm"],
   "test/integration/mssim-conformance.test.ts": ["swtpm"],
   "test/integration/mssim.test.ts": ["swtpm", "tpm2-tools"],
