@@ -149,7 +149,7 @@ export {
 } from "./testing/index.js";
 
 // Servers
-export { serveSwtpm, type SwtpmServer, type SwtpmServeOptions, type SwtpmServeTarget, type SwtpmServerState, type SwtpmPowerHooks } from "./server/swtpm.js";
+export { serveSwtpm, type SwtpmServer, type SwtpmServeOptions, type SwtpmServeTarget, type SwtpmServerState, type SwtpmPowerHooks, type SwtpmServerStats, type SwtpmClosed } from "./server/swtpm.js";
 export type { CommandSink, ListenTarget, BoundAddress } from "./server/common.js";
 export { serveMssim, type MssimServer, type ServeMssimOptions, type ServeMssimTarget, type MssimPlatformHooks } from "./server/mssim.js";
 
