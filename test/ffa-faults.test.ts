@@ -8,43 +8,15 @@
  * that never answers (bounded and abortable).
  */
 import { describe, expect, it } from "vitest";
-import { FfaBus } from "../src/devices/ffa/bus.js";
-import { TpmServicePartition, type TpmServicePartitionOptions } from "../src/devices/ffa/partition.js";
-import { CrbDevice } from "../src/devices/crb/index.js";
-import { SoftTpm } from "../src/softtpm/index.js";
-import { FakeClock } from "../src/core/clock.js";
 import { Chip } from "../src/core/chip.js";
 import { Tpm } from "../src/client/tpm.js";
 import { crb } from "../src/transports/crb/crb.js";
-import { ffaStart, type FfaStartOptions } from "../src/transports/crb/start-ffa.js";
-import { FfaError, ProbeDeferredError, TpmNotFoundError } from "../src/errors/index.js";
+import { ffaStart } from "../src/transports/crb/start-ffa.js";
+import { ProbeDeferredError, TpmNotFoundError } from "../src/errors/index.js";
 import { FFA_ERROR_CODE, TPM_SERVICE_STATUS } from "../src/bus/ffa/abi.js";
+import { ffaErrorIn, ffaRig, rejection } from "./support/ffa-rig.js";
 
-/** A stack on a FakeClock that advances itself whenever everything waits on it. */
-function rig(options: { partition?: Partial<TpmServicePartitionOptions>; start?: Partial<FfaStartOptions>; plug?: boolean } = {}) {
-  const clock = new FakeClock({ auto: true });
-  const device = new CrbDevice({ backend: new SoftTpm(), localities: 5, trigger: "doorbell", channel: false });
-  const partition = new TpmServicePartition({ device, ...options.partition });
-  const bus = new FfaBus({ clock, channel: false });
-  if (options.plug !== false) bus.addPartition(partition);
-  const start = ffaStart({ bus, ...options.start });
-  const transport = crb({ mmio: device, start });
-  return { clock, device, partition, bus, start, transport };
-}
-
-/** The first FfaError in an error's cause chain. */
-function ffaErrorIn(e: unknown): FfaError | undefined {
-  for (let x = e, n = 0; x instanceof Error && n < 8; x = x.cause, n++) if (x instanceof FfaError) return x;
-  return undefined;
-}
-
-/** Resolves to what `p` rejected with (fails the test when it resolves). */
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  return p.then(
-    () => expect.unreachable("expected a rejection"),
-    (e: unknown) => e,
-  );
-}
+const rig = ffaRig;
 
 describe("FF-A faults: BUSY", () => {
   it("BUSY for less than the busy timeout: retried until it clears, the command succeeds", async () => {

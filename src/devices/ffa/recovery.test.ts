@@ -10,40 +10,15 @@
  */
 import { describe, expect, it } from "vitest";
 import { FfaBus } from "./bus.js";
-import { TpmServicePartition, type TpmServicePartitionOptions } from "./partition.js";
+import { TpmServicePartition } from "./partition.js";
 import { CrbDevice } from "../crb/index.js";
 import { SoftTpm } from "../../softtpm/index.js";
-import { FakeClock } from "../../core/clock.js";
 import { Tpm } from "../../client/tpm.js";
-import { crb } from "../../transports/crb/crb.js";
-import { ffaStart, type FfaStartOptions } from "../../transports/crb/start-ffa.js";
-import { FfaError } from "../../errors/index.js";
 import { FFA_ERROR_CODE, FFA_FN, FFA_VERSION_1_2, TPM_SERVICE_FN, TPM_SERVICE_STATUS, TPM_SERVICE_UUID, uuidToRegs } from "../../bus/ffa/abi.js";
-import { w32, type FfaConduit, type FfaRegs } from "../../bus/ffa/conduit.js";
+import { w32, type FfaRegs } from "../../bus/ffa/conduit.js";
+import { ffaErrorIn, ffaRig, rejection } from "../../../test/support/ffa-rig.js";
 
-function rig(options: { partition?: Partial<TpmServicePartitionOptions>; start?: Partial<FfaStartOptions>; wrap?: (bus: FfaBus, p: TpmServicePartition) => FfaConduit } = {}) {
-  const clock = new FakeClock({ auto: true });
-  const device = new CrbDevice({ backend: new SoftTpm(), localities: 5, trigger: "doorbell", channel: false });
-  const partition = new TpmServicePartition({ device, ...options.partition });
-  const bus = new FfaBus({ clock, channel: false });
-  bus.addPartition(partition);
-  const conduit = options.wrap ? options.wrap(bus, partition) : bus;
-  const start = ffaStart({ bus: conduit, ...(partition.variant === "ts" ? { hasIdle: false } : {}), ...options.start });
-  const transport = crb({ mmio: device, start });
-  return { clock, device, partition, bus, start, transport };
-}
-
-function ffaErrorIn(e: unknown): FfaError | undefined {
-  for (let x = e, n = 0; x instanceof Error && n < 8; x = x.cause, n++) if (x instanceof FfaError) return x;
-  return undefined;
-}
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  return p.then(
-    () => expect.unreachable("expected a rejection"),
-    (e: unknown) => e,
-  );
-}
+const rig = ffaRig;
 
 describe("FfaBus answers synchronously when it can", () => {
   it("framework ABIs and a partition that answers at once: a plain array, not a Promise", () => {
