@@ -5,10 +5,14 @@
  * `--tpmstate ...,fsync` option does; swtpm(8)). Symlinks are not followed for the state file
  * (CVE-2020-28407).
  *
+ * A crash between creating the temporary file and the rename leaves it behind
+ * (`.<name>.<pid>.<n>.tmp` beside the state file); `load` removes those of this state file
+ * whose process is gone, and nothing else.
+ *
  * @packageDocumentation
  */
 import { constants as fsConstants } from "node:fs";
-import { lstat, open, rename, unlink } from "node:fs/promises";
+import { lstat, open, readdir, rename, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { TpmStateFileError } from "../errors/index.js";
 import type { Storage } from "../core/storage.js";
@@ -21,6 +25,10 @@ let tempSeq = 0;
 
 /**
  * Keeps a SoftTpm state blob in `path`.
+ *
+ * Each `save` resolves only when the new blob is on disk (file and directory fsynced), so
+ * SoftTpm's answer to an NV-changing command, which waits for that save, means the change
+ * survives a crash or power cut. `load` returns the last blob whose save completed.
  *
  * @example
  * ```ts
@@ -48,6 +56,7 @@ export class FileStorage implements Storage {
    * @throws TpmStateFileError if it is not a regular file, is too big, or cannot be read
    */
   async load(): Promise<Uint8Array | undefined> {
+    await this.removeStaleTemps();
     let st;
     try {
       st = await lstat(this.path);
@@ -75,6 +84,41 @@ export class FileStorage implements Storage {
     } finally {
       await fh?.close();
     }
+  }
+
+  /**
+   * Removes the temporary files a crashed save of this state file left behind: names of the form
+   * `.<state file name>.<pid>.<n>.tmp` in its directory whose process is not running. A
+   * temporary file of this process, of a live process, or of another state file is never
+   * touched. Called by {@link FileStorage.load}; errors are ignored (cleanup is best effort).
+   *
+   * @returns the names removed
+   */
+  async removeStaleTemps(): Promise<string[]> {
+    const dir = dirname(this.path);
+    const pattern = new RegExp(`^\\.${escapeRegExp(basename(this.path))}\\.(\\d+)\\.(\\d+)\\.tmp$`);
+    const removed: string[] = [];
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch {
+      return removed;
+    }
+    for (const name of names) {
+      const m = pattern.exec(name);
+      if (!m) continue;
+      const pid = Number(m[1]);
+      if (pid === process.pid || processAlive(pid)) continue;
+      const p = join(dir, name);
+      try {
+        if (!(await lstat(p)).isFile()) continue;
+        await unlink(p);
+        removed.push(name);
+      } catch {
+        // raced with another cleaner, or not ours to remove: leave it
+      }
+    }
+    return removed;
   }
 
   /**
@@ -117,5 +161,21 @@ export class FileStorage implements Storage {
         throw new TpmStateFileError(`cannot fsync directory ${dir}`, { cause: e });
       }
     }
+  }
+}
+
+/** `s` with every RegExp metacharacter escaped. */
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+/** Whether a process with this id exists (kill(2) with signal 0; EPERM means it exists). */
+function processAlive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
   }
 }

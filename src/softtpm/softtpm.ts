@@ -25,6 +25,7 @@ import type { Storage } from "../core/storage.js";
 import type { TpmBackend } from "../core/transport.js";
 import { TpmArgumentError, TpmStateError, throwIfAborted } from "../errors/index.js";
 import { errorResponse } from "../wire/bytes.js";
+import { TPM_RC } from "../wire/constants.js";
 import { COMMANDS } from "./commands/index.js";
 import { execute } from "./engine/dispatch.js";
 import { Engine, type PowerState } from "./engine/engine.js";
@@ -76,9 +77,23 @@ export type { PowerState as SoftTpmPowerState };
  * Malformed frames never throw: they get the 10-byte error response a real TPM gives (tag
  * 0x8001, size 10, the response code), TPM 2.0 Part 1 §18.
  *
- * NV state is kept in memory. After every NV-changing command and at Shutdown it is written to
- * the {@link Storage} in the background (write-behind, coalesced: many commands in a row cause
- * one save); {@link SoftTpm.flush} resolves when everything is durable. No command waits for I/O.
+ * Durability. NV state is kept in memory and, with a {@link Storage}, saved as one blob after
+ * every command that changed it. A response from {@link SoftTpm.execute} (and so from the
+ * `memory()` transport) to a command that changed NV state (NV_DefineSpace, NV_Write,
+ * NV_Increment, HierarchyChangeAuth, Clear, Shutdown, a DA failure count, ...) is returned only
+ * after a blob containing that change has been saved: as on a TPM, a success response means the
+ * change is committed, and a crash or SIGKILL at any point loses nothing that was answered.
+ * Commands that change nothing answer at once. Saves are group commits: one save runs at a time,
+ * and every change made while it runs is stored by the next one, so concurrent commands share
+ * saves. If a save fails, every command whose change it held (and any change made on top of it
+ * meanwhile) gets TPM_RC_NV_UNAVAILABLE (0x923, TPM 2.0 Part 2 §6.6.3: the command needed to write NV
+ * and NV was not accessible) instead of its response, and the in-memory
+ * state returns to the last blob stored, so no later command sees a change that was refused; the
+ * next change tries to save again, and {@link SoftTpm.flush} reports the error once.
+ *
+ * {@link SoftTpm.executeSync} cannot wait: it answers before the save, which runs in the
+ * background (device models that need a synchronous answer); call {@link SoftTpm.flush} for a
+ * durability point. Without a storage nothing is saved and nothing waits.
  *
  * @example
  * ```ts
@@ -181,7 +196,8 @@ export class SoftTpm implements TpmBackend {
   }
 
   /**
-   * Resolves when every state change so far is saved to storage.
+   * Resolves when every state change so far is saved to storage (changes made through
+   * {@link SoftTpm.executeSync} or by {@link SoftTpm.start} included).
    *
    * @returns when durable
    * @throws TpmStateFileError (or the storage's error) if a save failed; the next change retries
@@ -194,18 +210,25 @@ export class SoftTpm implements TpmBackend {
   cancel(): void {}
 
   /**
-   * Runs one command (the {@link TpmBackend} entry point).
+   * Runs one command (the {@link TpmBackend} entry point). If the command changed NV state and
+   * there is a storage, the response comes only once that change is saved (see the class
+   * description); a failed save answers TPM_RC_NV_UNAVAILABLE (0x923) and undoes the change.
    *
    * @param command - the command bytes (TPM 2.0 Part 1 §18)
    * @param locality - 0–4
-   * @param signal - checked once before the command runs
+   * @param signal - checked once before the command runs (a command that ran is never
+   *   abandoned while its save is in flight: its outcome is what the TPM did)
    * @returns the response bytes
    * @throws TpmAbortError if `signal` is already aborted
    * @throws TpmStateError if the TPM is powered off
    */
   async execute(command: Uint8Array, locality: number, signal?: AbortSignal): Promise<Uint8Array> {
     throwIfAborted(signal);
-    return this.executeSync(command, locality);
+    const p = this.#tpm.persistence;
+    const before = p.seq;
+    const rsp = this.executeSync(command, locality);
+    if (p.seq === before) return rsp;
+    return (await p.commit(p.seq)) ? rsp : errorResponse(TPM_RC.NV_UNAVAILABLE);
   }
 
   /**

@@ -9,11 +9,11 @@
 import type { Clock } from "../../core/clock.js";
 import type { Storage } from "../../core/storage.js";
 import type { RandomSource } from "../random.js";
-import { type NvIndexState, type PersistentState, encodeState } from "../state.js";
+import { type NvIndexState, type PersistentState, decodeState, encodeState } from "../state.js";
 import { HASH_IMPLS, type HashImpl, PCR_COUNT } from "../tables.js";
 import { LOCKOUT_INTERVAL_S, LOCKOUT_RECOVERY_S, MAX_AUTH_FAIL, MAX_SESSION_NUM } from "./limits.js";
 import { EMPTY, In, Out } from "./marshal.js";
-import { WriteBehind } from "./persistence.js";
+import { Commits } from "./persistence.js";
 
 /**
  * What `SoftTpm.powerState` reports (exported as `SoftTpmPowerState`): "off" before power-on,
@@ -77,7 +77,7 @@ export class Engine {
   readonly vendor: readonly number[];
   readonly firmware: readonly [number, number];
   readonly daRetry: boolean;
-  readonly persistence: WriteBehind;
+  readonly persistence: Commits;
 
   power: PowerState = "off";
   /** The persistent state (set at power-on). */
@@ -125,10 +125,16 @@ export class Engine {
     this.vendor = config.vendor;
     this.firmware = config.firmware;
     this.daRetry = config.daRetry;
-    this.persistence = new WriteBehind(config.storage, () => {
-      this.ps.clock = this.power === "off" ? this.ps.clock : this.clockNow();
-      return encodeState(this.ps);
-    });
+    this.persistence = new Commits(
+      config.storage,
+      () => {
+        this.ps.clock = this.power === "off" ? this.ps.clock : this.clockNow();
+        return encodeState(this.ps);
+      },
+      (blob) => {
+        this.ps = decodeState(blob);
+      },
+    );
   }
 
   /** A new TPM's persistent state: fresh proof seed, empty auth values, no NV indices. */
@@ -156,6 +162,7 @@ export class Engine {
   /** _TPM_Init (TPM 2.0 Part 1 §12.2): volatile state starts over, TPM2_Startup is next. */
   powerOn(ps: PersistentState): void {
     this.ps = ps;
+    if (this.persistence.enabled) this.persistence.setBaseline(encodeState(ps));
     this.power = "needs-startup";
     this.powerOnAt = this.clock.now();
     this.clockAtPowerOn = ps.clock;
@@ -173,7 +180,7 @@ export class Engine {
     return this.clockAtPowerOn + Math.max(0, Math.floor(this.clock.now() - this.powerOnAt));
   }
 
-  /** The persistent state changed: save it (write-behind). */
+  /** The persistent state changed: save it (group commit; execute() answers once it is stored). */
   markDirty(): void {
     this.persistence.markDirty();
   }
