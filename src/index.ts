@@ -60,7 +60,7 @@ export type { CapabilityData, NvPublic, TimeInfo, HashResult, HashCheckTicket, T
 export { SoftTpm, type SoftTpmOptions, type SoftTpmPowerState, type Storage, MemoryStorage, FileStorage, SeededRandom, SystemRandom, type RandomSource } from "./softtpm/index.js";
 
 // Transports
-export { memory, type MemoryTransport, type MemoryTransportOptions } from "./transports/memory/index.js";
+export { MEMORY_YIELD_SLICE_MS, memory, type MemoryTransport, type MemoryTransportOptions } from "./transports/memory/index.js";
 export { tis, TIS_DRIVER_CHANNEL, TIS_PROBE_TIMEOUTS, TIS_TPM2_TIMEOUTS, type TisOptions, type TisTransport, type TisInfo, type TisTimeouts, type TisDriverEvent } from "./transports/tis/index.js";
 export {
   crb,
