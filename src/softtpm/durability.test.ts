@@ -175,4 +175,35 @@ describe("SoftTpm durability (commit before answer)", () => {
       expect(decodeState(storage.data!).nv[0]!.data[0]).toBe(v);
     }
   });
+
+  it("while NV cannot be written, a DA-protected authorization is refused before its value is checked (right and wrong look alike)", async () => {
+    const storage = new GatedStorage();
+    const t = await provisioned(storage);
+    // an index with its own password [7, 7] (AUTHWRITE 0x4 | AUTHREAD 0x40000, DA-protected: no NO_DA)
+    const DAI = 0x01500001;
+    const d = t.execute(authCmd(0x12a, [OWNER], [[]], [...t2b([7, 7]), ...nvPublic(DAI, 0x40004, 4)]), 0);
+    await storage.complete();
+    expect(rcOf(await d)).toBe(0);
+    const w = t.execute(authCmd(0x137, [DAI, DAI], [[7, 7]], [...t2b([1, 2, 3, 4]), ...u16(0)]), 0);
+    await storage.complete();
+    expect(rcOf(await w)).toBe(0);
+    const readWith = (pw: number[]) => authCmd(0x14e, [DAI, DAI], [pw], [...u16(4), ...u16(0)]);
+    expect(rcOf(await t.execute(readWith([7, 7]), 0))).toBe(0);
+
+    const failing = t.execute(write(8), 0); // a save that fails: NV is now unavailable
+    await storage.complete(false);
+    expect(rcOf(await failing)).toBe(NV_UNAVAILABLE);
+    expect(rcOf(await t.execute(readWith([9, 9]), 0))).toBe(NV_UNAVAILABLE);
+    expect(rcOf(await t.execute(readWith([7, 7]), 0))).toBe(NV_UNAVAILABLE);
+    // not DA-protected (owner authorization): served as before
+    expect(rcOf(await t.execute(read, 0))).toBe(0x14a);
+
+    const ok = t.execute(write(9), 0); // NV writable again
+    await storage.complete();
+    expect(rcOf(await ok)).toBe(0);
+    expect(rcOf(await t.execute(readWith([7, 7]), 0))).toBe(0);
+    const wrong = t.execute(readWith([9, 9]), 0); // counted: the failure is saved before the answer
+    await storage.complete();
+    expect(rcOf(await wrong) & 0xfbf).toBe(0x98e); // TPM_RC_AUTH_FAIL for session 1
+  });
 });

@@ -213,6 +213,11 @@ export function authorize(t: Engine, code: number, handles: number[], nh: number
   const ent = entityAuth(t, code, h);
   const sess = t.sessionObjs[i];
   const da = ent.daProtected || sess?.daBound === true;
+  // NV that cannot be written refuses a DA-protected authorization before its value is checked:
+  // a failure could not be counted, and answering "wrong" vs "right" would let guesses through
+  // without lockout (TPM 2.0 reference code, SessionProcess.c CheckAuthSession: NvIsAvailable()
+  // for entities that are not DA-exempt)
+  if ((da || ent.isLockout) && !t.persistence.available) throw new Rc(TPM_RC.NV_UNAVAILABLE);
   if (da && t.inLockout()) throw new Rc(TPM_RC.LOCKOUT);
   if (da && t.daPending) {
     // the pending DA RETRY (see daRetryAfterStartup) also hits a DA-bound session

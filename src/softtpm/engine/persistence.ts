@@ -40,6 +40,7 @@ export class Commits {
   /** The last blob known to be stored, or the state at power-on: what a failed save rolls back to. */
   #committed: Uint8Array | undefined;
   #waiters: Waiter[] = [];
+  #unavailable = false;
 
   /**
    * @param storage - where blobs go; undefined: nothing is ever saved
@@ -55,6 +56,15 @@ export class Commits {
   /** Whether there is a storage to save to. */
   get enabled(): boolean {
     return this.#storage !== undefined;
+  }
+
+  /**
+   * False from a failed save until a later save succeeds: the TPM cannot update its NV now. A
+   * dictionary-attack-protected authorization is then refused before its value is checked (see
+   * `authorize` in auth.ts), since a failure could not be counted.
+   */
+  get available(): boolean {
+    return !this.#unavailable;
   }
 
   /** Sequence number of the newest change (grows by one per {@link Commits.markDirty}). */
@@ -123,8 +133,10 @@ export class Commits {
           await storage.save(blob);
           this.#storedSeq = upTo;
           this.#committed = blob;
+          this.#unavailable = false;
         } catch (e) {
           this.#saveError = e;
+          this.#unavailable = true;
           // Every change not stored is discarded, including those made while this save ran
           // (they were built on the failed one): their commands are told, and memory goes back
           // to what storage holds.
