@@ -60,8 +60,8 @@ export class Commits {
 
   /**
    * False from a failed save until a later save succeeds: the TPM cannot update its NV now. A
-   * dictionary-attack-protected authorization is then refused before its value is checked (see
-   * `authorize` in auth.ts), since a failure could not be counted.
+   * dictionary-attack-protected authorization is then refused before its value is checked
+   * (TPM_RC_NV_UNAVAILABLE), since a failure could not be counted.
    */
   get available(): boolean {
     return !this.#unavailable;
