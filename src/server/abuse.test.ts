@@ -4,6 +4,7 @@ import { FakeClock } from "../core/clock.js";
 import { serveSwtpm, type SwtpmServeOptions, type SwtpmServer } from "./swtpm.js";
 import { serveMssim, type ServeMssimOptions, type MssimServer } from "./mssim.js";
 import type { CommandSink } from "./common.js";
+import { TpmArgumentError } from "../errors/index.js";
 
 const GET_RANDOM_8 = Uint8Array.from([0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x7b, 0, 8]);
 /** TPM2_GetCapability(TPM_CAP_TPM_PROPERTIES, TPM_PT_FIXED, 64). */
@@ -294,5 +295,112 @@ describe("serveSwtpm: CMD_SHUTDOWN is orderly, saved and reported (issue 9, find
     const s = await startSwtpm();
     await s.close();
     expect(await s.closed).toEqual({ reason: "close" });
+  });
+});
+
+/** The mssim TPM_SEND_COMMAND frame (code 8, locality, size, command). */
+const mssimFrame = (cmd: Uint8Array, locality = 0) => Buffer.concat([u32s(8), Buffer.from([locality]), u32s(cmd.length), Buffer.from(cmd)]);
+
+async function startMssim(chip: CommandSink = fakeChip(), options: ServeMssimOptions = {}): Promise<MssimServer> {
+  const s = await serveMssim({ chip, port: 0 }, { poweredOn: true, ...options });
+  cleanups.push(() => s.close());
+  return s;
+}
+
+describe("serveMssim abuse: huge size prefix, idle and slowloris connections, bad localities", () => {
+  it("a 0xFFFFFFFF size prefix with 64 KiB in one burst closes that connection unread; a good client is served", async () => {
+    const log: Array<{ cc: number; locality: number }> = [];
+    const s = await startMssim(fakeChip(log));
+    const burst = Buffer.alloc(9 + 64 * 1024);
+    burst.set([0, 0, 0, 8, 0, 0xff, 0xff, 0xff, 0xff]);
+    const refused = await within(GOOD_CLIENT_BOUND_MS, raw(s.port, burst), "refused client closed");
+    expect(refused.closed).toBe(true);
+    expect(refused.bytes.length).toBe(0);
+    expect(log).toEqual([]);
+    const { bytes } = await within(GOOD_CLIENT_BOUND_MS, raw(s.port, mssimFrame(GET_RANDOM_8), 28), "good client");
+    expect(bytes.readUInt32BE(0)).toBe(20);
+  });
+
+  it("100 idle connections and a slowloris trickling a frame do not delay a good client (commands run in arrival order of whole frames)", async () => {
+    const s = await startMssim(fakeChip(), { frameTimeoutMs: 60_000 });
+    for (let i = 0; i < 100; i++) (await connect(s.port)).on("error", () => undefined);
+    const slow = await connect(s.port);
+    slow.on("error", () => undefined);
+    slow.write(mssimFrame(GET_RANDOM_8).subarray(0, 7)); // a frame started and never finished
+    for (let round = 0; round < 3; round++) {
+      const { bytes } = await within(GOOD_CLIENT_BOUND_MS, raw(s.port, mssimFrame(GET_RANDOM_8), 28), "good client beside idle and slow ones");
+      expect(bytes.readUInt32BE(0)).toBe(20);
+    }
+    expect(s.connections).toBeGreaterThanOrEqual(101);
+  });
+
+  it("a frame at locality 7 gets TPM_RC_LOCALITY without reaching the TPM, and the next client runs at its own locality", async () => {
+    const log: Array<{ cc: number; locality: number }> = [];
+    const s = await startMssim(fakeChip(log));
+    const OTHER = Uint8Array.of(0x80, 1, 0, 0, 0, 10, 0, 0, 0x01, 0x44);
+    const bad = await raw(s.port, mssimFrame(OTHER, 7), 18);
+    expect(bad.bytes.readUInt32BE(4 + 6)).toBe(0x907);
+    const good = await raw(s.port, mssimFrame(OTHER, 0), 19);
+    expect(good.bytes[4 + 10]).toBe(0);
+    expect(log).toEqual([{ cc: 0x144, locality: 0 }]);
+  });
+
+  it("platform-port misuse (unknown code, STOP, SESSION_END, garbage) leaves the command port serving", async () => {
+    const s = await startMssim();
+    for (const junk of [u32s(99), u32s(21), u32s(20), Buffer.from("GET / HTTP/1.1\r\n\r\n")]) {
+      await within(GOOD_CLIENT_BOUND_MS, raw(s.platformPort, junk, 4), "platform client");
+      const { bytes } = await within(GOOD_CLIENT_BOUND_MS, raw(s.port, mssimFrame(GET_RANDOM_8), 28), "good client after platform misuse");
+      expect(bytes.readUInt32BE(0)).toBe(20);
+    }
+  });
+});
+
+describe("serveSwtpm abuse: bounds that cannot be switched off, idle queues, control-channel misuse", () => {
+  it("the partial-frame bound cannot be switched off (commandReadTimeoutMs must be finite and positive); idleTimeoutMs must be positive", async () => {
+    for (const commandReadTimeoutMs of [Infinity, 0, -1, Number.NaN]) {
+      await expect(serveSwtpm({ chip: fakeChip(), port: 0 }, { commandReadTimeoutMs })).rejects.toBeInstanceOf(TpmArgumentError);
+    }
+    await expect(serveSwtpm({ chip: fakeChip(), port: 0 }, { idleTimeoutMs: 0 })).rejects.toBeInstanceOf(TpmArgumentError);
+    await expect(serveSwtpm({ chip: fakeChip(), port: 0 }, { maxUnsentBytes: -1 })).rejects.toBeInstanceOf(TpmArgumentError);
+  });
+
+  it("with idleTimeoutMs, 20 idle connections queued ahead of a good client are each dropped and the good client is served", async () => {
+    const s = await startSwtpm(fakeChip(), { idleTimeoutMs: 25 });
+    for (let i = 0; i < 20; i++) (await connect(s.port)).on("error", () => undefined);
+    const { bytes } = await within(GOOD_CLIENT_BOUND_MS, raw(s.port, GET_RANDOM_8, 20), "good client behind 20 idle connections");
+    expect(bytes.length).toBe(20);
+    expect(s.stats.idleDrops).toBe(20);
+  });
+
+  it("control-channel misuse (garbage, unknown codes, lying lengths, an incomplete message, an idle control client) never delays the data channel", async () => {
+    const clock = new FakeClock();
+    const s = await startSwtpm(fakeChip(), { clock });
+    const misuse = [
+      u32s(0x63), // unknown command: TPM_BAD_ORDINAL, channel stays open
+      u32s(7, 0x10000), // HASH_DATA longer than the protocol carries
+      u32s(0x0d, 0, 1, 0x7fffffff), // SET_STATEBLOB with a huge length
+      Buffer.from("GET / HTTP/1.1\r\n\r\n"),
+    ];
+    for (const m of misuse) {
+      const r = await within(GOOD_CLIENT_BOUND_MS, raw(s.ctrlPort, m, 4), "control answer");
+      expect(r.bytes.readUInt32BE(0)).not.toBe(0);
+      const { bytes } = await within(GOOD_CLIENT_BOUND_MS, raw(s.port, GET_RANDOM_8, 20), "good data client after control misuse");
+      expect(bytes.length).toBe(20);
+    }
+    // An incomplete control message from a client that then sits idle: the data channel is unaffected,
+    // and the message is dropped after controlReadTimeoutMs (injected clock).
+    const idle = await connect(s.ctrlPort);
+    idle.on("error", () => undefined);
+    const idleClosed = new Promise<void>((r) => idle.once("close", () => r()));
+    idle.write(Buffer.from([0, 0, 0, 2, 0, 0]));
+    const { bytes } = await within(GOOD_CLIENT_BOUND_MS, raw(s.port, GET_RANDOM_8, 20), "good data client beside an idle control client");
+    expect(bytes.length).toBe(20);
+    for (let spins = 0; clock.pending === 0; spins++) {
+      if (spins > 1000) throw new Error("the control channel armed no read bound");
+      await new Promise((r) => setImmediate(r));
+    }
+    await clock.advance(500);
+    await within(GOOD_CLIENT_BOUND_MS, idleClosed, "incomplete control message dropped");
+    expect(s.state.locality).toBe(0);
   });
 });
