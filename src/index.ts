@@ -39,6 +39,7 @@ export {
   TpmNotFoundError,
   ProbeDeferredError,
   TpmStateError,
+  TpmUnavailableError,
   TpmStateFileError,
   TpmAbortError,
   TeeError,

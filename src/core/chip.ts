@@ -18,19 +18,23 @@ import {
   TpmStateError,
   TpmTimeoutError,
   TpmTransportError,
+  TpmUnavailableError,
   abortErrorFrom,
 } from "../errors/index.js";
 import { traceChannel } from "./trace.js";
 import { assertDuration, assertLocality } from "./assert.js";
-import type { Transport } from "./transport.js";
+import type { Transport, TransportPresence } from "./transport.js";
 import { TPM_CC, TPM_RC } from "../wire/constants.js";
 
 /**
  * Where a chip is in its life: `idle` (constructed, `open()` not called yet), `probing` (open in
- * progress), `ready`, `absent` (no TPM found), `deferred` (a dependency is missing; open again
- * later), `failed` (the transport broke, or did not settle after a cancel), `closed`.
+ * progress), `ready`, `unusable` (opened and present, but the transport says it cannot serve
+ * commands now, e.g. an fTPM whose TEE lost its supplicant; the chip moves back to `ready` when
+ * the transport says so, without sending a command), `absent` (no TPM found), `deferred` (a
+ * dependency is missing; open again later), `failed` (the transport broke, or did not settle
+ * after a cancel), `closed`.
  */
-export type Readiness = "idle" | "absent" | "deferred" | "probing" | "ready" | "failed" | "closed";
+export type Readiness = "idle" | "absent" | "deferred" | "probing" | "ready" | "unusable" | "failed" | "closed";
 
 /** Options of a {@link Chip}. */
 export interface ChipOptions {
@@ -70,7 +74,7 @@ export interface TransmitOptions {
 export interface ChipReadinessEvent {
   chip: Chip;
   readiness: Readiness;
-  /** Why, for `absent`, `deferred` and `failed`. */
+  /** Why, for `absent`, `deferred`, `unusable` and `failed`. */
   error?: unknown;
 }
 
@@ -148,6 +152,9 @@ export class Chip {
   #maxCommandSize: number;
   #cancelGraceMs: number;
   #opening: Promise<void> | undefined;
+  #presenceUnsub: (() => void) | undefined;
+  /** The transport's last presence report and its reason. */
+  #reported: { presence: TransportPresence; reason: unknown } | undefined;
 
   constructor(transport: Transport, options: ChipOptions = {}) {
     this.transport = transport;
@@ -167,7 +174,7 @@ export class Chip {
     return this.#readiness;
   }
 
-  /** The error behind `absent`, `deferred` or `failed`. */
+  /** The error behind `absent`, `deferred`, `unusable` or `failed`. */
   get readinessError(): unknown {
     return this.#readinessError;
   }
@@ -176,6 +183,22 @@ export class Chip {
   onReadiness(fn: (r: Readiness) => void): () => void {
     this.#listeners.add(fn);
     return () => this.#listeners.delete(fn);
+  }
+
+  /**
+   * A presence report from the transport. Once open, `present` means `ready` and anything else
+   * (`unusable`, or `absent`/`deferred` reported after a successful probe) means `unusable`;
+   * in other states the report is only remembered for the end of the probe.
+   */
+  #onPresence(presence: TransportPresence, reason: unknown): void {
+    this.#reported = { presence, reason };
+    if (this.#readiness !== "ready" && this.#readiness !== "unusable") return;
+    if (presence === "present") this.#setReadiness("ready");
+    else this.#setReadiness("unusable", this.#unusableReason(reason));
+  }
+
+  #unusableReason(reason: unknown): unknown {
+    return reason ?? new TpmUnavailableError(`${this.transport.kind}: the TPM is present but cannot serve commands`);
   }
 
   #setReadiness(r: Readiness, error?: unknown): void {
@@ -189,6 +212,9 @@ export class Chip {
   /**
    * Probes the transport. A `ProbeDeferredError` leaves the chip `deferred` (call `open` again
    * when the dependency is there); `TpmNotFoundError` leaves it `absent`; other errors `failed`.
+   * A probe that succeeds leaves it `ready`, or `unusable` when the transport reports that it
+   * cannot serve commands yet. On an `unusable` chip, `open` probes the transport again (for a
+   * transport whose session died, that is the re-bind it needs).
    *
    * @throws whatever the transport's probe threw
    */
@@ -197,10 +223,17 @@ export class Chip {
     if (this.#readiness === "ready") return Promise.resolve();
     if (this.#opening) return this.#opening;
     this.#setReadiness("probing");
+    this.#reported = undefined;
+    if (!this.#presenceUnsub && this.transport.onPresence) {
+      this.#presenceUnsub = this.transport.onPresence((presence, reason) => this.#onPresence(presence, reason));
+    }
     const p = (async () => {
       try {
         await this.transport.open?.({ signal: options.signal, clock: this.clock, locality: this.locality });
-        this.#setReadiness("ready");
+        if (this.#readiness !== "probing") return; // closed while probing
+        const presence = this.transport.presence?.() ?? this.#reported?.presence;
+        if (presence === "unusable") this.#setReadiness("unusable", this.#unusableReason(this.#reported?.presence === "unusable" ? this.#reported.reason : undefined));
+        else this.#setReadiness("ready");
       } catch (e) {
         const state: Readiness = e instanceof ProbeDeferredError ? "deferred" : e instanceof TpmNotFoundError ? "absent" : "failed";
         this.#setReadiness(state, e);
@@ -214,8 +247,11 @@ export class Chip {
   }
 
   /**
-   * Resolves when the chip is `ready`. Waits through `idle`, `probing` and `deferred`; rejects at
-   * once on `failed` or `closed`, and with `TpmTimeoutError` after `timeoutMs`.
+   * Resolves when the chip is `ready`. Waits through `idle`, `probing`, `deferred` and `unusable`
+   * (present but not usable: it resolves when the transport reports it usable again); rejects at
+   * once on `failed` or `closed`, with `TpmTimeoutError` after `timeoutMs` (its cause the reason
+   * the chip is not ready), and with an AbortError when `signal` aborts. Without `timeoutMs` or
+   * `signal` it waits as long as it takes: pass one of them for a bounded wait.
    */
   waitReady(options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<void> {
     if (this.#readiness === "ready") return Promise.resolve();
@@ -251,13 +287,14 @@ export class Chip {
    *
    * @throws {@link TpmArgumentError} for a malformed or oversize command,
    *   {@link TpmTimeoutError} when the duration runs out, an AbortError on abort,
-   *   {@link TpmFormatError} for a response whose size field lies, {@link TpmStateError} when the
-   *   chip is not usable, or the transport's error.
+   *   {@link TpmFormatError} for a response whose size field lies, {@link TpmUnavailableError}
+   *   at once (nothing sent) while the chip is `unusable`, {@link TpmStateError} when the chip is
+   *   not open or failed, or the transport's error.
    */
   transmit(command: Uint8Array, options: TransmitOptions = {}): Promise<Uint8Array> {
     if (this.#readiness !== "ready") {
       if (this.#readiness === "idle") this.#setReadiness("ready");
-      else return Promise.reject(new TpmStateError(`chip is ${this.#readiness}`, { cause: this.#readinessError }));
+      else return Promise.reject(this.#notReadyError());
     }
     if (!(command instanceof Uint8Array)) return Promise.reject(new TpmArgumentError("command must be a Uint8Array"));
     if (command.length < 10) return Promise.reject(new TpmArgumentError(`command of ${command.length} bytes is shorter than a TPM header (EINVAL)`));
@@ -310,6 +347,11 @@ export class Chip {
     });
   }
 
+  #notReadyError(): TpmStateError {
+    if (this.#readiness === "unusable") return new TpmUnavailableError(`${this.transport.kind}: the TPM is present but not usable now (nothing was sent)`, { cause: this.#readinessError });
+    return new TpmStateError(`chip is ${this.#readiness}`, { cause: this.#readinessError });
+  }
+
   /** Commands waiting behind the one in flight. */
   get queued(): number {
     return this.#queue.length - this.#head;
@@ -357,7 +399,7 @@ export class Chip {
       }
       if (job.settled) continue;
       if (this.#readiness !== "ready") {
-        this.#finish(job, undefined, new TpmStateError(`chip is ${this.#readiness}`, { cause: this.#readinessError }));
+        this.#finish(job, undefined, this.#notReadyError());
         continue;
       }
       job.delay = this.#retry ? this.#retry.first : 0;
@@ -477,7 +519,7 @@ export class Chip {
   async #graceAfterAbort(job: Job): Promise<void> {
     const grace = this.#cancelGraceMs;
     await this.clock.sleep(grace);
-    if (this.#current === job && this.#readiness === "ready") {
+    if (this.#current === job && (this.#readiness === "ready" || this.#readiness === "unusable")) {
       this.#setReadiness("failed", new TpmTransportError(`${this.transport.kind} transport did not settle within ${grace} ms after cancel`));
       this.#current = undefined;
       // fail everything queued: the transport may still deliver a stale reply
@@ -489,6 +531,8 @@ export class Chip {
   async close(): Promise<void> {
     if (this.#readiness === "closed") return;
     this.#setReadiness("closed");
+    this.#presenceUnsub?.();
+    this.#presenceUnsub = undefined;
     this.#watchdog?.clear();
     this.#watchdog = undefined;
     const err = new TpmStateError("chip is closed");

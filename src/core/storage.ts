@@ -70,3 +70,58 @@ export class MemoryStorage implements Storage {
     this.saves++;
   }
 }
+
+/**
+ * A flat store of named files, each replaced atomically: what tee-supplicant keeps under its REE FS
+ * root (`/var/lib/tee`), or any other file-per-object store. Implementations: `MemoryFileStore`
+ * here, `ReeFs` (a directory) in the Node layer.
+ */
+export interface FileStore {
+  /** The file's bytes, or undefined when there is no such file. */
+  read(name: string): Promise<Uint8Array | undefined>;
+  /** Creates or replaces the file atomically: after a crash it holds the old or the new bytes. */
+  write(name: string, data: Uint8Array): Promise<void>;
+  /** Removes the file; no error when it does not exist. */
+  remove(name: string): Promise<void>;
+  /** Renames atomically (replacing `to`). */
+  rename(from: string, to: string): Promise<void>;
+  /** The names of every file. */
+  list(): Promise<string[]>;
+}
+
+/**
+ * A {@link FileStore} in memory. `files` is exposed for tests that corrupt, roll back or delete
+ * files on purpose (what the normal world can do to REE FS).
+ *
+ * @example
+ * ```ts
+ * const store = new MemoryFileStore();
+ * await store.write("dirf.db", new Uint8Array([1, 2]));
+ * ```
+ */
+export class MemoryFileStore implements FileStore {
+  /** The files (private copies). Tests may edit. */
+  readonly files = new Map<string, Uint8Array>();
+  /** Completed writes (for tests). */
+  writes = 0;
+
+  async read(name: string): Promise<Uint8Array | undefined> {
+    return this.files.get(name)?.slice();
+  }
+  async write(name: string, data: Uint8Array): Promise<void> {
+    this.files.set(name, data.slice());
+    this.writes++;
+  }
+  async remove(name: string): Promise<void> {
+    this.files.delete(name);
+  }
+  async rename(from: string, to: string): Promise<void> {
+    const d = this.files.get(from);
+    if (d === undefined) return;
+    this.files.delete(from);
+    this.files.set(to, d);
+  }
+  async list(): Promise<string[]> {
+    return [...this.files.keys()];
+  }
+}

@@ -32,8 +32,15 @@ export interface OpenContext {
   locality: number;
 }
 
-/** What a transport can tell about the TPM behind it without sending a command. */
-export type TransportPresence = "present" | "absent" | "deferred";
+/**
+ * What a transport can tell about the TPM behind it without sending a command: `present` (there
+ * and able to serve commands), `absent`, `deferred` (a dependency is missing; probe again later),
+ * or `unusable`: there (the device node exists, the session is open) but unable to serve commands
+ * now, e.g. an fTPM whose TEE lost the supplicant its storage needs. An `unusable` transport may
+ * become `present` again by itself (the supplicant restarts) or only after it is opened again
+ * (the session behind it died); it says which through the reason it reports.
+ */
+export type TransportPresence = "present" | "absent" | "deferred" | "unusable";
 
 /**
  * Bytes in, bytes out. Only `kind` and `send` are required; the rest are capabilities.
@@ -66,8 +73,16 @@ export interface Transport {
   readonly localities?: readonly number[];
   /** Largest command the transport accepts (bytes); the chip rejects larger ones up front. */
   readonly maxCommandSize?: number;
-  /** Present / absent / deferred, without sending a command. */
+  /** Present / absent / deferred / unusable, without sending a command. */
   presence?(): TransportPresence;
+  /**
+   * Subscribes to presence changes; returns the unsubscribe function. `fn` gets the new presence
+   * and, for anything but `present`, the reason (a `TpmkitError` when the transport has one). The
+   * chip subscribes before it opens the transport and, once open, moves between `ready` and
+   * `unusable` on what it hears, without sending a command. A transport never calls `fn` after
+   * the unsubscribe function ran.
+   */
+  onPresence?(fn: (presence: TransportPresence, reason?: unknown) => void): () => void;
 }
 
 /**

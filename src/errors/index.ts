@@ -168,6 +168,19 @@ export class TpmStateError extends TpmkitError {
   }
 }
 
+/**
+ * The transport is there but cannot serve commands now (a TPM that is present but not usable,
+ * e.g. an fTPM whose TEE lost its supplicant): `Chip.transmit` rejects with it at once instead of
+ * sending. `Chip.waitReady` waits for the TPM to become usable again. Code `"TPM_UNAVAILABLE"`.
+ */
+export class TpmUnavailableError extends TpmStateError {
+  static override readonly errorName: string = "TpmUnavailableError";
+  override readonly code: string = "TPM_UNAVAILABLE";
+  constructor(message: string, options?: TpmkitErrorOptions) {
+    super(message, options);
+  }
+}
+
 /** A saved TPM state (file or blob) is corrupt, truncated or of another format version. */
 export class TpmStateFileError extends TpmkitError {
   static override readonly errorName: string = "TpmStateFileError";
