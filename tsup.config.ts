@@ -1,6 +1,7 @@
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { dirname, join, relative, sep } from "node:path";
 import { defineConfig, type Options } from "tsup";
+import ts from "typescript";
 
 /**
  * The subpaths of package.json "exports" and the barrel behind each (test/package.test.ts keeps
@@ -25,14 +26,93 @@ export const SUBPATHS: Record<string, string> = {
 
 /**
  * No source maps (docs/decisions.md, "The package: CJS that bundles what it requires, ..."):
- * the ESM build is unminified and one file per module, so a stack trace into dist/ is readable as
- * it is; a map without its sources would send a debugger to src/ files the package does not ship,
- * and with the sources inlined the maps were 3.2 MB of the 4.9 MB unpacked tarball.
+ * the build keeps every identifier and line break, so a stack trace into dist/ names its functions and classes
+ * as they are named in src/; a map without its sources would send a debugger to src/ files the
+ * package does not ship, and with the sources inlined the maps were 3.2 MB of the 4.9 MB unpacked
+ * tarball.
  */
 const SOURCEMAP = false;
 
+/**
+ * Every JavaScript output is compacted (the `compact` plugin below): comments and indentation go,
+ * nothing else. Names, statements, line breaks and the `@__PURE__` annotations an application's
+ * bundler needs for tree-shaking stay as esbuild wrote them, so a stack trace into dist/ names its
+ * functions and classes as src/ does and points at a line that reads as code. (esbuild's
+ * `minifyWhitespace` drops the `@__PURE__` annotations, which costs an application bytes; see
+ * docs/decisions.md, "The package: compacted JavaScript, CJS one file per module".) The TSDoc lives
+ * on in the declarations (dist/*.d.cts, untouched), which is where editors read it.
+ */
+const compactPlugin: NonNullable<Options["plugins"]>[number] = {
+  name: "tpmkit-compact",
+  renderChunk(code, info) {
+    if (!/\.c?js$/.test(info.path)) return undefined;
+    return { code: compact(code) };
+  },
+};
+
+/** Comments the compacted output keeps: bundler annotations and licence notices. */
+const KEPT_COMMENT = /^\/\*\s*[#@]__(PURE|NO_SIDE_EFFECTS)__\s*\*\/$|^\/\*!|@license|@preserve/;
+
+/**
+ * Drops the comments (but {@link KEPT_COMMENT}), the indentation and the blank lines of an
+ * esbuild output module. The TypeScript parser finds the comments (so `//` inside a string, a
+ * template or a regular expression is never taken for one) and the literals, whose lines are left
+ * as they are; a removed comment that spans lines leaves a line break (it may end a statement), one
+ * between two tokens a space.
+ */
+export function compact(code: string): string {
+  const shebang = code.startsWith("#!") ? code.slice(0, code.indexOf("\n") + 1) : "";
+  const text = code.slice(shebang.length);
+  const drop = new Uint8Array(text.length);
+  const replacement = new Map<number, string>();
+  const seen = new Set<number>();
+  const literals = (source: string): [number, number][] => {
+    const sf = ts.createSourceFile("module.js", source, ts.ScriptTarget.Latest, false, ts.ScriptKind.JS);
+    const spans: [number, number][] = [];
+    const walk = (node: ts.Node): void => {
+      if (ts.isJSDoc(node)) return;
+      const children = node.getChildren(sf);
+      if (children.length > 0) return children.forEach(walk);
+      if (source === text && !seen.has(node.pos)) {
+        seen.add(node.pos);
+        for (const r of [...(ts.getTrailingCommentRanges(text, node.pos) ?? []), ...(ts.getLeadingCommentRanges(text, node.pos) ?? [])]) {
+          const comment = text.slice(r.pos, r.end);
+          if (KEPT_COMMENT.test(comment)) continue;
+          drop.fill(1, r.pos, r.end);
+          if (comment.includes("\n")) replacement.set(r.pos, "\n");
+          else if (r.pos > 0 && /\S/.test(text[r.pos - 1]!) && r.end < text.length && /\S/.test(text[r.end]!)) replacement.set(r.pos, " ");
+        }
+      }
+      if (node.kind >= ts.SyntaxKind.FirstLiteralToken && node.kind <= ts.SyntaxKind.LastTemplateToken) spans.push([node.getStart(sf), node.end]);
+    };
+    walk(sf);
+    return spans.sort((x, y) => x[0] - y[0]);
+  };
+  const inside = (spans: [number, number][], at: number): boolean => spans.some(([start, end]) => start < at && at < end);
+  const spans = literals(text);
+  for (let at = 0; at < text.length; ) {
+    if (!inside(spans, at)) for (let i = at; i < text.length && (text[i] === " " || text[i] === "\t"); i++) drop[i] = 1;
+    const nl = text.indexOf("\n", at);
+    if (nl < 0) break;
+    at = nl + 1;
+  }
+  let out = "";
+  for (let i = 0; i < text.length; i++) out += drop[i] ? (replacement.get(i) ?? "") : text[i];
+  const kept = literals(out);
+  const lines: string[] = [];
+  let offset = 0;
+  for (const line of out.split("\n")) {
+    if (line.trim() !== "" || inside(kept, offset)) lines.push(line.trimEnd() === line || inside(kept, offset + line.length) ? line : line.trimEnd());
+    offset += line.length + 1;
+  }
+  return `${shebang}${lines.join("\n")}\n`;
+}
+
 /** The CLI's entry; it gets the `#!` line unless its source already starts with one. */
 const CLI_MAIN = "src/cli/main.ts";
+
+/** Where the CJS build goes, under dist/ (see CONFIGS.cjs). */
+const CJS_DIR = "cjs";
 const CLI_SHEBANG = readFileSync(CLI_MAIN, "utf8").startsWith("#!") ? undefined : { js: "#!/usr/bin/env node" };
 
 /**
@@ -56,13 +136,59 @@ const declarationStubs: NonNullable<Options["plugins"]>[number] = {
 };
 
 /**
+ * Every library module, for the CJS build: `cjs/<path>` (output dist/cjs/<path>.js) for each
+ * src/<path>.ts but tests, test helpers and the CLI (the bin is an ES module).
+ */
+const LIBRARY: Record<string, string> = Object.fromEntries(
+  (readdirSync("src", { recursive: true, encoding: "utf8" }) as string[])
+    .map((f) => f.split(sep).join("/"))
+    .filter((f) => f.endsWith(".ts") && !f.endsWith(".d.ts") && !/\.test\.ts$|(^|\/)test-helpers\.ts$|^cli\//.test(f))
+    .sort()
+    .map((f) => [`${CJS_DIR}/${f.slice(0, -3)}`, `src/${f}`]),
+);
+
+/** The @noble/hashes modules the library imports; the CJS build's copy of them goes to NOBLE_DIR. */
+const NOBLE_MODULES = ["hmac", "legacy", "sha2"] as const;
+const NOBLE_DIR = `${CJS_DIR}/vendor/noble-hashes`;
+
+/**
+ * For the CJS build: rewrites `require("@noble/hashes/<m>.js")` to the bundled copy (a relative
+ * path from the module; relative requires stay as they are, dist/cjs/ mirrors src/ as dist/ does),
+ * refuses any other package, then writes dist/cjs/package.json (`"type": "commonjs"`, so Node reads
+ * the .js files there as CommonJS) and the one-line `require` entry of each subpath,
+ * dist/<name>.cjs, which package.json "exports" names.
+ */
+const cjsModules: NonNullable<Options["plugins"]>[number] = {
+  name: "tpmkit-cjs-modules",
+  renderChunk(code, info) {
+    const from = dirname(info.path);
+    const out = code.replace(/require\("@noble\/hashes\/([\w-]+)\.js"\)/g, (_whole, m: string) => {
+      if (!(NOBLE_MODULES as readonly string[]).includes(m)) throw new Error(`tsup.config.ts: ${info.path} requires @noble/hashes/${m}.js; add "${m}" to NOBLE_MODULES`);
+      const rel = relative(from, join(this.options.outDir, NOBLE_DIR, `${m}.js`)).split(sep).join("/");
+      return `require("${rel.startsWith(".") ? rel : `./${rel}`}")`;
+    });
+    if (/require\("(?!node:|\.)/.test(out)) throw new Error(`tsup.config.ts: ${info.path} requires a package the CJS build does not carry`);
+    return { code: out };
+  },
+  buildEnd() {
+    const outDir = this.options.outDir;
+    mkdirSync(join(outDir, CJS_DIR), { recursive: true });
+    writeFileSync(join(outDir, CJS_DIR, "package.json"), `{ "type": "commonjs" }\n`);
+    for (const [name, source] of Object.entries(SUBPATHS)) {
+      const target = `./${CJS_DIR}/${source.replace(/^src\//, "").replace(/\.ts$/, ".js")}`;
+      writeFileSync(join(outDir, `${name}.cjs`), `"use strict";module.exports=require(${JSON.stringify(target)});\n`);
+    }
+  },
+};
+
+/**
  * The build, one config per output family (test/package.test.ts builds the JavaScript configs into
  * a temporary directory to check their shape).
  */
 const CONFIGS = {
   /**
-   * ESM: one output file per source module (dist/ mirrors src/), not bundled. Together with
-   * "sideEffects": false in package.json this lets an application's bundler drop every module
+   * ESM: one output file per source module (dist/ mirrors src/), not bundled, compacted as above.
+   * Together with "sideEffects": false in package.json this lets an application's bundler drop every module
    * the application does not reach, whatever top-level statements that module has; in a bundled
    * chunk it could only drop statements it can prove pure. bench/size.mjs measures the result.
    * The CLI's modules are built the same way (dist/cli/*.js import ../index.js and friends), so the
@@ -75,38 +201,53 @@ const CONFIGS = {
     sourcemap: SOURCEMAP,
     clean: true,
     target: "node20",
-    plugins: [declarationStubs],
+    plugins: [compactPlugin, declarationStubs],
   },
-  /** The bin, dist/cli/main.js: unbundled like the rest, with the `#!` line. */
+  /** The bin, dist/cli/main.js: unbundled and compacted like the rest, with the `#!` line. */
   cli: {
     entry: { "cli/main": CLI_MAIN },
     format: ["esm"],
     bundle: false,
     sourcemap: SOURCEMAP,
     target: "node20",
+    plugins: [compactPlugin],
     ...(CLI_SHEBANG ? { banner: CLI_SHEBANG } : {}),
   },
   /**
-   * CJS: one bundled file per subpath, with the shared code in chunks, so every subpath shares
-   * one copy of each class (`require("tpmkit/swtpm").SwtpmControl` is the class
-   * `require("tpmkit").swtpm` checks with instanceof; bench/dual.mjs checks it).
-   * @noble/hashes is ESM only, so the CJS build bundles it (`noExternal`): `require("tpmkit")`
+   * CJS: one output file per source module too, dist/cjs/ mirroring src/ (dist/cjs/client/tpm.js
+   * next to dist/client/tpm.js; dist/cjs/package.json says `"type": "commonjs"`), so every subpath
+   * shares one copy of each class (`require("tpmkit/swtpm").SwtpmControl` is the class
+   * `require("tpmkit").swtpm` checks with instanceof; bench/dual.mjs checks it). npm packs files
+   * sorted by extension, then file name, so the two copies of a module sit side by side in the
+   * tarball and gzip stores the second mostly as references to the first: the CJS build costs
+   * about a third of what the bundled one did (docs/decisions.md, "The package: compacted
+   * JavaScript, CJS one file per module"). The plugin points @noble/hashes at the bundled copy
+   * below and writes dist/<subpath>.cjs, the `require` entry package.json names, as one line.
+   */
+  cjs: {
+    entry: LIBRARY,
+    format: ["cjs"],
+    outExtension: () => ({ js: ".js" }),
+    bundle: false,
+    sourcemap: SOURCEMAP,
+    target: "node20",
+    plugins: [compactPlugin, cjsModules],
+  },
+  /**
+   * @noble/hashes is ESM only, so the CJS build carries a bundled CommonJS copy of the three
+   * modules it uses (dist/cjs/vendor/noble-hashes/*.js, licence comment kept): `require("tpmkit")`
    * then loads no ES module at all and works where require(esm) does not (Node with
    * `--no-experimental-require-module`, Jest's module loader). docs/decisions.md says why.
    */
-  cjs: {
-    entry: SUBPATHS,
+  noble: {
+    entry: Object.fromEntries(NOBLE_MODULES.map((m) => [`${NOBLE_DIR}/${m}`, `node_modules/@noble/hashes/${m}.js`])),
     format: ["cjs"],
-    splitting: true,
+    outExtension: () => ({ js: ".js" }),
+    bundle: true,
+    noExternal: [/^@noble\/hashes(\/|$)/],
     sourcemap: SOURCEMAP,
     target: "node20",
-    treeshake: true,
-    noExternal: [/^@noble\/hashes(\/|$)/],
-    // The CJS build is the compatibility copy (the ESM build, one readable file per module, is the
-    // primary one): whitespace and syntax minified, identifiers kept, so stack traces still name
-    // functions and classes. Keeps the tarball under its budget (bench/pack.mjs).
-    minifyWhitespace: true,
-    minifySyntax: true,
+    plugins: [compactPlugin],
   },
   /** Declarations, one rolled-up file per subpath, in CJS form: dist/<name>.d.cts (see above). */
   dts: {
@@ -117,4 +258,4 @@ const CONFIGS = {
   },
 } satisfies Record<string, Options>;
 
-export default defineConfig([CONFIGS.esm, CONFIGS.cli, CONFIGS.cjs, CONFIGS.dts]);
+export default defineConfig([CONFIGS.esm, CONFIGS.cli, CONFIGS.cjs, CONFIGS.noble, CONFIGS.dts]);

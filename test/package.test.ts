@@ -15,7 +15,7 @@ import { join, resolve } from "node:path";
 import { build } from "esbuild";
 import { build as tsupBuild, type Options } from "tsup";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import tsupConfigs, { SUBPATHS } from "../tsup.config.js";
+import tsupConfigs, { SUBPATHS, compact } from "../tsup.config.js";
 
 const ROOT = resolve(__dirname, "..");
 
@@ -177,6 +177,32 @@ describe("the built package", () => {
     }
   });
 
+  it("the CJS build mirrors the ESM one module for module and requires no package (docs/decisions.md)", () => {
+    expect(JSON.parse(read("cjs/package.json"))).toEqual({ type: "commonjs" });
+    const esm = files(".").filter((f) => f.endsWith(".js") && !/^(cli|cjs)\//.test(f));
+    const cjs = files("cjs").filter((f) => f.endsWith(".js") && !f.startsWith(join("cjs", "vendor")));
+    expect(cjs.map((f) => f.slice("cjs/".length)).sort()).toEqual(esm.sort());
+    for (const f of files("cjs").filter((x) => x.endsWith(".js"))) {
+      for (const [, spec] of read(f).matchAll(/require\("([^"]+)"\)/g)) {
+        if (spec!.startsWith("node:")) continue;
+        expect(spec, `${f} requires ${spec}`).toMatch(/^\.{1,2}\//);
+        expect(existsSync(resolve(out, f, "..", spec!)), `${f} requires ${spec}`).toBe(true);
+      }
+    }
+    for (const name of Object.keys(SUBPATHS)) {
+      const target = SUBPATHS[name]!.replace(/^src\//, "./cjs/").replace(/\.ts$/, ".js");
+      expect(read(`${name}.cjs`), name).toBe(`"use strict";module.exports=require(${JSON.stringify(target)});\n`);
+    }
+  });
+
+  it("the JavaScript keeps its @__PURE__ annotations and drops its other comments", () => {
+    const js = files(".").filter((f) => f.endsWith(".js") && !f.startsWith(join("cjs", "vendor")));
+    // src/core/durations.ts marks its tables pure, so an application's bundler may drop them.
+    expect(read("core/durations.js")).toMatch(/= \/\* @__PURE__ \*\/ new Map\(/);
+    expect(read("cjs/core/durations.js")).toMatch(/= \/\* @__PURE__ \*\/ new Map\(/);
+    expect(js.filter((f) => /^\s*(\/\/|\/\*\*)/m.test(read(f)))).toEqual([]);
+  });
+
   it("no test file or test helper is built", () => {
     expect(files(".").filter((f) => /\.test\.|test-helpers/.test(f))).toEqual([]);
   });
@@ -209,6 +235,45 @@ describe("the built package", () => {
     // TPM2_PCR_Extend (TPM 2.0 Part 3): new = H(old || digest); PCR 16 starts at zeros.
     expect(result.pcr16).toBe(sha("sha256", new Uint8Array(32), new Uint8Array(32).fill(0xab)));
     expect(result.subpaths.filter(([, n]) => n === 0)).toEqual([]);
+  });
+});
+
+describe("compact (tsup.config.ts): comments, indentation and blank lines go, code stays", () => {
+  it("keeps literals that look like comments, annotations, the #! line and line breaks", () => {
+    const src = [
+      "#!/usr/bin/env node",
+      "/** doc */",
+      "const t = `a // not a comment",
+      "    kept indentation",
+      "",
+      "  end`; // trailing",
+      "function f(x) {",
+      "    return /* inline */ x / 2 / 3; // division, not a regex",
+      "}",
+      'const s = "/* in a string */", r = /a\\/\\/b/g;',
+      "const m = /* @__PURE__ */ new Map();",
+      "const y = 1 /* a",
+      "b */",
+      "f(2);",
+      "",
+    ].join("\n");
+    expect(compact(src)).toBe(
+      [
+        "#!/usr/bin/env node",
+        "const t = `a // not a comment",
+        "    kept indentation",
+        "",
+        "  end`;",
+        "function f(x) {",
+        "return  x / 2 / 3;",
+        "}",
+        'const s = "/* in a string */", r = /a\\/\\/b/g;',
+        "const m = /* @__PURE__ */ new Map();",
+        "const y = 1",
+        "f(2);",
+        "",
+      ].join("\n"),
+    );
   });
 });
 
