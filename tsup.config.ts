@@ -19,9 +19,11 @@ export const SUBPATHS: Record<string, string> = {
   swtpm: "src/transports/swtpm/index.ts",
   mssim: "src/transports/mssim/index.ts",
   "linux-device": "src/transports/linux-device/index.ts",
+  "ftpm-tee": "src/transports/ftpm-tee/index.ts",
   // one per device family
   "tis-device": "src/devices/tis/index.ts",
   "crb-device": "src/devices/crb/index.ts",
+  optee: "src/devices/optee/index.ts",
 };
 
 /**

@@ -52,7 +52,7 @@ try {
   // Every subpath loads in both formats and shares the root's classes within its format (the CJS
   // build has chunks too, so `require("tpmkit/swtpm").SwtpmControl` is the class
   // `require("tpmkit").swtpm` checks with instanceof).
-  const shared = { softtpm: "SoftTpm", swtpm: "SwtpmControl", tis: "tis", crb: "crb", memory: "memory", mssim: "mssim", "linux-device": "linuxDevice", "tis-device": "TisDevice", "crb-device": "CrbDevice", testing: "FakeTpmBackend" };
+  const shared = { softtpm: "SoftTpm", swtpm: "SwtpmControl", tis: "tis", crb: "crb", memory: "memory", mssim: "mssim", "linux-device": "linuxDevice", "tis-device": "TisDevice", "crb-device": "CrbDevice", "ftpm-tee": "ftpmTee", optee: "OpTee", testing: "FakeTpmBackend" };
   const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
   const subpaths = Object.keys(pkg.exports).filter((k) => k !== "." && k !== "./package.json").map((k) => k.slice(2));
   const broken = [];
