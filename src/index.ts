@@ -347,3 +347,7 @@ export {
 export { ReeFs, REE_FS_FILE_MAX, REE_FS_NAME_MAX } from "./node/ree-fs.js";
 export { ftpmTa, type FtpmTaConfig } from "./platform/ftpm.js";
 export { ftpmTee, FTPM_SHM_SIZE, FTPM_TEE_CLOSE_TIMEOUT_MS, FTPM_TEE_OPEN_TIMEOUT_MS, type FtpmTeeOptions, type FtpmTeeTransport, type FtpmTeeState } from "./transports/ftpm-tee/index.js";
+
+// Attestation helpers that need no TPM: the TCG PC Client event log and offline policy digests
+export { EV, eventTypeName, parseEventLog, replayEventLog, SPEC_ID_EVENT03_SIGNATURE, STARTUP_LOCALITY_SIGNATURE, type EventLog, type LogEvent, type EventDigest, type EventLogAlgorithm, type SpecIdEvent, type EventLogPcrValues, type EventLogReplay, type ReplayedPcr, type PcrMismatch } from "./wire/eventlog.js";
+export { PolicyDigest, policy, policyOr, pcrDigest, policyAuthorizeAHash, TPM_EO, type PolicyHashAlg, type PolicyPcrValues } from "./client/policy.js";

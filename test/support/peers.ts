@@ -29,6 +29,7 @@ export const PEER_TESTS: Readonly<Record<string, readonly Peer[]>> = {
   "test/integration/differential.test.ts": ["swtpm"],
   "test/integration/mssim-conformance.test.ts": ["swtpm"],
   "test/integration/mssim.test.ts": ["swtpm", "tpm2-tools"],
+  "test/integration/policy-trial.test.ts": ["swtpm", "tpm2-tools"],
   "test/integration/swtpm-conformance.test.ts": ["swtpm"],
   "test/integration/swtpm-server.test.ts": ["swtpm", "tpm2-tools"],
   "test/integration/swtpm-transport.test.ts": ["swtpm"],
