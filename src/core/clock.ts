@@ -21,28 +21,44 @@ export interface Clock {
   setTimer(ms: number, fn: () => void): TimerHandle;
 }
 
-/** The real clock: `performance.now()` and unref'd `setTimeout`. */
+/**
+ * Longest delay one `setTimeout` can take (2^31 - 1 ms, about 24.8 days): Node clamps anything
+ * longer to 1 ms with a TimeoutOverflowWarning, so a longer wait is a chain of such timers.
+ */
+const MAX_TIMEOUT_MS = 0x7fffffff;
+
+/** A timer that fires after `ms`, however long (chained past `MAX_TIMEOUT_MS`); `unref`: it does not keep the process alive. */
+function longTimer(ms: number, fn: () => void, unref: boolean): { clear(): void } {
+  let t: ReturnType<typeof setTimeout>;
+  const arm = (left: number) => {
+    const step = Math.min(Math.max(0, left), MAX_TIMEOUT_MS);
+    t = setTimeout(() => (left > MAX_TIMEOUT_MS ? arm(left - MAX_TIMEOUT_MS) : fn()), step);
+    if (unref) (t as { unref?: () => void }).unref?.();
+  };
+  arm(ms);
+  return { clear: () => clearTimeout(t) };
+}
+
+/** The real clock: `performance.now()`, `setTimeout` for sleeps and unref'd `setTimeout` for timers (chained for delays past 2^31 - 1 ms). */
 export const systemClock: Clock = {
   now: () => performance.now(),
   sleep(ms, signal) {
     return new Promise<void>((resolve, reject) => {
       if (signal?.aborted) return reject(abortErrorFrom(signal));
-      const t = setTimeout(done, Math.max(0, ms));
+      const t = longTimer(ms, done, false);
       function done() {
         signal?.removeEventListener("abort", onAbort);
         resolve();
       }
       function onAbort() {
-        clearTimeout(t);
+        t.clear();
         reject(abortErrorFrom(signal!));
       }
       signal?.addEventListener("abort", onAbort, { once: true });
     });
   },
   setTimer(ms, fn) {
-    const t = setTimeout(fn, Math.max(0, ms));
-    (t as { unref?: () => void }).unref?.();
-    return { clear: () => clearTimeout(t) };
+    return longTimer(ms, fn, true);
   },
 };
 

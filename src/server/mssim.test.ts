@@ -330,3 +330,27 @@ describe("serveMssim: platform signals", () => {
     expect(data).toEqual(["010203"]);
   });
 });
+
+describe("serveMssim: many idle connections", () => {
+  it("waits on the shutdown signal for 50 idle connections without a MaxListenersExceededWarning", async () => {
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on("warning", onWarning);
+    try {
+      const { server } = await start({ poweredOn: true });
+      const idle = await Promise.all(Array.from({ length: 50 }, () => client(server.port)));
+      // Every idle connection is now waiting for its first byte; a command on one more still runs.
+      const c = await client(server.port);
+      c.write(encodeSendCommand(GET_RANDOM_8, 0));
+      const size = (await c.read(4))[3]!;
+      expect(size).toBeGreaterThanOrEqual(10);
+      await c.read(size + 4);
+      expect(server.connections).toBe(idle.length + 1);
+      // Warnings are emitted on process.nextTick: let them out before looking.
+      await new Promise((r) => setImmediate(r));
+      expect(warnings.filter((w) => w.name === "MaxListenersExceededWarning")).toEqual([]);
+    } finally {
+      process.off("warning", onWarning);
+    }
+  });
+});

@@ -11,6 +11,7 @@
  *
  * @packageDocumentation
  */
+import { setMaxListeners } from "node:events";
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import { systemClock, type Clock } from "../core/clock.js";
 import { TpmArgumentError, TpmTransportError } from "../errors/index.js";
@@ -200,6 +201,9 @@ export async function serveMssim(target: ServeMssimTarget, options: ServeMssimOp
   const sizes = { largestCommandSize: 0, largestCommand: 0, largestResponseSize: 0, largestResponse: 0 };
   const sockets = new Set<Socket>();
   const shutdown = new AbortController();
+  // Every connection waits on this one signal (one abort listener each, removed when its wait
+  // ends), so the count grows with the clients, not with a leak: no MaxListenersExceededWarning.
+  setMaxListeners(0, shutdown.signal);
   let execChain: Promise<unknown> = Promise.resolve();
 
   /** Runs `fn` after every earlier command (across clients) finished. */

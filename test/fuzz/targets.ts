@@ -17,19 +17,23 @@ import { Tpm } from "../../src/client/tpm.js";
 import { parseTcti, parseKeyValues } from "../../src/platform/tcti-parse.js";
 import { parseVerbLine, splitVerb, parseLocality, UsageError } from "../../src/cli/args.js";
 import { VERBS } from "../../src/cli/verbs/index.js";
-import { serveSwtpm } from "../../src/server/swtpm.js";
+import { serveSwtpm, type SwtpmServer } from "../../src/server/swtpm.js";
 import { serveMssim } from "../../src/server/mssim.js";
 import { swtpm } from "../../src/transports/swtpm/transport.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import type { TpmBackend } from "../../src/core/transport.js";
-import { systemClock } from "../../src/core/clock.js";
+import { FakeClock } from "../../src/core/clock.js";
+import { mssim } from "../../src/transports/mssim/index.js";
+import { SWTPM_CMD } from "../../src/node/swtpm-protocol.js";
+import { MSSIM_CMD } from "../../src/node/mssim-protocol.js";
+import { FfaBus, TpmServicePartition } from "../../src/devices/ffa/index.js";
+import { CrbDevice } from "../../src/devices/crb/index.js";
+import { FFA_FN, TPM_SERVICE_FN } from "../../src/bus/ffa/abi.js";
 import type { CommandSink } from "../../src/server/common.js";
 
 /** One fuzz target: runs `cases` cases (or until `untilMs` on Date.now()) and returns how many ran. */
 export interface FuzzTarget {
   readonly name: string;
-  /** Cases the CI run uses when TPMKIT_FUZZ_CASES is not set (kept so the whole file fits its budget). */
-  readonly ciCases?: number;
   run(rng: Rng, cases: number, untilMs?: number): Promise<number>;
 }
 
@@ -59,18 +63,57 @@ function wellFormed(r: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * The hang bound of a running target: one interval timer per target instead of one timer per
+ * case (a per-case setTimeout cost more than most cases). It fires only if no case finished
+ * within `ms` (real time; only a bound, never expected to fire): then the case in flight is a hang.
+ */
+class Watchdog {
+  progress = 0;
+  readonly hang: Promise<never>;
+  #seen = -1;
+  #reject!: (e: Error) => void;
+  readonly #timer: NodeJS.Timeout;
+  what = "";
+  constructor(ms: number) {
+    this.hang = new Promise<never>((_, rej) => (this.#reject = rej));
+    this.hang.catch(() => undefined);
+    this.#timer = setInterval(() => {
+      if (this.progress === this.#seen) this.#reject(new Error(`hang: ${this.what} did not settle in ${ms} ms`));
+      this.#seen = this.progress;
+    }, ms);
+  }
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+}
+
+let watchdog: Watchdog | undefined;
+
 /** Runs `body` for each case index; corpus entries (replayed first) are cases 0..n-1. */
 async function loop(cases: number, untilMs: number | undefined, body: (i: number) => Promise<void> | void): Promise<number> {
+  const outer = watchdog;
+  const wd = (watchdog = new Watchdog(5000));
   let i = 0;
-  for (; untilMs !== undefined ? Date.now() < untilMs : i < cases; i++) {
-    const p = body(i);
-    if (p) await p;
+  try {
+    for (; untilMs !== undefined ? Date.now() < untilMs : i < cases; i++) {
+      const p = body(i);
+      if (p) await p;
+      wd.progress++;
+    }
+  } finally {
+    wd.stop();
+    watchdog = outer;
   }
   return i;
 }
 
-/** Rejects if `p` has not settled in `ms` (a hang). Real timers: only a bound, never expected to fire. */
+/** Rejects if `p` has not settled while the target's watchdog sees no progress (a hang). */
 function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  if (watchdog) {
+    watchdog.what = what;
+    return Promise.race([p, watchdog.hang]);
+  }
   let t: NodeJS.Timeout;
   return Promise.race([p, new Promise<T>((_, rej) => (t = setTimeout(() => rej(new Error(`hang: ${what} did not settle in ${ms} ms`)), ms)))]).finally(() => clearTimeout(t));
 }
@@ -95,7 +138,6 @@ function commandSeeds(): Uint8Array[] {
 
 export const softtpmDispatch: FuzzTarget = {
   name: "softtpm-dispatch",
-  ciCases: 100000,
   async run(rng, cases, untilMs) {
     const storage = new MemoryStorage();
     let t = new SoftTpm({ seed: "fuzz-dispatch", storage });
@@ -140,7 +182,6 @@ export const softtpmDispatch: FuzzTarget = {
 
 export const stateDecoder: FuzzTarget = {
   name: "state-decoder",
-  ciCases: 20000,
   async run(rng, cases, untilMs) {
     // Valid blobs: a fresh state and one with NV indices, from a SoftTpm.
     const storage = new MemoryStorage();
@@ -222,7 +263,6 @@ const CALLS: Record<string, Call> = {
 
 export const tpmResponses: FuzzTarget = {
   name: "tpm-responses",
-  ciCases: 20000,
   async run(rng, cases, untilMs) {
     const soft = new SoftTpm({ seed: "fuzz-responses" });
     let replace: Uint8Array | undefined;
@@ -285,7 +325,6 @@ const VALUES: readonly unknown[] = [
 
 export const tpmArguments: FuzzTarget = {
   name: "tpm-arguments",
-  ciCases: 20000,
   async run(rng, cases, untilMs) {
     const soft = new SoftTpm({ seed: "fuzz-args" });
     const tpm = await Tpm.open(memory({ backend: soft }));
@@ -305,26 +344,26 @@ export const tpmArguments: FuzzTarget = {
         m = rng.pick(methods);
         args = Array.from({ length: rng.int(4) }, () => (rng.oneIn(4) ? { [rng.pick(["size", "offset", "authHandle", "auth", "hierarchy", "index", "attributes", "signal", "timeoutMs", "locality"])]: rng.pick(VALUES) } : rng.pick(VALUES)));
       }
-      const desc = `${m}(${args.map((a) => (typeof a === "symbol" ? "Symbol" : typeof a === "bigint" ? `${a}n` : typeof a === "function" ? "fn" : JSON.stringify(a, (_k, x: unknown) => (typeof x === "bigint" ? `${x}n` : x))?.slice(0, 40))).join(", ")})`;
+      const describe = (): string => `${m}(${args.map((a) => (typeof a === "symbol" ? "Symbol" : typeof a === "bigint" ? `${a}n` : typeof a === "function" ? "fn" : JSON.stringify(a, (_k, x: unknown) => (typeof x === "bigint" ? `${x}n` : x))?.slice(0, 40))).join(", ")})`;
       let p: unknown;
       try {
         p = ((tpm as unknown as Record<string, (...a: unknown[]) => unknown>)[m]!)(...args);
       } catch (e) {
-        fail(this.name, i, desc, `threw synchronously: ${String(e)}`);
+        fail(this.name, i, describe(), `threw synchronously: ${String(e)}`);
       }
       if (!(p instanceof Promise)) return;
       try {
-        await bounded(p, 2000, desc);
+        await bounded(p, 2000, m);
       } catch (e) {
-        if (!typed(e)) fail(this.name, i, desc, e);
+        if (!typed(e)) fail(this.name, i, describe(), e);
       }
       if (m === "startup" || m === "clear" || m === "hierarchyChangeAuth" || m === "clearControl") {
         // State-changing calls: keep the TPM in a known state.
         await tpm.transmit(STARTUP_CLEAR).catch(() => undefined);
       }
       if (i % 1000 === 0) {
-        const r = await tpm.transmit(GET_RANDOM).catch((e: unknown) => fail(this.name, i, desc, e));
-        if (wellFormed(r)) fail(this.name, i, desc, `not usable after: ${wellFormed(r)}`);
+        const r = await tpm.transmit(GET_RANDOM).catch((e: unknown) => fail(this.name, i, describe(), e));
+        if (wellFormed(r)) fail(this.name, i, describe(), `not usable after: ${wellFormed(r)}`);
       }
     });
   },
@@ -340,7 +379,6 @@ const TCTI_SEEDS = [
 
 export const tctiParser: FuzzTarget = {
   name: "tcti-parse",
-  ciCases: 50000,
   async run(rng, cases, untilMs) {
     const enc = new TextEncoder();
     const dec = new TextDecoder();
@@ -362,7 +400,6 @@ const ARG_TOKENS = ["-T", "--tcti", "memory", "-l", "--locality", "0", "4", "5",
 
 export const cliArgs: FuzzTarget = {
   name: "cli-args",
-  ciCases: 50000,
   async run(rng, cases, untilMs) {
     const corpus: string[][] = [["getrandom", "8"], ["pcrread", "sha256:0,1"], ["serve", "--protocol", "swtpm", "--port", "0"], ["-T", "device:/etc/passwd", "getrandom", "4"], ["-l", "7", "pcrextend", "0", "--bank", "sha256"], ["getcap", "properties"]];
     return loop(cases, untilMs, (i) => {
@@ -493,22 +530,94 @@ function serverSeeds(mssimOnly: boolean): Uint8Array[] {
   return s;
 }
 
-/** One server case: a fresh connection gets `input` (split in 1–3 chunks), then EOF; it must close. */
-async function serverCase(server: EventEmitter, rng: Rng, input: Uint8Array): Promise<FakeSocket> {
-  const s = new FakeSocket();
-  server.emit("connection", s);
+/** Feeds `input` to `s` in 1–3 chunks (separate 'data' events). */
+function feedChunks(s: FakeSocket, rng: Rng, input: Uint8Array): void {
   let at = 0;
   const parts = 1 + rng.int(3);
-  for (let k = 0; k < parts && at < input.length; k++) {
-    const n = k === parts - 1 ? input.length - at : rng.int(input.length - at + 1);
+  for (let k = 0; k < parts - 1 && at < input.length; k++) {
+    const n = rng.int(input.length - at + 1);
     s.feed(input.subarray(at, at + n));
     at += n;
-    if (rng.oneIn(4)) await new Promise((r) => setImmediate(r));
   }
-  if (at < input.length) s.feed(input.subarray(at));
+  s.feed(input.subarray(at));
+}
+
+/** One good exchange: a fresh connection sends `frame`, waits for `want` bytes back, then EOF; it must close. */
+async function exchange(server: EventEmitter, frame: Uint8Array, what: string): Promise<Uint8Array> {
+  const s = new FakeSocket();
+  server.emit("connection", s);
+  s.feed(frame);
   s.finish();
-  await bounded(s.closed, 3000, "server closing the connection after EOF");
-  return s;
+  await bounded(s.closed, 3000, what);
+  return s.bytesOut();
+}
+
+/**
+ * A stream of fuzzed frames into one server port. A case is one fuzzed frame (fed in 1–3
+ * chunks); frames go down one connection back to back (a pipelining client), a fresh connection
+ * every `batch` cases or as soon as the server closed the current one; each connection ends
+ * with EOF and must then close (bounded). Every `checkEvery` connections, `check` runs (a good
+ * client is served). `verify` sees what one connection got back.
+ */
+async function streamTarget(
+  name: string,
+  port: EventEmitter | (() => Promise<EventEmitter>),
+  rng: Rng,
+  cases: number,
+  untilMs: number | undefined,
+  o: {
+    batch: number;
+    next(i: number): Uint8Array;
+    verify?(out: Uint8Array, inputs: Uint8Array[]): string | undefined;
+    check(): Promise<string | undefined>;
+    checkEvery?: number;
+  },
+): Promise<number> {
+  let s: FakeSocket | undefined;
+  let inputs: Uint8Array[] = [];
+  let conns = 0;
+  const end = async (i: number) => {
+    const c = s!;
+    s = undefined;
+    c.finish();
+    try {
+      await bounded(c.closed, 3000, "server closing the connection after EOF");
+    } catch (e) {
+      fail(name, i, inputs.map((x) => hex(x.subarray(0, 256))).join(" | "), e);
+    }
+    const bad = o.verify?.(c.bytesOut(), inputs);
+    if (bad) fail(name, i, inputs.map((x) => hex(x.subarray(0, 256))).join(" | "), bad);
+    if (++conns % (o.checkEvery ?? 4) === 0) {
+      const why = await o.check();
+      if (why) fail(name, i, inputs.map((x) => hex(x.subarray(0, 256))).join(" | "), `good client not served after: ${why}`);
+    }
+    inputs = [];
+  };
+  const n = await loop(cases, untilMs, async (i) => {
+    if (s && (s.destroyed || inputs.length >= o.batch)) await end(i);
+    if (!s) {
+      s = new FakeSocket();
+      (typeof port === "function" ? await port() : port).emit("connection", s);
+    }
+    const input = o.next(i);
+    inputs.push(input);
+    feedChunks(s, rng, input);
+    // Let the server take the frame in (microtasks only; the batch end drains the rest).
+    await Promise.resolve();
+  });
+  if (s) await end(n);
+  return n;
+}
+
+/** The output of a raw-mode swtpm data connection is whole TPM responses. */
+function wholeResponses(out: Uint8Array): string | undefined {
+  for (let at = 0; at < out.length; ) {
+    if (out.length - at < 10) return `cut response ${hex(out.subarray(at))}`;
+    const n = sizeOf(out, at + 2);
+    if (n < 10 || at + n > out.length) return `bad response at ${at}: ${hex(out.subarray(at, at + 16))}`;
+    at += n;
+  }
+  return undefined;
 }
 
 async function serverTarget(name: string, mssim: boolean, rng: Rng, cases: number, untilMs: number | undefined): Promise<number> {
@@ -520,88 +629,305 @@ async function serverTarget(name: string, mssim: boolean, rng: Rng, cases: numbe
     : await serveSwtpm({ chip: chipOf(soft), path: `/tmp/tpmkit-fuzz-${process.pid}-${name}.sock` }, { control: false });
   const data = netHooks.servers[before]!;
   const seeds = serverSeeds(mssim);
+  const cmdSeeds = [GET_RANDOM, STARTUP_CLEAR, ...commandSeeds().slice(0, 6)];
   try {
-    return await loop(cases, untilMs, async (i) => {
-      const input = i < seeds.length ? seeds[i]! : rng.oneIn(3) ? sendFrame(rng.int(8), mutate(rng, rng.pick([GET_RANDOM, STARTUP_CLEAR, ...commandSeeds().slice(0, 6)]))) : mutate(rng, rng.pick(seeds), 70000);
-      let s: FakeSocket;
-      try {
-        s = await serverCase(data, rng, input);
-      } catch (e) {
-        fail(name, i, hex(input.subarray(0, 256)), e);
-      }
-      // What came back is whole frames (swtpm raw: TPM responses; prefixed/mssim: response + u32 ack).
-      const out = s.bytesOut();
-      if (!mssim && out.length > 0 && input[0] === 0x80) {
-        for (let at = 0; at < out.length; ) {
-          if (out.length - at < 10) fail(name, i, hex(input.subarray(0, 256)), `cut response ${hex(out)}`);
-          const n = sizeOf(out, at + 2);
-          if (n < 10 || at + n > out.length) fail(name, i, hex(input.subarray(0, 256)), `bad response ${hex(out)}`);
-          at += n;
-        }
-      }
-      // Usable after: a good client is served.
-      if (i % 64 === 0) {
-        const g = await serverCase(data, rng, mssim ? sendFrame(0, GET_RANDOM) : GET_RANDOM);
-        let r = g.bytesOut();
+    return await streamTarget(name, data, rng, cases, untilMs, {
+      batch: 32,
+      next: (i) => (i < seeds.length ? seeds[i]! : rng.oneIn(3) ? sendFrame(rng.int(8), mutate(rng, rng.pick(cmdSeeds))) : mutate(rng, rng.pick(seeds), 70000)),
+      // Raw frames only (no TPM_SEND_COMMAND prefix anywhere): what came back is whole TPM responses.
+      verify: mssim ? undefined : (out, inputs) => (inputs.every((x) => x[0] === 0x80) ? wholeResponses(out) : undefined),
+      async check() {
+        let r = await exchange(data, mssim ? sendFrame(0, GET_RANDOM) : GET_RANDOM, "good client");
         if (mssim) r = r.subarray(4, r.length - 4);
-        if (wellFormed(r) || (rcOf(r) !== 0 && rcOf(r) !== 0x100)) fail(name, i, hex(input.subarray(0, 256)), `good client not served: ${hex(g.bytesOut())}`);
+        if (wellFormed(r) || (rcOf(r) !== 0 && rcOf(r) !== 0x100)) return hex(r);
         if (rcOf(r) === 0x100) soft.executeSync(STARTUP_CLEAR, 0);
-      }
+        return undefined;
+      },
     });
   } finally {
     await server.close();
   }
 }
 
-export const swtpmServer: FuzzTarget = { name: "swtpm-server", ciCases: 3000, run: (rng, cases, until) => serverTarget("swtpm-server", false, rng, cases, until) };
-export const mssimServer: FuzzTarget = { name: "mssim-server", ciCases: 3000, run: (rng, cases, until) => serverTarget("mssim-server", true, rng, cases, until) };
+export const swtpmServer: FuzzTarget = { name: "swtpm-server", run: (rng, cases, until) => serverTarget("swtpm-server", false, rng, cases, until) };
+export const mssimServer: FuzzTarget = { name: "mssim-server", run: (rng, cases, until) => serverTarget("mssim-server", true, rng, cases, until) };
 
-/** The swtpm client's framing: each command gets a fuzzed answer, then the peer may hang up. */
-export const swtpmClient: FuzzTarget = {
-  name: "swtpm-client",
-  ciCases: 10000,
+// ------------------------------------------------------------------ swtpm control channel
+
+/** A control message: u32 command + body (swtpm_ioctls(3)). */
+const ctl = (cmd: number, body: number[] = []): Uint8Array => Uint8Array.from([...u32(cmd), ...body]);
+
+function controlSeeds(): Uint8Array[] {
+  const s: Uint8Array[] = [];
+  for (const cmd of Object.values(SWTPM_CMD)) if (cmd !== SWTPM_CMD.SHUTDOWN) s.push(ctl(cmd), ctl(cmd, u32(0)), ctl(cmd, u32(1)));
+  s.push(
+    ctl(SWTPM_CMD.SET_LOCALITY, [7]),
+    ctl(SWTPM_CMD.SET_LOCALITY, [4]),
+    ctl(SWTPM_CMD.HASH_DATA, [...u32(0xffffffff)]), // a length the protocol cannot carry
+    ctl(SWTPM_CMD.HASH_DATA, [...u32(4), 1, 2, 3, 4]),
+    ctl(SWTPM_CMD.SET_STATEBLOB, [...u32(0), ...u32(1), ...u32(0xffffffff)]),
+    ctl(SWTPM_CMD.SET_STATEBLOB, [...u32(0), ...u32(1), ...u32(4), 1, 2, 3, 4]),
+    ctl(SWTPM_CMD.GET_STATEBLOB, [...u32(0), ...u32(1), ...u32(0)]),
+    ctl(SWTPM_CMD.SET_BUFFERSIZE, u32(0xffffffff)),
+    ctl(SWTPM_CMD.GET_INFO, [...u32(0), ...u32(3), ...u32(0), ...u32(0)]),
+    ctl(0x7fffffff),
+    Uint8Array.of(0, 0),
+  );
+  return s;
+}
+
+/**
+ * The swtpm control channel: random control messages on one server. CMD_SHUTDOWN ends the
+ * server, so it is never generated here (a mutated message that came out as SHUTDOWN is turned
+ * into GET_CAPABILITY); {@link swtpmControlShutdown} covers it once, on its own server.
+ */
+export const swtpmControl: FuzzTarget = {
+  name: "swtpm-control",
   async run(rng, cases, untilMs) {
-    const path = `/fuzz/swtpm-client-${process.pid}`;
-    let answer: Uint8Array = new Uint8Array(0);
-    let hangUp = false;
-    netHooks.connect.set(path, () => {
-      const s = new FakeSocket();
-      s.onWrite = () => {
-        const a = answer;
-        const close = hangUp;
-        setImmediate(() => {
-          s.feed(a);
-          if (close) {
-            s.finish();
-            s.destroy();
-          }
-        });
-      };
-      setImmediate(() => s.emit("connect"));
-      return s;
-    });
-    const t = swtpm({ path }, { control: false });
-    const good = rsp(0, [...u16(8), 1, 2, 3, 4, 5, 6, 7, 8]);
-    const seeds = [good, rsp(0x101), Uint8Array.from([...good, 0x80, 0x01]), Uint8Array.from([0x80, 0x01, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]), good.subarray(0, 9), new Uint8Array(0)];
-    const signal = new AbortController().signal;
+    const soft = new SoftTpm({ seed: "fuzz-swtpm-control" });
+    soft.executeSync(STARTUP_CLEAR, 0);
+    const path = `/tmp/tpmkit-fuzz-${process.pid}-control.sock`;
+    // A SHUTDOWN can still form in the byte stream (a message shorter than its length field
+    // takes the next one's first bytes): then the server ends in order and a fresh one takes over.
+    let srv: { server: SwtpmServer; data: EventEmitter; control: EventEmitter; down: boolean } | undefined;
+    const current = async () => {
+      if (srv && !srv.down) return srv;
+      if (srv) await srv.server.close();
+      const before = netHooks.servers.length;
+      const server = await serveSwtpm({ chip: chipOf(soft), path }, { control: { path: `${path}.ctrl` } });
+      const s = { server, data: netHooks.servers[before]!, control: netHooks.servers[before + 1]!, down: false };
+      void server.closed.then(() => (s.down = true));
+      return (srv = s);
+    };
+    const seeds = controlSeeds();
     try {
-      return await loop(cases, untilMs, async (i) => {
-        answer = i < seeds.length ? seeds[i]! : mutate(rng, rng.pick(seeds), 8192);
-        // A peer that keeps the connection must answer whole (else only the deadline ends it): hang up otherwise.
-        hangUp = rng.oneIn(2) || answer.length < 10 || sizeOf(answer) !== answer.length;
-        try {
-          const r = await bounded(t.send(GET_RANDOM, { locality: 0, signal, timeoutMs: 1000, clock: systemClock }), 2000, "swtpm client send");
-          if (!(r instanceof Uint8Array) || r.length < 10 || sizeOf(r) !== r.length) fail(this.name, i, hex(answer), `bad response ${String(r)}`);
-        } catch (e) {
-          if (!typed(e)) fail(this.name, i, hex(answer), e);
-        }
+      return await streamTarget(this.name, async () => (await current()).control, rng, cases, untilMs, {
+        batch: 32,
+        next(i) {
+          const m = i < seeds.length ? seeds[i]! : mutate(rng, rng.pick(seeds), 8192);
+          if (m.length >= 4 && sizeOf(m, 0) === SWTPM_CMD.SHUTDOWN) m[3] = SWTPM_CMD.GET_CAPABILITY;
+          return m;
+        },
+        async check() {
+          const { control, data } = await current();
+          // CMD_INIT restarts the TPM whatever a fuzzed STOP did; then the data channel serves.
+          const init = await exchange(control, ctl(SWTPM_CMD.INIT, u32(0)), "control INIT");
+          if (init.length !== 4 || sizeOf(init, 0) !== 0) return `INIT answered ${hex(init)}`;
+          const r = await exchange(data, GET_RANDOM, "good data client");
+          if (wellFormed(r) || (rcOf(r) !== 0 && rcOf(r) !== 0x100)) return `GetRandom answered ${hex(r)}`;
+          if (rcOf(r) === 0x100) soft.executeSync(STARTUP_CLEAR, 0);
+          return undefined;
+        },
       });
     } finally {
-      await t.close();
-      netHooks.connect.delete(path);
+      await srv?.server.close();
     }
   },
 };
 
+/** CMD_SHUTDOWN, once per run on its own server: answered 0, then the server closes with reason "shutdown". */
+export async function swtpmControlShutdown(): Promise<{ reply: Uint8Array; reason: string }> {
+  const soft = new SoftTpm({ seed: "fuzz-swtpm-shutdown" });
+  soft.executeSync(STARTUP_CLEAR, 0);
+  const before = netHooks.servers.length;
+  const path = `/tmp/tpmkit-fuzz-${process.pid}-shutdown.sock`;
+  const server = await serveSwtpm({ chip: chipOf(soft), path }, { control: { path: `${path}.ctrl` } });
+  const control = netHooks.servers[before + 1]!;
+  try {
+    const reply = await exchange(control, ctl(SWTPM_CMD.SHUTDOWN), "CMD_SHUTDOWN");
+    const closed = await bounded(server.closed, 3000, "server closing after CMD_SHUTDOWN");
+    return { reply, reason: closed.reason };
+  } finally {
+    await server.close();
+  }
+}
+
+// ------------------------------------------------------------------ mssim platform port (server side)
+
+const PLATFORM_CODES = Object.values(MSSIM_CMD).filter((c) => c !== MSSIM_CMD.TPM_SEND_COMMAND);
+
+/** The mssim server's platform port: random signals (known codes, their operands, junk). */
+export const mssimPlatform: FuzzTarget = {
+  name: "mssim-platform",
+  async run(rng, cases, untilMs) {
+    const soft = new SoftTpm({ seed: "fuzz-mssim-platform" });
+    soft.executeSync(STARTUP_CLEAR, 0);
+    const before = netHooks.servers.length;
+    const server = await serveMssim({ chip: chipOf(soft), port: 0, platformPort: 0 }, { poweredOn: true });
+    const data = netHooks.servers[before]!;
+    const platform = netHooks.servers[before + 1]!;
+    const seeds: Uint8Array[] = [...PLATFORM_CODES.map((c) => Uint8Array.from(u32(c))), Uint8Array.from([...u32(6), ...u32(4), 1, 2, 3, 4]), Uint8Array.from(u32(0xffffffff)), Uint8Array.of(0, 0, 0)];
+    try {
+      return await streamTarget(this.name, platform, rng, cases, untilMs, {
+        batch: 32,
+        next: (i) =>
+          i < seeds.length ? seeds[i]! : rng.oneIn(2) ? Uint8Array.from(u32(rng.oneIn(8) ? rng.u32() : rng.pick(PLATFORM_CODES))) : mutate(rng, rng.pick(seeds), 64),
+        // Every platform answer is a u32 (acks) or GET_COMMAND_RESPONSE_SIZES' 24 bytes: whole words.
+        verify: (out) => (out.length % 4 === 0 ? undefined : `platform output of ${out.length} bytes is not whole u32 words`),
+        async check() {
+          const on = await exchange(platform, Uint8Array.from(u32(MSSIM_CMD.SIGNAL_POWER_ON)), "platform POWER_ON");
+          if (on.length !== 4 || sizeOf(on, 0) !== 0) return `POWER_ON answered ${hex(on)}`;
+          const out = await exchange(data, sendFrame(0, GET_RANDOM), "good command client");
+          const r = out.subarray(4, out.length - 4);
+          if (wellFormed(r) || (rcOf(r) !== 0 && rcOf(r) !== 0x100)) return `GetRandom answered ${hex(out)}`;
+          if (rcOf(r) === 0x100) soft.executeSync(STARTUP_CLEAR, 0);
+          return undefined;
+        },
+      });
+    } finally {
+      await server.close();
+    }
+  },
+};
+
+// ------------------------------------------------------------------ clients over an in-process peer
+
+/**
+ * A client transport's framing against a peer that answers each write with fuzzed bytes (on a
+ * microtask), then may hang up. Send must give a whole TPM response or a TpmkitError.
+ */
+async function clientTarget(
+  name: string,
+  rng: Rng,
+  cases: number,
+  untilMs: number | undefined,
+  o: { path: string; seeds: Uint8Array[]; whole(a: Uint8Array): boolean; send(signal: AbortSignal): Promise<Uint8Array>; close(): Promise<void> },
+): Promise<number> {
+  let answer: Uint8Array = new Uint8Array(0);
+  let hangUp = false;
+  netHooks.connect.set(o.path, () => {
+    const s = new FakeSocket();
+    s.onWrite = () => {
+      const a = answer;
+      const close = hangUp;
+      queueMicrotask(() => {
+        s.feed(a);
+        if (close) {
+          s.finish();
+          s.destroy();
+        }
+      });
+    };
+    queueMicrotask(() => s.emit("connect"));
+    return s;
+  });
+  const signal = new AbortController().signal;
+  try {
+    return await loop(cases, untilMs, async (i) => {
+      answer = i < o.seeds.length ? o.seeds[i]! : mutate(rng, rng.pick(o.seeds), 8192);
+      // A peer that keeps the connection must answer whole (else only the deadline ends it): hang up otherwise.
+      hangUp = rng.oneIn(2) || !o.whole(answer);
+      try {
+        const r = await bounded(o.send(signal), 2000, `${name} send`);
+        if (!(r instanceof Uint8Array) || r.length < 10 || sizeOf(r) !== r.length) fail(name, i, hex(answer), `bad response ${String(r)}`);
+      } catch (e) {
+        if (!typed(e)) fail(name, i, hex(answer), e);
+      }
+    });
+  } finally {
+    await o.close();
+    netHooks.connect.delete(o.path);
+  }
+}
+
+/** The swtpm client's framing: each command gets a fuzzed answer, then the peer may hang up. */
+export const swtpmClient: FuzzTarget = {
+  name: "swtpm-client",
+  async run(rng, cases, untilMs) {
+    const path = `/fuzz/swtpm-client-${process.pid}`;
+    const t = swtpm({ path }, { control: false });
+    // The read bounds run on a clock that never fires: the watchdog is the hang bound.
+    const clock = new FakeClock();
+    const good = rsp(0, [...u16(8), 1, 2, 3, 4, 5, 6, 7, 8]);
+    const seeds = [good, rsp(0x101), Uint8Array.from([...good, 0x80, 0x01]), Uint8Array.from([0x80, 0x01, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]), good.subarray(0, 9), new Uint8Array(0)];
+    return clientTarget(this.name, rng, cases, untilMs, {
+      path,
+      seeds,
+      whole: (a) => a.length >= 10 && sizeOf(a) === a.length,
+      send: (signal) => t.send(GET_RANDOM, { locality: 0, signal, timeoutMs: 1000, clock }),
+      close: async () => void (await t.close?.()),
+    });
+  },
+};
+
+/** The mssim client's framing (src/transports/mssim): u32 size, response, u32 ack, all fuzzed. */
+export const mssimClient: FuzzTarget = {
+  name: "mssim-client",
+  async run(rng, cases, untilMs) {
+    const path = `/fuzz/mssim-client-${process.pid}`;
+    const t = mssim({ path, powerOn: false });
+    const clock = new FakeClock();
+    const good = rsp(0, [...u16(8), 1, 2, 3, 4, 5, 6, 7, 8]);
+    const framed = (r: Uint8Array, ack = 0, size = r.length) => Uint8Array.from([...u32(size), ...r, ...u32(ack)]);
+    const seeds = [
+      framed(good),
+      framed(rsp(0x101)),
+      framed(new Uint8Array(0)), // powered off: size 0 + ack
+      framed(good, 1), // bad ack
+      framed(good, 0, 0xffffffff), // a lying size
+      framed(good, 0, 9),
+      Uint8Array.from([...framed(good), 0, 0]), // stray bytes after
+      framed(good).subarray(0, 13),
+      new Uint8Array(0),
+    ];
+    return clientTarget(this.name, rng, cases, untilMs, {
+      path,
+      seeds,
+      whole: (a) => a.length >= 18 && sizeOf(a, 0) === a.length - 8 && sizeOf(a, 0) >= 10 && sizeOf(a, 6) === a.length - 8 && sizeOf(a, a.length - 4) === 0,
+      send: (signal) => t.send(GET_RANDOM, { locality: rng.int(5), signal, timeoutMs: 1000, clock }),
+      close: async () => void (await t.close?.()),
+    });
+  },
+};
+
+// ------------------------------------------------------------------ FF-A TPM service partition
+
+const FFA_FUNCS = Object.values(FFA_FN);
+const TPM_FUNCS = Object.values(TPM_SERVICE_FN);
+const FFA_WORDS = [0n, 1n, 2n, 0xffffffffn, 0xffffffffffffffffn, 0x8000n, 0x8002n, 0x8001n, 0x10001n, 0x10000n, 0x1000n, 4n, 5n, 0x80000000n];
+const FFA_ID = 0x8002;
+const FFA_OK_W0 = new Set<bigint>([FFA_FN.ERROR, FFA_FN.SUCCESS_32, FFA_FN.SUCCESS_64, FFA_FN.MSG_SEND_DIRECT_RESP_32, FFA_FN.MSG_SEND_DIRECT_RESP_64, FFA_FN.MSG_SEND_DIRECT_RESP2, FFA_FN.INTERRUPT, FFA_FN.YIELD].map(BigInt));
+
+/**
+ * Random direct-message registers (and other FF-A calls) into an FfaBus holding a
+ * TpmServicePartition over a CRB device on a SoftTpm: every answer is an FF-A frame (FFA_ERROR,
+ * FFA_SUCCESS, a direct response carrying a status), never a throw or a rejection.
+ */
+export const ffaPartition: FuzzTarget = {
+  name: "ffa-partition",
+  async run(rng, cases, untilMs) {
+    const soft = new SoftTpm({ seed: "fuzz-ffa" });
+    soft.executeSync(STARTUP_CLEAR, 0);
+    const device = new CrbDevice({ backend: soft, localities: 5, trigger: "doorbell", channel: false });
+    const partition = new TpmServicePartition({ device });
+    const bus = new FfaBus({ clock: new FakeClock(), channel: false });
+    bus.addPartition(partition);
+    const word = (): bigint => (rng.oneIn(4) ? BigInt(rng.u32()) | (rng.oneIn(4) ? BigInt(rng.u32()) << 32n : 0n) : rng.pick(FFA_WORDS));
+    const direct = [FFA_FN.MSG_SEND_DIRECT_REQ_64, FFA_FN.MSG_SEND_DIRECT_REQ_32, FFA_FN.MSG_SEND_DIRECT_REQ2];
+    const corpus: bigint[][] = TPM_FUNCS.map((f) => [BigInt(FFA_FN.MSG_SEND_DIRECT_REQ_64), BigInt(FFA_ID), 0n, 0n, BigInt(f), 0n, 0n, 0n]);
+    return loop(cases, untilMs, async (i) => {
+      let regs: bigint[];
+      if (i < corpus.length) regs = corpus[i]!;
+      else {
+        const fn = rng.oneIn(8) ? rng.pick(FFA_FUNCS) : rng.oneIn(16) ? rng.u32() : rng.pick(direct);
+        const dest = rng.oneIn(8) ? word() : BigInt(rng.oneIn(8) ? FFA_ID << 16 : FFA_ID);
+        regs = [BigInt(fn), dest, ...Array.from({ length: rng.int(17) }, (_, k) => (k === 2 && !rng.oneIn(4) ? BigInt(rng.pick(TPM_FUNCS)) : word()))];
+        if (rng.oneIn(32)) regs.length = rng.int(regs.length + 1);
+      }
+      let out: bigint[];
+      try {
+        out = await bounded(Promise.resolve(bus.call(regs)), 2000, "FF-A call");
+      } catch (e) {
+        fail(this.name, i, regs.map((r) => `0x${r.toString(16)}`).join(","), e);
+      }
+      // FFA_VERSION answers the version itself (or NOT_SUPPORTED) in w0; every other call a function id.
+      const versionCall = regs[0] === BigInt(FFA_FN.VERSION);
+      if (!Array.isArray(out) || out.length < 1 || typeof out[0] !== "bigint" || (!versionCall && !FFA_OK_W0.has(out[0]))) {
+        fail(this.name, i, regs.map((r) => `0x${r.toString(16)}`).join(","), `answer ${String(out)}`);
+      }
+    });
+  },
+};
+
 /** Every target, in the order the test runs them. */
-export const TARGETS: readonly FuzzTarget[] = [softtpmDispatch, stateDecoder, tpmResponses, tpmArguments, tctiParser, cliArgs, swtpmServer, mssimServer, swtpmClient];
+export const TARGETS: readonly FuzzTarget[] = [softtpmDispatch, stateDecoder, tpmResponses, tpmArguments, tctiParser, cliArgs, ffaPartition, swtpmServer, mssimServer, swtpmControl, mssimPlatform, swtpmClient, mssimClient];
