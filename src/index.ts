@@ -344,6 +344,7 @@ export {
   type FtpmEngine,
   type FtpmTaOptions,
 } from "./devices/optee/index.js";
+export { TeeMediator, TeeGuest, TEE_MEDIATOR_CHANNEL, TEE_MEDIATOR_LIMITS, TEE_MEDIATOR_PAGE_SIZE, OPTEE_MSG_ATTR, type TeeMediatorOptions, type TeeGuestOptions, type TeeMediatorTarget, type TeeMediatorEvent, type TeeMediatorMessage, type TeeMediatorMessageParam, type TeeMediatorCallResult } from "./devices/optee/index.js";
 export { ReeFs, REE_FS_FILE_MAX, REE_FS_NAME_MAX } from "./node/ree-fs.js";
 export { ftpmTa, type FtpmTaConfig } from "./platform/ftpm.js";
 export { ftpmTee, FTPM_SHM_SIZE, FTPM_TEE_CLOSE_TIMEOUT_MS, FTPM_TEE_OPEN_TIMEOUT_MS, type FtpmTeeOptions, type FtpmTeeTransport, type FtpmTeeState } from "./transports/ftpm-tee/index.js";

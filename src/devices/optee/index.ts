@@ -22,3 +22,4 @@ export { RpmbDevice, type RpmbDeviceOptions, type RpmbDeviceFaults, type RpmbDev
 export { deriveRpmbKey, hukSubkeyDerive, HUK_SUBKEY, RPMB_TEST_KEY, RPMB_CID_PRV_OFFSET, RPMB_CID_CRC_OFFSET } from "./rpmb-key.js";
 export { createRpmbFs, rpmbTestKeyRetrieve, type RpmbFs, type RpmbFsOptions } from "./rpmb-fs.js";
 export { createFtpmTa, ftpmNvObjectId, FTPM_NV_BLOCK_SIZE, FTPM_NV_OBJECT_BASE, FTPM_CC_EMULATE_PPI, FTPM_PPI_CMD, FTPM_PPI_VERSION, type FtpmEngine, type FtpmTaOptions } from "./ftpm-ta.js";
+export { TeeMediator, TeeGuest, TEE_MEDIATOR_CHANNEL, TEE_MEDIATOR_LIMITS, TEE_MEDIATOR_PAGE_SIZE, OPTEE_MSG_ATTR, type TeeMediatorOptions, type TeeGuestOptions, type TeeMediatorTarget, type TeeMediatorEvent, type TeeMediatorMessage, type TeeMediatorMessageParam, type TeeMediatorCallResult } from "./mediator.js";
