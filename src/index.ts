@@ -352,3 +352,7 @@ export { ftpmTee, FTPM_SHM_SIZE, FTPM_TEE_CLOSE_TIMEOUT_MS, FTPM_TEE_OPEN_TIMEOU
 // Attestation helpers that need no TPM: the TCG PC Client event log and offline policy digests
 export { EV, eventTypeName, parseEventLog, replayEventLog, SPEC_ID_EVENT03_SIGNATURE, STARTUP_LOCALITY_SIGNATURE, type EventLog, type LogEvent, type EventDigest, type EventLogAlgorithm, type SpecIdEvent, type EventLogPcrValues, type EventLogReplay, type ReplayedPcr, type PcrMismatch } from "./wire/eventlog.js";
 export { PolicyDigest, policy, policyOr, pcrDigest, policyAuthorizeAHash, TPM_EO, type PolicyHashAlg, type PolicyPcrValues } from "./client/policy.js";
+
+// fTPM board (-T ftpm) and the fTPM / tee-supplicant boot scenarios
+export { ftpmBoard, FTPM_BOARD_KEYS, type FtpmBoard } from "./platform/boards.js";
+export { ftpmSupplicantBoot, FTPM_BOOT_VARIANTS, FTPM_BOOT_FIXES, FTPM_BOOT_CODES, FTPM_DEVICE_TIMEOUT_MS, type FtpmBootScenario, type FtpmBootVariant, type FtpmBootOptions, type FtpmBoot } from "./platform/ftpm-boot.js";

@@ -36,7 +36,7 @@ describe("boards: the emulated stacks TCTI strings build", () => {
       const tpm = await Tpm.open(board.transport);
       await tpm.pcrExtend(0, { sha256: new Uint8Array(32).fill(1) });
       await tpm.shutdown("state");
-      await board.softTpm.flush();
+      await board.softTpm!.flush();
       await tpm.close();
       expect(statSync(file).size).toBeGreaterThan(0);
       const again = boardFor(name)!.build({ state: file });

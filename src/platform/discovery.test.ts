@@ -78,15 +78,15 @@ describe("openTransport with a TCTI string or the environment", () => {
     expect((err as Error).message).toMatch(/unknown TCTI "swtpm".*registered: device, mssim/);
     const err2 = await openTransport("nosuch:x=1", { env: {} }).catch((e: unknown) => e);
     expect(err2).toBeInstanceOf(TpmArgumentError);
-    expect((err2 as Error).message).toMatch(/unknown TCTI "nosuch".*registered: crb, crb-ffa, device, memory, mssim, softtpm, swtpm, tis/);
+    expect((err2 as Error).message).toMatch(/unknown TCTI "nosuch".*registered: crb, crb-ffa, device, ftpm, memory, mssim, softtpm, swtpm, tis/);
   });
 
   it("defaults to the one registry of every transport and board, the one the CLI uses", () => {
-    expect(Object.keys(tctiRegistry).sort()).toEqual(["crb", "crb-ffa", "device", "memory", "mssim", "softtpm", "swtpm", "tis"]);
+    expect(Object.keys(tctiRegistry).sort()).toEqual(["crb", "crb-ffa", "device", "ftpm", "memory", "mssim", "softtpm", "swtpm", "tis"]);
     for (const name of Object.keys(tctiRegistry)) {
       const config: Record<string, string> = name === "device" ? { path: "/dev/tpm0" } : {};
       const spec = { name, config, text: name };
-      expect(tctiRegistry[name]!(spec.config, spec).kind).toBe(name === "softtpm" ? "memory" : name === "crb-ffa" ? "crb" : name);
+      expect(tctiRegistry[name]!(spec.config, spec).kind).toBe(name === "softtpm" ? "memory" : name === "crb-ffa" ? "crb" : name === "ftpm" ? "ftpm-tee" : name);
     }
   });
 

@@ -15,7 +15,7 @@ export {
   type TctiAttempt,
 } from "./discovery.js";
 export { tctiRegistry, defaultTctiRegistry, swtpmTcti, mssimTcti, deviceTcti } from "./registry.js";
-export { BOARDS, boardFor, crbFfaBoard, CRB_FFA_VARIANTS, type Board, type BoardDefinition } from "./boards.js";
+export { BOARDS, boardFor, crbFfaBoard, CRB_FFA_VARIANTS, ftpmBoard, FTPM_BOARD_KEYS, type Board, type BoardDefinition, type FtpmBoard } from "./boards.js";
 export { INITCALL_LEVELS, type InitcallLevel, type TimelineKind, type TimelineEntry } from "./timeline.js";
 export {
   Platform,
@@ -71,3 +71,4 @@ export {
   type LinuxFfaBootOptions,
   type LinuxFfaBoot,
 } from "./linux-ffa-boot.js";
+export { ftpmSupplicantBoot, FTPM_BOOT_VARIANTS, FTPM_BOOT_FIXES, FTPM_BOOT_CODES, FTPM_DEVICE_TIMEOUT_MS, type FtpmBootScenario, type FtpmBootVariant, type FtpmBootOptions, type FtpmBoot } from "./ftpm-boot.js";

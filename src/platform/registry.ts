@@ -1,6 +1,6 @@
 /**
  * The one TCTI registry: every transport tpmkit has, by its TCTI name. Host transports (`swtpm`,
- * `mssim`, `device`) build their driver; boards (`memory`, `softtpm`, `tis`, `crb`, `crb-ffa`) build a whole
+ * `mssim`, `device`) build their driver; boards (`memory`, `softtpm`, `tis`, `crb`, `crb-ffa`, `ftpm`) build a whole
  * emulated stack ({@link BOARDS}). The library's `openTransport` and the `tpmkit` CLI both use it.
  *
  * @packageDocumentation

@@ -45,6 +45,7 @@ const SCHEMAS: Readonly<Record<string, Schema>> = {
   tis: { keys: ["state"] },
   crb: { keys: ["state"] },
   "crb-ffa": { keys: ["state", "variant"] },
+  ftpm: { keys: ["ta", "storage", "state", "client"] },
 };
 
 /** Names that mean the same TCTI (tpm2-tools treats `abrmd` and `tabrmd` as synonyms). */
