@@ -14,6 +14,9 @@ import { main as backendFailureMain } from "../examples/backend-failure.js";
 import { main as faultsMain } from "../examples/faults.js";
 import { main as traceMain } from "../examples/trace.js";
 import { main as ffaImaMain } from "../examples/ffa-ima.js";
+import { main as ftpmBuiltinMain } from "../examples/ftpm-builtin-vs-module.js";
+import { main as ftpmPresentMain } from "../examples/ftpm-present-not-usable.js";
+import { main as ftpmRpmbMain } from "../examples/ftpm-rpmb-guests.js";
 
 const EXAMPLES_DIR = fileURLToPath(new URL("../examples/", import.meta.url));
 
@@ -42,7 +45,7 @@ describe("examples", () => {
 
   it("every example file is run by this test", () => {
     const files = readdirSync(EXAMPLES_DIR).filter((f) => f.endsWith(".ts")).sort();
-    expect(files).toEqual(["backend-failure.ts", "basic.ts", "crb.ts", "faults.ts", "ffa-ima.ts", "tis.ts", "trace.ts"]);
+    expect(files).toEqual(["backend-failure.ts", "basic.ts", "crb.ts", "faults.ts", "ffa-ima.ts", "ftpm-builtin-vs-module.ts", "ftpm-present-not-usable.ts", "ftpm-rpmb-guests.ts", "tis.ts", "trace.ts"]);
   });
 
   it("basic.ts extends PCR 16 and is refused PCR 17 at locality 0", async () => {
@@ -86,6 +89,41 @@ describe("examples", () => {
       "late chip-register tpm0",
       "late bind MSFT0101:00",
     ]);
+  });
+
+  it("ftpm-builtin-vs-module.ts: built in before the supplicant gives 0xffff000c / 0xffff0008 / 0xffff3024; as a module after it works", async () => {
+    const lines = await run(ftpmBuiltinMain);
+    expect(line(lines, "built in, REE-loaded TA:")).toBe("built in, REE-loaded TA: TeeError 0xffff000c OUT_OF_MEMORY, origin TEE");
+    expect(line(lines, "built in, REE-loaded TA (2019")).toBe("built in, REE-loaded TA (2019 OP-TEE): TeeError 0xffff0008 ITEM_NOT_FOUND, origin TEE");
+    expect(line(lines, "built in, early TA")).toBe("built in, early TA on REE FS: TeeError 0xffff3024 TARGET_DEAD, origin TEE");
+    expect(line(lines, "module after the supplicant, REE-loaded")).toMatch(/getRandom\(8\) = [0-9a-f]{16}, readiness ready$/);
+    expect(line(lines, "module after the supplicant, early")).toMatch(/getRandom\(8\) = [0-9a-f]{16}, readiness ready$/);
+  });
+
+  it("ftpm-present-not-usable.ts: switch root leaves the chip unusable (TpmUnavailableError at once), waitReady ends at the restart, shutdown is bounded", async () => {
+    const lines = await run(ftpmPresentMain);
+    expect(line(lines, "initrd:")).toMatch(/^initrd: supplicant running, readiness ready, getRandom\(8\) = [0-9a-f]{16}$/);
+    expect(line(lines, "switch root:")).toMatch(/^switch root: supplicant stopped, session open true, readiness unusable \(ftpm-tee: tee-supplicant is stopped/);
+    expect(line(lines, "getRandom(8) while stopped:")).toBe("getRandom(8) while stopped: TpmUnavailableError (TPM_UNAVAILABLE) after 0 ms");
+    expect(line(lines, "waitReady(")).toMatch(/^waitReady\(\{ timeoutMs: 10000 \}\): ready after 1500 ms, supplicant running, getRandom\(8\) = [0-9a-f]{16}$/);
+    expect(line(lines, "shutdown")).toBe("shutdown with the supplicant stopped: close took 0 ms, readiness closed");
+  });
+
+  it("ftpm-rpmb-guests.ts: HUK-derived RPMB key equals the test build's, unprogrammed and wrong keys kill the TA, NV survives a TEE restart; two guests see only their own fTPM", async () => {
+    const lines = await run(ftpmRpmbMain);
+    expect(line(lines, "RPMB key from HUK and CID:")).toMatch(/^RPMB key from HUK and CID: [0-9a-f]{16}… \(32 bytes\), test build gives the same: true$/);
+    expect(line(lines, "unprogrammed RPMB key:")).toBe("unprogrammed RPMB key: Tpm.open fails, TeeError 0xffff3024 TARGET_DEAD, origin TEE");
+    expect(lines[lines.indexOf(line(lines, "unprogrammed RPMB key:")) + 1]).toBe("  inside the TEE: the fTPM TA panicked with BAD_STATE (0xffff0007)");
+    expect(line(lines, "boot 2 (TEE restarted):")).toBe('boot 2 (TEE restarted): NV index 0x1500016 reads "kept on RPMB"');
+    expect(line(lines, "wrong RPMB key")).toBe("wrong RPMB key (another HUK): Tpm.open fails, TeeError 0xffff3024 TARGET_DEAD, origin TEE");
+    expect(lines[lines.indexOf(line(lines, "wrong RPMB key")) + 1]).toBe("  inside the TEE: the fTPM TA panicked with SECURITY (0xffff000f)");
+    // two guests of one TEE: VM ids from 2, no cross-talk, destroy makes the guest's TPM fail typed
+    expect(line(lines, "guests:")).toBe("guests: VM ids 2 and 3, OP-TEE partitions 2, 3, supplicants running / running");
+    expect(line(lines, "PCR 16:")).toMatch(/^PCR 16: guest A [0-9a-f]{16}…, guest B 0{16}…$/);
+    expect(line(lines, "PCR 16:")).not.toMatch(/guest A 0{16}/);
+    expect(line(lines, "guest B reads NV index")).toBe("guest B reads NV index 0x1500016: TPM_RC_HANDLE");
+    expect(line(lines, "after destroyGuest(A):")).toBe("after destroyGuest(A): guest A's getRandom fails with TpmUnavailableError, readiness unusable; partitions left 3");
+    expect(line(lines, "guest B still works:")).toMatch(/^guest B still works: getRandom\(8\) = [0-9a-f]{16}$/);
   });
 
   it("crb.ts: commands run with mmioStart and smcStart, and a failing SMC gives EIO once", async () => {
