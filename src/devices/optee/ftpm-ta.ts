@@ -269,14 +269,14 @@ class FtpmInstance implements TrustedApplication {
     const rspParam = params[1]!;
     const rspBuf = rspParam.buffer!;
     // fTPM_Submit_Command copies the buffer, then reads the command length from header bytes 2–5
-    const local = new Uint8Array(Math.max(6, cmdBuf.length));
-    local.set(cmdBuf);
-    const cmdLen = new DataView(local.buffer).getUint32(2, false);
+    // (bytes past a buffer shorter than 6 read as 0). One copy of exactly the command: the same
+    // bytes as a copy of the whole buffer cut to the length, with one allocation and no view.
+    const cmdLen = (((cmdBuf[2] ?? 0) << 24) | ((cmdBuf[3] ?? 0) << 16) | ((cmdBuf[4] ?? 0) << 8) | (cmdBuf[5] ?? 0)) >>> 0;
     if (cmdLen > cmdBuf.length) return TEE_RESULT.BAD_PARAMETERS;
     const engine = this.#engine;
     if (!engine) return this.#env!.panic(TEE_RESULT.BAD_STATE);
     // fTPM_Submit_Command offers the command to the PPI emulation first (_admin__PPICommand)
-    const command = local.subarray(0, cmdLen);
+    const command = cmdBuf.slice(0, cmdLen);
     const rsp = (this.emulatePpi ? await this.#ppiCommand(command) : undefined) ?? (await engine.execute(command, 0));
     this.#checkFatal();
     if (rsp.length > rspBuf.length) {

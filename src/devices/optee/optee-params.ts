@@ -106,7 +106,7 @@ export function marshalOperation(operation: TeeOperation | undefined, ownsShm: (
         const shm = checkShm(p.shm, i, ownsShm);
         const dir = shm.flags & (TEE_MEM.INPUT | TEE_MEM.OUTPUT);
         taType = dir === TEE_MEM.INPUT ? TA_MEMREF_IN : dir === TEE_MEM.OUTPUT ? TA_MEMREF_OUT : TA_MEMREF_INOUT;
-        ta.buffer = shm.buffer.subarray(0, shm.size);
+        ta.buffer = view(shm.buffer, 0, shm.size);
         ta.size = shm.size;
         if (dir & TEE_MEM.OUTPUT) backs.push(() => (p.size = cleanSize(ta.size)));
         break;
@@ -122,7 +122,7 @@ export function marshalOperation(operation: TeeOperation | undefined, ownsShm: (
         const size = p.size === undefined ? shm.size - Math.min(offset, shm.size) : sizeOf(p.size, `parameter ${i} size`);
         if (offset + size > shm.size) bad(`parameter ${i}: offset ${offset} + size ${size} is outside the shared memory (${shm.size} bytes)`, TEE_ORIGIN.COMMS);
         taType = t - (TEE_PARAM_TYPE.MEMREF_PARTIAL_INPUT - TA_MEMREF_IN);
-        ta.buffer = shm.buffer.subarray(offset, offset + size);
+        ta.buffer = view(shm.buffer, offset, size);
         ta.size = size;
         if (t !== TEE_PARAM_TYPE.MEMREF_PARTIAL_INPUT) backs.push(() => (p.size = cleanSize(ta.size)));
         break;
@@ -139,6 +139,15 @@ export function marshalOperation(operation: TeeOperation | undefined, ownsShm: (
       for (const b of backs) b();
     },
   };
+}
+
+/**
+ * `buf.subarray(offset, offset + size)` without the species lookup of `subarray` (a plain
+ * Uint8Array over the same memory; clamped to the buffer as subarray clamps).
+ */
+function view(buf: Uint8Array, offset: number, size: number): Uint8Array {
+  const start = Math.min(offset, buf.length);
+  return new Uint8Array(buf.buffer, buf.byteOffset + start, Math.max(0, Math.min(offset + size, buf.length) - start));
 }
 
 function cleanSize(v: unknown): number {

@@ -69,11 +69,18 @@ function teeErr(code: number, origin: number, message: string, cause?: unknown):
 class Lock {
   #held = false;
   #queue: (() => void)[] = [];
-  async acquire(signal: AbortSignal | undefined, onAbort: () => Error): Promise<() => void> {
-    if (!this.#held) {
-      this.#held = true;
-      return () => this.#release();
-    }
+  readonly #releaseFn = (): void => this.#release();
+  /** Takes the lock when it is free (no promise); undefined when it is held. */
+  tryAcquire(): (() => void) | undefined {
+    if (this.#held) return undefined;
+    this.#held = true;
+    return this.#releaseFn;
+  }
+  /** Waits for the lock; `call.signal` is read only when the lock is held (no signal is built for a free lock). */
+  async acquire(call: { readonly signal: AbortSignal | undefined }, onAbort: () => Error): Promise<() => void> {
+    const free = this.tryAcquire();
+    if (free) return free;
+    const signal = call.signal;
     await new Promise<void>((resolve, reject) => {
       if (signal?.aborted) return reject(onAbort());
       const go = () => {
@@ -88,12 +95,49 @@ class Lock {
       this.#queue.push(go);
       signal?.addEventListener("abort", ab, { once: true });
     });
-    return () => this.#release();
+    return this.#releaseFn;
   }
   #release(): void {
     const next = this.#queue.shift();
     if (next) next();
     else this.#held = false;
+  }
+}
+
+/**
+ * One call's context. Its `signal` (the caller's signal or a cancellation, whichever comes first)
+ * is built only when something reads it: a wait for a thread, the TA lock or the supplicant. A
+ * call that runs straight through allocates no AbortController.
+ */
+class Call implements CallContext {
+  readonly client: TeeClientKind;
+  inRpc = false;
+  #ac: AbortController | undefined;
+  #aborted = false;
+  /** runCall's rejection, run first on abort. */
+  onAbort: (() => void) | undefined;
+
+  constructor(client: TeeClientKind) {
+    this.client = client;
+  }
+
+  get signal(): AbortSignal {
+    if (!this.#ac) {
+      this.#ac = new AbortController();
+      if (this.#aborted) this.#ac.abort();
+    }
+    return this.#ac.signal;
+  }
+
+  get aborted(): boolean {
+    return this.#aborted;
+  }
+
+  abort(): void {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.onAbort?.();
+    this.#ac?.abort();
   }
 }
 
@@ -206,6 +250,11 @@ export class Partition implements TeeDevice, TeeSupplicantPort {
     this.#contexts.delete(ctx);
   }
 
+  /** Whether the trace channel has subscribers (callers skip building events nobody reads). */
+  get tracing(): boolean {
+    return this.cfg.channel?.hasSubscribers === true;
+  }
+
   publish(ev: OpTeeEvent): void {
     const ch = this.cfg.channel;
     if (ch?.hasSubscribers) ch.publish({ ...ev, device: this.cfg.owner, vmId: this.vmId, time: this.cfg.clock.now() });
@@ -213,7 +262,7 @@ export class Partition implements TeeDevice, TeeSupplicantPort {
 
   async rpc(req: TeeRpcRequest, call: CallContext): Promise<TeeRpcReply> {
     const r = await this.supp.request(req, call);
-    this.publish({ type: "rpc", cmd: req.cmd, result: r.result });
+    if (this.tracing) this.publish({ type: "rpc", cmd: req.cmd, result: r.result });
     return r;
   }
 
@@ -356,7 +405,7 @@ export class Partition implements TeeDevice, TeeSupplicantPort {
    * out of the TA) kills the instance: TARGET_DEAD, origin TEE.
    */
   async enter(inst: Instance, call: CallContext, fn: () => unknown): Promise<number> {
-    const release = await inst.lock.acquire(call.signal, () => teeErr(TEE_RESULT.CANCEL, TEE_ORIGIN.COMMS, "cancelled while the TA was busy"));
+    const release = inst.lock.tryAcquire() ?? (await inst.lock.acquire(call, () => teeErr(TEE_RESULT.CANCEL, TEE_ORIGIN.COMMS, "cancelled while the TA was busy")));
     try {
       if (inst.dead) throw teeErr(TEE_RESULT.TARGET_DEAD, TEE_ORIGIN.TEE, `TA ${inst.def.uuid} is dead`);
       if (this.#destroyed) throw this.goneError();
@@ -608,32 +657,31 @@ function checkFlags(flags: number): void {
  * Runs one call: on a thread, settling promptly when the caller's signal aborts or the session's
  * cancellation is requested (CANCEL, origin COMMS; COMMUNICATION, origin COMMS when the call was
  * waiting for the supplicant, as an interrupted wait in Linux supp.c answers) or when the partition
- * is destroyed.
+ * is destroyed. `call` is the call's context (its abort() is the session's cancellation); absent,
+ * a new one for `client`.
  */
-async function runCall<T>(p: Partition, client: TeeClientKind, signal: AbortSignal | undefined, cancel: AbortController | undefined, fn: (call: CallContext) => Promise<T>): Promise<T> {
+async function runCall<T>(p: Partition, client: TeeClientKind, signal: AbortSignal | undefined, call: Call | undefined, fn: (call: CallContext) => Promise<T>): Promise<T> {
   if (p.destroyed) throw p.goneError();
-  const ac = new AbortController();
-  const call: CallContext = { client, signal: ac.signal, inRpc: false };
-  const onAbort = () => ac.abort();
+  const c = call ?? new Call(client);
+  const onAbort = () => c.abort();
   signal?.addEventListener("abort", onAbort, { once: true });
-  cancel?.signal.addEventListener("abort", onAbort, { once: true });
-  if (signal?.aborted || cancel?.signal.aborted) ac.abort();
-  let unwatch = () => {};
+  if (signal?.aborted) c.abort();
+  let unwatch: (() => void) | undefined;
   try {
     return await new Promise<T>((resolve, reject) => {
       unwatch = p.watchDestroy(reject);
-      const abortErr = () => (p.destroyed ? p.goneError() : call.inRpc ? teeErr(TEE_RESULT.COMMUNICATION, TEE_ORIGIN.COMMS, "the wait for tee-supplicant was interrupted") : teeErr(TEE_RESULT.CANCEL, TEE_ORIGIN.COMMS, "the call was cancelled"));
-      if (ac.signal.aborted) return reject(abortErr());
-      ac.signal.addEventListener("abort", () => reject(abortErr()), { once: true });
-      p.onThread(call, () => fn(call)).then(resolve, (e: unknown) => {
-        if (ac.signal.aborted && !(e instanceof TeeError && e.origin !== TEE_ORIGIN.COMMS)) return reject(abortErr());
+      const abortErr = () => (p.destroyed ? p.goneError() : c.inRpc ? teeErr(TEE_RESULT.COMMUNICATION, TEE_ORIGIN.COMMS, "the wait for tee-supplicant was interrupted") : teeErr(TEE_RESULT.CANCEL, TEE_ORIGIN.COMMS, "the call was cancelled"));
+      if (c.aborted) return reject(abortErr());
+      c.onAbort = () => reject(abortErr());
+      p.onThread(c, () => fn(c)).then(resolve, (e: unknown) => {
+        if (c.aborted && !(e instanceof TeeError && e.origin !== TEE_ORIGIN.COMMS)) return reject(abortErr());
         reject(e instanceof TpmkitError ? e : teeErr(TEE_RESULT.GENERIC, TEE_ORIGIN.TEE, "the call failed", e));
       });
     });
   } finally {
-    unwatch();
+    c.onAbort = undefined;
+    unwatch?.();
     signal?.removeEventListener("abort", onAbort);
-    cancel?.signal.removeEventListener("abort", onAbort);
   }
 }
 
@@ -647,7 +695,8 @@ export class SessionImpl implements TeeSession {
   readonly #ta: TaSession;
   #closed = false;
   #killed = false;
-  #cancel: AbortController | undefined;
+  /** The call in flight (the latest one), for requestCancellation. */
+  #cancel: Call | undefined;
   #closing: Promise<void> | undefined;
 
   constructor(p: Partition, ctx: ContextImpl, inst: Instance, ta: TaSession) {
@@ -668,10 +717,10 @@ export class SessionImpl implements TeeSession {
     const m = marshalOperation(operation, this.#ctx.owns);
     const inst = this.#inst;
     if (inst.dead) {
-      p.publish({ type: "invoke", uuid: this.uuid, session: this.id, command, result: TEE_RESULT.TARGET_DEAD, origin: TEE_ORIGIN.TEE });
+      if (p.tracing) p.publish({ type: "invoke", uuid: this.uuid, session: this.id, command, result: TEE_RESULT.TARGET_DEAD, origin: TEE_ORIGIN.TEE });
       throw teeErr(TEE_RESULT.TARGET_DEAD, TEE_ORIGIN.TEE, `TA ${this.uuid} is dead`);
     }
-    const cancel = new AbortController();
+    const cancel = new Call(this.#ctx.client);
     this.#cancel = cancel;
     try {
       await runCall(p, this.#ctx.client, options?.signal, cancel, async (call) => {
@@ -679,10 +728,10 @@ export class SessionImpl implements TeeSession {
         m.writeBack();
         if (r !== TEE_RESULT.SUCCESS) throw teeErr(r, TEE_ORIGIN.TRUSTED_APP, `TA ${this.uuid} command ${command}`);
       });
-      p.publish({ type: "invoke", uuid: this.uuid, session: this.id, command, result: 0, origin: TEE_ORIGIN.TRUSTED_APP });
+      if (p.tracing) p.publish({ type: "invoke", uuid: this.uuid, session: this.id, command, result: 0, origin: TEE_ORIGIN.TRUSTED_APP });
     } catch (e) {
       const err = e as TeeError;
-      p.publish({ type: "invoke", uuid: this.uuid, session: this.id, command, result: err?.teeCode ?? TEE_RESULT.GENERIC, origin: err?.origin ?? TEE_ORIGIN.COMMS });
+      if (p.tracing) p.publish({ type: "invoke", uuid: this.uuid, session: this.id, command, result: err?.teeCode ?? TEE_RESULT.GENERIC, origin: err?.origin ?? TEE_ORIGIN.COMMS });
       throw e;
     } finally {
       if (this.#cancel === cancel) this.#cancel = undefined;
