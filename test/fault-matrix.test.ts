@@ -2,7 +2,7 @@
 // prove its expected behaviour. docs/guarantees.md lists the same rows for users; this file
 // fails when a cited test is renamed, moved or removed, so the table cannot go stale.
 // Rows not yet applicable (they need sessions, attestation, a resource manager or the TEE):
-// R5, P4, C3 (issue 12), W2, T1-T4 (issue 11).
+// R5, P4, C3 (issue 12), R6, W2.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -108,6 +108,20 @@ const ROWS: Row[] = [
     ["test/durability.test.ts", "random points: every state file loads and no acknowledged write is lost"],
     ["src/softtpm/durability.test.ts", "a failed save answers TPM_RC_NV_UNAVAILABLE (0x923), rolls the change back, and the next write retries"],
     ["src/node/file-storage.test.ts", "load removes the temporary files a crashed save of this state file left behind, and nothing else"],
+  ] },
+  { id: "T1", guarantee: "supplicant absent or killed mid-command: a typed TEE error within the deadline (the fTPM's storage write fails, it panics: TARGET_DEAD); a reopen works after a restart", tests: [
+    ["test/tee-seeds.test.ts", "T1: supplicant killed mid-command: the command ends within its deadline with a typed TEE error; after a restart a reopen works"],
+    ["test/tee-seeds.test.ts", "REE-loaded TA, no supplicant: OUT_OF_MEMORY 0xffff000c, origin TEE (the failed APPL shm allocation); works once the supplicant runs"],
+  ] },
+  { id: "T2", guarantee: "fTPM TA panics: TARGET_DEAD (TeeError, origin TEE), the chip turns unusable; a reopen respawns the TA", tests: [
+    ["test/tee-seeds.test.ts", "T2: the TA panics (a storage write answered GENERIC) → TARGET_DEAD, origin TEE through the chip; a reopen respawns it"],
+  ] },
+  { id: "T3", guarantee: "storage object corrupt: never served as valid (CORRUPT_OBJECT, the fTPM panics)", tests: [
+    ["test/tee-seeds.test.ts", "T3: a REE FS object with a flipped byte: the fTPM's create reads it as corrupt and panics → TARGET_DEAD; its content is never served"],
+  ] },
+  { id: "T4", guarantee: "storage rolled back: RPMB refuses (counter); REE FS accepts it (GP rollback level 0, documented)", tests: [
+    ["test/tee-seeds.test.ts", "T4: REE FS rolled back to an older copy is accepted: GP rollback protection level 0 for REE FS, the documented undetectable case (RPMB would be needed)"],
+    ["test/tee-seeds.test.ts", "counter replay (an older copy of the partition put back): the next NV write fails inside the TEE, the TA panics → TARGET_DEAD; the old data is never overwritten"],
   ] },
 ];
 
