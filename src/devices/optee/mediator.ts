@@ -654,12 +654,12 @@ export class TeeGuest implements TeeDevice {
   readonly #listeners = new Set<(s: TeeDeviceStatus) => void>();
 
   /** @internal */
-  constructor(mediator: TeeMediator, state: GuestState, part: OpTeePartition, supplicant: Supplicant | undefined) {
+  constructor(mediator: TeeMediator, state: object, part: OpTeePartition, supplicant: Supplicant | undefined) {
     this.mediator = mediator;
-    this.#state = state;
+    this.#state = state as GuestState; // the mediator's own bookkeeping, opaque to users
     this.#part = part;
-    this.vmId = state.vmId;
-    this.kind = `optee-guest-${state.vmId}`;
+    this.vmId = this.#state.vmId;
+    this.kind = `optee-guest-${this.#state.vmId}`;
     this.supplicant = supplicant;
     part.device.onStatus((s) => {
       for (const fn of [...this.#listeners]) {
