@@ -550,7 +550,8 @@ export class TeeMediator {
    * the command check, temp buffers mapped, translated and pinned for the call, then `fn`.
    * @internal
    */
-  async std<T>(s: GuestState, cmd: number, temps: readonly Uint8Array[], signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
+  async std<T>(state: object, cmd: number, temps: readonly Uint8Array[], signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
+    const s = state as GuestState;
     if (s.destroyed) throw goneError(s.vmId);
     if (!ALLOWED.has(cmd)) throw teeErr(TEE_RESULT.NOT_SUPPORTED, TEE_ORIGIN.COMMS, `VM ${s.vmId}: command ${cmd} refused (EBADCMD)`);
     while (s.calls >= s.threads) {
@@ -598,7 +599,8 @@ export class TeeMediator {
    * {@link TeeMediator.unregister}.
    * @internal
    */
-  register(s: GuestState, key: object, size: number): void {
+  register(state: object, key: object, size: number): void {
+    const s = state as GuestState;
     if (s.destroyed) throw goneError(s.vmId);
     const first = this.#map(s, size);
     const pin = this.#translate(s, OPTEE_MSG_ATTR.TYPE_TMEM_INOUT | OPTEE_MSG_ATTR.NONCONTIG, first * TEE_MEDIATOR_PAGE_SIZE, Math.max(1, size), true);
@@ -612,7 +614,8 @@ export class TeeMediator {
   }
 
   /** UNREGISTER_SHM: unpins and unmaps. @internal */
-  unregister(s: GuestState, key: object): void {
+  unregister(state: object, key: object): void {
+    const s = state as GuestState;
     const pin = s.buffers.get(key) as (Pinned & { first?: number; size?: number }) | undefined;
     if (!pin) return;
     this.#unpin(s, pin);
