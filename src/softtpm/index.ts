@@ -31,6 +31,7 @@ export {
   type NvIndexState,
   type OrderlyState,
   type PersistentState,
+  type PersistentObjectState,
   type SavedState,
 } from "./state.js";
 export {

@@ -388,6 +388,10 @@ describe("persistent flags in the state blob", () => {
       saved: { pcrUpdateCounter: 1, platformAuth: new Uint8Array(0), pcrs: [20, 32, 48, 64].map((n) => new Uint8Array(n * 24)), startupLocality3: true },
       lockoutAuthDisabled: true,
       daUsed: true,
+      storageSeed: new Uint8Array(64),
+      endorsementSeed: new Uint8Array(64),
+      platformSeed: new Uint8Array(64),
+      persistent: [],
     }));
     expect(base.lockoutAuthDisabled).toBe(true);
     expect(base.daUsed).toBe(true);

@@ -1,3 +1,4 @@
+import { COMMAND_ATTRIBUTES } from "./tables.js";
 import { describe, it, expect } from "vitest";
 import { FakeClock } from "../core/clock.js";
 import { TpmAbortError, TpmArgumentError, TpmStateError } from "../errors/index.js";
@@ -357,8 +358,8 @@ describe("SoftTpm GetCapability (Part 3 §30.2)", () => {
   it("lists the implemented commands with their TPMA_CC, pages with moreData", () => {
     const r = t.executeSync(getCap(2, 0, 100), 0);
     expect(r[10]).toBe(0);
-    expect(u32At(r, 15)).toBe(33);
-    expect(u32At(r, 19)).toBe(0x04400122); // NV_UndefineSpace: nv, 2 handles
+    expect(u32At(r, 15)).toBe(COMMAND_ATTRIBUTES.length);
+    expect(u32At(r, 19)).toBe(0x04400120); // EvictControl: nv, 2 handles
     const page = t.executeSync(getCap(2, 0x17b, 2), 0);
     expect(hex(page)).toBe("80010000001b0000000001000000020000000200" + "00017b" + "0000017c");
   });
@@ -376,7 +377,7 @@ describe("SoftTpm GetCapability (Part 3 §30.2)", () => {
     expect(props.get(0x112)).toBe(24);
     expect(props.get(0x113)).toBe(3);
     expect(props.get(0x12c)).toBe(1024);
-    expect(props.get(0x129)).toBe(33);
+    expect(props.get(0x129)).toBe(COMMAND_ATTRIBUTES.length);
   });
   it("pages properties as swtpm: moreData set when the group has more, even for count 0", () => {
     expect(hex(t.executeSync(getCap(6, 0x105, 0), 0))).toBe("80010000001300000000010000000600000000");

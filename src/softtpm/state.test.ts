@@ -53,6 +53,7 @@ const stateArb: fc.Arbitrary<PersistentState> = fc
     counter: fc.integer({ min: 0, max: 0xffffffff }),
     platformAuth: bytes(64),
     pcrFill: fc.integer({ min: 0, max: 255 }),
+    persistent: fc.boolean(),
   })
   .map((r) => ({
     disableClear: r.disableClear,
@@ -72,6 +73,10 @@ const stateArb: fc.Arbitrary<PersistentState> = fc
       r.orderly === "state"
         ? { pcrUpdateCounter: r.counter, platformAuth: r.platformAuth, pcrs: [20, 32, 48, 64].map((s) => new Uint8Array(s * 24).fill(r.pcrFill)) }
         : undefined,
+    storageSeed: new Uint8Array(64).fill(1),
+    endorsementSeed: new Uint8Array(64).fill(2),
+    platformSeed: new Uint8Array(64).fill(3),
+    persistent: r.persistent ? [{ handle: 0x81000001, hierarchy: 0x40000001, publicArea: Uint8Array.of(0, 8, 0, 11), sensitiveArea: Uint8Array.of(0, 8, 0, 0) }] : [],
   }));
 
 /** Recomputes the SHA-256 trailer so a test can make a blob whose inner fields lie. */
@@ -117,7 +122,7 @@ describe("state codec", () => {
     expect(() => decodeState(Uint8Array.from([...blob, 0]))).toThrow(/length mismatch/);
     const v2 = blob.slice();
     v2[5] = STATE_VERSION + 1;
-    expect(() => decodeState(reseal(v2))).toThrow(/version 2 is not supported/);
+    expect(() => decodeState(reseal(v2))).toThrow(/version 3 is not supported/);
     const magic = blob.slice();
     magic[0] = 0x58;
     expect(() => decodeState(reseal(magic))).toThrow(/not a SoftTpm state blob/);

@@ -5,8 +5,11 @@
  *
  * Layout (all integers big-endian):
  * ```
- * magic "TKSS" | u16 version (1) | u16 reserved (0) | u32 bodyLength | body | SHA-256(header ‖ body)
+ * magic "TKSS" | u16 version (2) | u16 reserved (0) | u32 bodyLength | body | SHA-256(header ‖ body)
  * ```
+ * Version 2 appends the hierarchy primary seeds and the persistent objects to the version-1 body.
+ * A version-1 blob still decodes: its seeds are derived from its proofSeed (KDFa with the labels
+ * "SPS", "EPS", "PPS"), so the migration needs no randomness and gives the same seeds each time.
  * The decoder refuses, with {@link TpmStateFileError}, any blob whose magic, version, length,
  * checksum, field sizes or field values are wrong: a bad state file is never replaced by a fresh
  * TPM (the lesson of CVE-2021-3623, CVE-2022-23645 and libtpms #614/#616).
@@ -18,11 +21,20 @@ import { TpmFormatError, TpmStateFileError } from "../errors/index.js";
 import { TpmReader, TpmWriter } from "../wire/buffer.js";
 import { TPM_HT, TPM_NT, TPMA_NV } from "../wire/constants.js";
 import { HASH_IMPLS, PCR_COUNT, hashImpl } from "./tables.js";
+import { hmac } from "@noble/hashes/hmac.js";
 
 /** Magic bytes at the start of a state blob: "TKSS". */
 export const STATE_MAGIC = 0x544b5353;
 /** The format version this code writes and reads. */
-export const STATE_VERSION = 1;
+export const STATE_VERSION = 2;
+/** The older format versions the decoder migrates. */
+export const STATE_VERSIONS_MIGRATED: readonly number[] = [1];
+/** Bytes of each hierarchy primary seed (TPM 2.0 Part 1 §14.3.2: at least twice the security strength; 64 = SHA-512). */
+export const PRIMARY_SEED_SIZE = 64;
+/** Persistent objects SoftTpm holds (TPM_PT_HR_PERSISTENT_MIN; libtpms MIN_EVICT_OBJECTS is 7). */
+export const PERSISTENT_OBJECTS_MAX = 7;
+/** Largest marshalled public or sensitive area of a persistent object. */
+export const OBJECT_AREA_MAX = 1024;
 /** Largest NV index data size SoftTpm allows (bytes). */
 export const NV_DATA_MAX = 2048;
 /** Largest number of NV indices SoftTpm holds (TPM_PT_NV_INDEX_MAX is per index; this is the count). */
@@ -60,6 +72,21 @@ export interface SavedState {
   startupLocality3?: boolean;
 }
 
+/**
+ * An object made persistent by TPM2_EvictControl (TPM 2.0 Part 3 §28.5): its handle, hierarchy,
+ * its TPMT_PUBLIC and TPMT_SENSITIVE as marshalled, its qualified name and its parent's Name.
+ */
+export interface PersistentObjectState {
+  handle: number;
+  hierarchy: number;
+  publicArea: Uint8Array;
+  sensitiveArea: Uint8Array;
+  /** Empty: H(hierarchy handle ‖ Name), as for a primary object. */
+  qualifiedName?: Uint8Array;
+  /** Empty for a primary object. */
+  parentName?: Uint8Array;
+}
+
 /** Orderly state recorded by the last shutdown: none (power lost), CLEAR or STATE. */
 export type OrderlyState = "none" | "clear" | "state";
 
@@ -94,6 +121,14 @@ export interface PersistentState {
   lockoutAuth: Uint8Array;
   nv: NvIndexState[];
   saved: SavedState | undefined;
+  /** Storage (owner) hierarchy primary seed, SPS: replaced by TPM2_Clear (Part 1 §14.3.4). */
+  storageSeed: Uint8Array;
+  /** Endorsement primary seed, EPS (Part 1 §14.3.3). */
+  endorsementSeed: Uint8Array;
+  /** Platform primary seed, PPS (Part 1 §14.3.5). */
+  platformSeed: Uint8Array;
+  /** Persistent objects, sorted by handle. */
+  persistent: PersistentObjectState[];
 }
 
 /** The TPM_NT type of an NV index: TPMA_NV bits 7:4 (TPM 2.0 Part 2 §13.4). */
@@ -158,6 +193,18 @@ export function encodeState(s: PersistentState): Uint8Array {
   } else {
     w.u8(0);
   }
+  for (const [name, seed] of [["storageSeed", s.storageSeed], ["endorsementSeed", s.endorsementSeed], ["platformSeed", s.platformSeed]] as const) {
+    if (seed.length !== PRIMARY_SEED_SIZE) throw new TpmStateFileError(`${name} must be ${PRIMARY_SEED_SIZE} bytes`);
+    w.bytes(seed);
+  }
+  if (s.persistent.length > PERSISTENT_OBJECTS_MAX) throw new TpmStateFileError(`state has ${s.persistent.length} persistent objects, at most ${PERSISTENT_OBJECTS_MAX}`);
+  w.u8(s.persistent.length);
+  for (const o of s.persistent) {
+    if (o.handle >>> 24 !== TPM_HT.PERSISTENT) throw new TpmStateFileError(`persistent object handle 0x${o.handle.toString(16)} is not persistent`);
+    if (o.publicArea.length > OBJECT_AREA_MAX || o.sensitiveArea.length > OBJECT_AREA_MAX) throw new TpmStateFileError("persistent object area too large");
+    w.u32(o.handle).u32(o.hierarchy >>> 0).tpm2b(o.publicArea).tpm2b(o.sensitiveArea);
+    w.tpm2b(o.qualifiedName ?? new Uint8Array(0)).tpm2b(o.parentName ?? new Uint8Array(0));
+  }
   const bodyLength = w.length - HEADER;
   w.patchU32(8, bodyLength);
   const head = w.finish();
@@ -181,7 +228,7 @@ export function decodeState(blob: Uint8Array): PersistentState {
   const magic = ((blob[0]! << 24) | (blob[1]! << 16) | (blob[2]! << 8) | blob[3]!) >>> 0;
   if (magic !== STATE_MAGIC) throw new TpmStateFileError(`not a SoftTpm state blob: magic 0x${magic.toString(16)}`);
   const version = (blob[4]! << 8) | blob[5]!;
-  if (version !== STATE_VERSION) throw new TpmStateFileError(`state blob format version ${version} is not supported (this SoftTpm reads version ${STATE_VERSION})`);
+  if (version !== STATE_VERSION && !STATE_VERSIONS_MIGRATED.includes(version)) throw new TpmStateFileError(`state blob format version ${version} is not supported (this SoftTpm reads version ${STATE_VERSION})`);
   const reserved = (blob[6]! << 8) | blob[7]!;
   if (reserved !== 0) throw new TpmStateFileError(`state blob reserved field is 0x${reserved.toString(16)}, must be 0`);
   const bodyLength = ((blob[8]! << 24) | (blob[9]! << 16) | (blob[10]! << 8) | blob[11]!) >>> 0;
@@ -194,7 +241,7 @@ export function decodeState(blob: Uint8Array): PersistentState {
   for (let i = 0; i < TRAILER; i++) diff |= digest[i]! ^ stored[i]!;
   if (diff !== 0) throw new TpmStateFileError("state blob checksum mismatch: the file is corrupt");
   try {
-    return decodeBody(new TpmReader(blob, HEADER, HEADER + bodyLength));
+    return decodeBody(new TpmReader(blob, HEADER, HEADER + bodyLength), version);
   } catch (e) {
     if (e instanceof TpmStateFileError) throw e;
     if (e instanceof TpmFormatError) throw new TpmStateFileError(`state blob body is malformed: ${e.message}`, { cause: e });
@@ -206,7 +253,26 @@ function bad(r: TpmReader, what: string): never {
   throw new TpmStateFileError(`state blob: ${what} (at body offset ${r.offset - HEADER})`);
 }
 
-function decodeBody(r: TpmReader): PersistentState {
+/**
+ * A primary seed derived from a proof seed: KDFa(SHA-256, proofSeed, label, "", "", 512) (TPM 2.0
+ * Part 1 §11.4.10.2). Used for a new TPM, after TPM2_Clear (SPS) and for a version-1 blob.
+ *
+ * @param proofSeed - the 32-byte secret
+ * @param label - "SPS", "EPS" or "PPS"
+ * @returns 64 bytes
+ */
+export function deriveSeed(proofSeed: Uint8Array, label: string): Uint8Array {
+  const out = new Uint8Array(PRIMARY_SEED_SIZE);
+  const l = new TextEncoder().encode(label + "\0");
+  for (let i = 1, off = 0; off < out.length; i++, off += 32) {
+    const m = hmac.create(sha256, proofSeed);
+    m.update(Uint8Array.of(0, 0, 0, i)).update(l).update(Uint8Array.of(0, 0, (PRIMARY_SEED_SIZE * 8) >>> 8, (PRIMARY_SEED_SIZE * 8) & 0xff));
+    out.set(m.digest(), off);
+  }
+  return out;
+}
+
+function decodeBody(r: TpmReader, version: number): PersistentState {
   const flags = r.u8("flags");
   if (flags & ~15) bad(r, `unknown flag bits 0x${flags.toString(16)}`);
   const o = r.u8("orderly");
@@ -259,6 +325,35 @@ function decodeBody(r: TpmReader): PersistentState {
   } else if (hasSaved !== 0) {
     bad(r, `hasSaved is ${hasSaved}, must be 0, 1 or 2`);
   }
+  let storageSeed: Uint8Array;
+  let endorsementSeed: Uint8Array;
+  let platformSeed: Uint8Array;
+  const persistent: PersistentObjectState[] = [];
+  if (version === 1) {
+    storageSeed = deriveSeed(proofSeed, "SPS");
+    endorsementSeed = deriveSeed(proofSeed, "EPS");
+    platformSeed = deriveSeed(proofSeed, "PPS");
+  } else {
+    storageSeed = r.bytesN(PRIMARY_SEED_SIZE, "storageSeed").slice();
+    endorsementSeed = r.bytesN(PRIMARY_SEED_SIZE, "endorsementSeed").slice();
+    platformSeed = r.bytesN(PRIMARY_SEED_SIZE, "platformSeed").slice();
+    const n = r.u8("persistentCount");
+    if (n > PERSISTENT_OBJECTS_MAX) bad(r, `persistent object count ${n} exceeds ${PERSISTENT_OBJECTS_MAX}`);
+    let last = 0;
+    for (let i = 0; i < n; i++) {
+      const handle = r.u32("persistent.handle");
+      if (handle >>> 24 !== 0x81) bad(r, `persistent object handle 0x${handle.toString(16)} is not persistent`);
+      if (handle <= last) bad(r, `persistent object 0x${handle.toString(16)} out of order or repeated`);
+      last = handle;
+      const hierarchy = r.u32("persistent.hierarchy");
+      if (hierarchy !== 0x40000001 && hierarchy !== 0x4000000b && hierarchy !== 0x4000000c) bad(r, `persistent object hierarchy 0x${hierarchy.toString(16)}`);
+      const publicArea = r.tpm2b("persistent.public", OBJECT_AREA_MAX).slice();
+      const sensitiveArea = r.tpm2b("persistent.sensitive", OBJECT_AREA_MAX).slice();
+      const qualifiedName = r.tpm2b("persistent.qualifiedName", AUTH_MAX + 2).slice();
+      const parentName = r.tpm2b("persistent.parentName", AUTH_MAX + 2).slice();
+      persistent.push({ handle, hierarchy, publicArea, sensitiveArea, ...(qualifiedName.length ? { qualifiedName } : {}), ...(parentName.length ? { parentName } : {}) });
+    }
+  }
   if (r.remaining !== 0) bad(r, `${r.remaining} trailing bytes`);
   const orderly: OrderlyState = o === 0 ? "none" : o === 1 ? "clear" : "state";
   if (orderly === "state" && !saved) bad(r, "orderly state STATE without saved PCR state");
@@ -279,5 +374,9 @@ function decodeBody(r: TpmReader): PersistentState {
     lockoutAuth,
     nv,
     saved,
+    storageSeed,
+    endorsementSeed,
+    platformSeed,
+    persistent,
   };
 }

@@ -7,3 +7,4 @@
 export * from "./constants.js";
 export * from "./buffer.js";
 export * from "./bytes.js";
+export * from "./structures.js";

@@ -8,6 +8,7 @@ import {
   TPM_ALG,
   TPM_CAP,
   TPM_CC,
+  TPM_HR,
   TPM_HT,
   TPM_NT,
   TPM_PT,
@@ -32,7 +33,9 @@ import {
   SOFTTPM_MAX_COMMAND_SIZE,
 } from "../engine/limits.js";
 import { type In, type Out, P, Rc } from "../engine/marshal.js";
-import { NV_DATA_MAX, NV_INDICES_MAX, nvType } from "../state.js";
+import { NV_DATA_MAX, NV_INDICES_MAX, PERSISTENT_OBJECTS_MAX, nvType } from "../state.js";
+import { objectSlotsUsed } from "../engine/objects.js";
+import { MAX_OBJECT_CONTEXT_BYTES, MAX_SESSION_CONTEXT_BYTES } from "../engine/contexts.js";
 import { COMMAND_ATTRIBUTES, HASH_IMPLS, PCR_COUNT, PCR_PROPERTIES, PCR_SELECT_SIZE } from "../tables.js";
 
 /** The permanent handles TPM_CAP_HANDLES lists (TPM_HT_PERMANENT). */
@@ -85,10 +88,17 @@ function getCapability(t: Engine, inp: In, out: Out): void {
       if (ht === TPM_HT.PCR) handles = Array.from({ length: PCR_COUNT }, (_, i) => i);
       else if (ht === TPM_HT.NV_INDEX) handles = t.ps.nv.map((x) => x.handle);
       else if (ht === TPM_HT.PERMANENT) handles = PERMANENT_HANDLES;
-      else if (ht === TPM_HT.TRANSIENT) handles = [...t.sequences.keys()].sort((x, y) => x - y);
+      else if (ht === TPM_HT.TRANSIENT) handles = [...t.sequences.keys(), ...t.objects.keys()].sort((x, y) => x - y);
       else if (ht === TPM_HT.HMAC_SESSION) handles = [...t.hmacSessions.keys()].sort((x, y) => x - y);
-      else if (ht === TPM_HT.POLICY_SESSION || ht === TPM_HT.PERSISTENT) handles = [];
-      else throw new Rc(P(TPM_RC.HANDLE, 2));
+      else if (ht === TPM_HT.PERSISTENT) handles = t.ps.persistent.map((x) => x.handle);
+      else if (ht === TPM_HT.POLICY_SESSION) {
+        // TPM_HT_SAVED_SESSION: saved sessions, listed by their 0x02xxxxxx handles as libtpms
+        // does (swtpm 0.7.1, measured), from the asked slot on
+        const from = property & TPM_HR.HANDLE_MASK;
+        handles = [...t.savedSessions.keys()].filter((x) => (x & TPM_HR.HANDLE_MASK) >= from).sort((x, y) => x - y);
+        more = emit(out, handles, count, MAX_CAP_HANDLES, (x) => out.u32(x));
+        break;
+      } else throw new Rc(P(TPM_RC.HANDLE, 2));
       more = emit(out, handles.filter((x) => x >= property), count, MAX_CAP_HANDLES, (x) => out.u32(x));
       break;
     }
@@ -186,7 +196,7 @@ function fixedProperties(t: Engine): [number, number][] {
     [TPM_PT.FIRMWARE_VERSION_2, t.firmware[1]],
     [TPM_PT.INPUT_BUFFER, SOFTTPM_MAX_BUFFER],
     [TPM_PT.HR_TRANSIENT_MIN, MAX_SEQUENCES],
-    [TPM_PT.HR_PERSISTENT_MIN, 0],
+    [TPM_PT.HR_PERSISTENT_MIN, PERSISTENT_OBJECTS_MAX],
     [TPM_PT.HR_LOADED_MIN, MAX_SESSIONS], // HMAC sessions
     [TPM_PT.ACTIVE_SESSIONS_MAX, MAX_SESSIONS],
     [TPM_PT.PCR_COUNT, PCR_COUNT],
@@ -203,8 +213,10 @@ function fixedProperties(t: Engine): [number, number][] {
     [TPM_PT.MAX_COMMAND_SIZE, SOFTTPM_MAX_COMMAND_SIZE],
     [TPM_PT.MAX_RESPONSE_SIZE, SOFTTPM_MAX_COMMAND_SIZE],
     [TPM_PT.MAX_DIGEST, 64],
-    [TPM_PT.MAX_OBJECT_CONTEXT, 0], // no context save
-    [TPM_PT.MAX_SESSION_CONTEXT, 0],
+    // the largest contextBlob of an object and of a session (engine/contexts.ts: 66-byte integrity
+    // value, then the encrypted state)
+    [TPM_PT.MAX_OBJECT_CONTEXT, MAX_OBJECT_CONTEXT_BYTES],
+    [TPM_PT.MAX_SESSION_CONTEXT, MAX_SESSION_CONTEXT_BYTES],
     [TPM_PT.PS_FAMILY_INDICATOR, 1], // TPM_PS_PC: PC client
     [TPM_PT.PS_LEVEL, 0],
     [TPM_PT.PS_REVISION, 0],
@@ -240,11 +252,11 @@ function variableProperties(t: Engine): [number, number][] {
     [TPM_PT.HR_NV_INDEX, ps.nv.length],
     [TPM_PT.HR_LOADED, t.hmacSessions.size],
     [TPM_PT.HR_LOADED_AVAIL, MAX_SESSIONS - t.hmacSessions.size],
-    [TPM_PT.HR_ACTIVE, t.hmacSessions.size],
-    [TPM_PT.HR_ACTIVE_AVAIL, MAX_SESSIONS - t.hmacSessions.size],
-    [TPM_PT.HR_TRANSIENT_AVAIL, MAX_SEQUENCES - t.sequences.size],
-    [TPM_PT.HR_PERSISTENT, 0],
-    [TPM_PT.HR_PERSISTENT_AVAIL, 0],
+    [TPM_PT.HR_ACTIVE, t.hmacSessions.size + t.savedSessions.size],
+    [TPM_PT.HR_ACTIVE_AVAIL, Math.max(0, MAX_SESSIONS - t.hmacSessions.size - t.savedSessions.size)],
+    [TPM_PT.HR_TRANSIENT_AVAIL, MAX_SEQUENCES - objectSlotsUsed(t)],
+    [TPM_PT.HR_PERSISTENT, ps.persistent.length],
+    [TPM_PT.HR_PERSISTENT_AVAIL, PERSISTENT_OBJECTS_MAX - ps.persistent.length],
     [TPM_PT.NV_COUNTERS, counters],
     [TPM_PT.NV_COUNTERS_AVAIL, NV_INDICES_MAX - ps.nv.length],
     [TPM_PT.ALGORITHM_SET, 0],

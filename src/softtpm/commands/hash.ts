@@ -8,11 +8,12 @@
 import { hmac } from "@noble/hashes/hmac.js";
 import { sha512 } from "@noble/hashes/sha2.js";
 import { concatBytes, u32be } from "../../wire/bytes.js";
-import { TPM_ALG, TPM_CC, TPM_GENERATED_VALUE, TPM_HR, TPM_RC, TPM_RH, TPM_ST } from "../../wire/constants.js";
+import { TPM_ALG, TPM_CC, TPM_GENERATED_VALUE, TPM_RC, TPM_RH, TPM_ST } from "../../wire/constants.js";
 import { trimZeros } from "../engine/auth.js";
 import type { CommandEntries } from "../engine/dispatch.js";
 import type { Engine } from "../engine/engine.js";
-import { MAX_SEQUENCES, SOFTTPM_MAX_BUFFER } from "../engine/limits.js";
+import { SOFTTPM_MAX_BUFFER } from "../engine/limits.js";
+import { allocTransient } from "../engine/objects.js";
 import { H, type In, type Out, P, Rc } from "../engine/marshal.js";
 import { AUTH_MAX } from "../state.js";
 import { HASH_IMPLS, hashImpl } from "../tables.js";
@@ -76,9 +77,7 @@ function hashSequenceStart(t: Engine, inp: In): void {
   const a = algId === TPM_ALG.NULL ? undefined : hashImpl(algId);
   if (algId !== TPM_ALG.NULL && !a) throw new Rc(P(TPM_RC.HASH, 2));
   inp.done();
-  if (t.sequences.size >= MAX_SEQUENCES) throw new Rc(TPM_RC.OBJECT_MEMORY);
-  let handle: number = TPM_HR.TRANSIENT;
-  while (t.sequences.has(handle)) handle++;
+  const handle = allocTransient(t); // TPM_RC_OBJECT_MEMORY when the object slots are full
   t.sequences.set(handle, {
     handle,
     alg: a,

@@ -11,6 +11,7 @@ import { contextCommands } from "./context.js";
 import { hashCommands } from "./hash.js";
 import { hierarchyCommands } from "./hierarchy.js";
 import { nvCommands } from "./nv.js";
+import { objectCommands } from "./object.js";
 import { pcrCommands } from "./pcr.js";
 import { randomCommands } from "./random.js";
 import { sessionCommands } from "./sessions.js";
@@ -22,6 +23,7 @@ export const COMMANDS: CommandTable = /* @__PURE__ */ commandTable(
   startupCommands, // §9
   testingCommands, // §10
   sessionCommands, // §11
+  objectCommands, // §12
   hashCommands, // §15.4, §17
   randomCommands, // §16
   pcrCommands, // §22

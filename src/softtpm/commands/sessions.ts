@@ -10,7 +10,7 @@ import { TPM_ALG, TPM_CC, TPM_HR, TPM_HT, TPM_RC, TPM_RH, TPM_SE, TPMA_NV } from
 import { bindAuthValue, kdfa, trimZeros } from "../engine/auth.js";
 import type { CommandEntries } from "../engine/dispatch.js";
 import type { Engine } from "../engine/engine.js";
-import { MAX_ENCRYPTED_SECRET, MAX_SESSIONS } from "../engine/limits.js";
+import { MAX_ENCRYPTED_SECRET, MAX_SESSIONS, SESSION_HANDLE_RANGE } from "../engine/limits.js";
 import { EMPTY, H, type In, type Out, P, Rc } from "../engine/marshal.js";
 import { hashImpl } from "../tables.js";
 
@@ -41,6 +41,8 @@ function startAuthSession(t: Engine, h: number[], inp: In, out: Out): void {
   if (tpmKey !== TPM_RH.NULL) throw new Rc(H(TPM_RC.KEY, 1)); // a loaded object here is a sequence, not a key
   if (salt.length !== 0) throw new Rc(P(TPM_RC.VALUE, 2)); // no tpmKey: a salt cannot be decrypted
   if (t.hmacSessions.size >= MAX_SESSIONS) throw new Rc(TPM_RC.SESSION_MEMORY);
+  // loaded and saved sessions together hold at most SESSION_HANDLE_RANGE handles (libtpms MAX_ACTIVE_SESSIONS)
+  if (t.hmacSessions.size + t.savedSessions.size >= SESSION_HANDLE_RANGE) throw new Rc(TPM_RC.SESSION_HANDLES);
   // Policy and trial sessions are not implemented: refused where libtpms would start one, so
   // every check libtpms makes first gives the same answer (swtpm 0.7.1, measured).
   if (type !== TPM_SE.HMAC) throw new Rc(P(TPM_RC.VALUE, 3));
@@ -55,7 +57,7 @@ function startAuthSession(t: Engine, h: number[], inp: In, out: Out): void {
     sessionKey = kdfa(authHash, bindAuth, "ATH", nonceTPM, nonceCaller, authHash.size * 8);
   }
   let handle: number = TPM_HR.HMAC_SESSION;
-  while (t.hmacSessions.has(handle)) handle++;
+  while (t.hmacSessions.has(handle) || t.savedSessions.has(handle)) handle++;
   const bindNv = bind >>> 24 === TPM_HT.NV_INDEX ? t.nv(bind) : undefined;
   const daBound = bindNv !== undefined && (bindNv.attributes & TPMA_NV.NO_DA) === 0;
   t.hmacSessions.set(handle, { handle, authHash, nonceTPM, sessionKey, bind: bind === TPM_RH.NULL ? undefined : bind, daBound });

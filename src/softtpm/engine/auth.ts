@@ -7,13 +7,14 @@
  * @packageDocumentation
  */
 import { concatBytes, u32be } from "../../wire/bytes.js";
-import { TPM_CC, TPM_HR, TPM_HT, TPM_RC, TPM_RH, TPM_RS, TPMA_NV, TPMA_SESSION } from "../../wire/constants.js";
+import { TPM_CC, TPM_HR, TPM_HT, TPM_RC, TPM_RH, TPM_RS, TPMA_NV, TPMA_OBJECT, TPMA_SESSION } from "../../wire/constants.js";
 import { AUTH_MAX } from "../state.js";
 import { type HashImpl, PCR_COUNT, hashImpl } from "../tables.js";
 import type { CommandSpec } from "./dispatch.js";
 import type { Engine, HmacSession } from "./engine.js";
 import { LOCKOUT_RECOVERY_S, MAX_SESSION_NUM, SESSION_HANDLE_RANGE } from "./limits.js";
 import { EMPTY, type In, type Out, Rc, S, nvPublicBytes } from "./marshal.js";
+import { findObject } from "./objects.js";
 
 /** `b` without its trailing zero bytes. */
 export function trimZeros(b: Uint8Array): Uint8Array {
@@ -130,8 +131,9 @@ export function parseSessions(t: Engine, inp: In, spec: CommandSpec): number {
  * empty for a sequence object.
  */
 function nameOf(t: Engine, h: number): Uint8Array {
-  // a sequence object's nameAlg is TPM_ALG_NULL: its Name is empty (ESYS and libtpms agree)
-  if (h >>> 24 === TPM_HT.TRANSIENT) return EMPTY;
+  // an object's Name is nameAlg ‖ H(public); a sequence object's nameAlg is TPM_ALG_NULL: its
+  // Name is empty (ESYS and libtpms agree)
+  if (h >>> 24 === TPM_HT.TRANSIENT || h >>> 24 === TPM_HT.PERSISTENT) return findObject(t, h)?.name ?? EMPTY;
   if (h >>> 24 === TPM_HT.NV_INDEX) {
     const nv = t.nv(h);
     if (nv) {
@@ -175,6 +177,19 @@ function entityAuth(t: Engine, code: number, h: number): { value: Uint8Array; da
     const isRead = code === TPM_CC.NV_Read || code === TPM_CC.NV_ReadLock;
     if (!(nv.attributes & (isRead ? TPMA_NV.AUTHREAD : TPMA_NV.AUTHWRITE))) throw new Rc(TPM_RC.AUTH_UNAVAILABLE);
     return { value: nv.authValue, daProtected, isLockout: false };
+  }
+  const obj = findObject(t, h);
+  if (obj) {
+    // Part 1 §19.7.2: the USER role with a password or HMAC needs userWithAuth, the ADMIN role
+    // (ObjectChangeAuth, Part 3 §12.8) needs adminWithPolicy clear; else only a policy session
+    // could authorize (TPM_RC_AUTH_UNAVAILABLE)
+    const a = obj.pub.objectAttributes;
+    const admin = code === TPM_CC.ObjectChangeAuth;
+    if (obj.publicOnly && code !== 0) throw new Rc(TPM_RC.AUTH_UNAVAILABLE);
+    if (code !== 0 && (admin ? (a & TPMA_OBJECT.ADMINWITHPOLICY) !== 0 : (a & TPMA_OBJECT.USERWITHAUTH) === 0)) throw new Rc(TPM_RC.AUTH_UNAVAILABLE);
+    const daProtected = (a & TPMA_OBJECT.NODA) === 0;
+    if (daProtected && code !== 0 && t.inLockout()) throw new Rc(TPM_RC.LOCKOUT);
+    return { value: obj.sensitive.authValue, daProtected, isLockout: false };
   }
   const seq = t.sequences.get(h);
   return { value: seq ? seq.authValue : EMPTY, daProtected: false, isLockout: false };

@@ -9,10 +9,11 @@
 import type { Clock } from "../../core/clock.js";
 import type { Storage } from "../../core/storage.js";
 import type { RandomSource } from "../random.js";
-import { type NvIndexState, type PersistentState, decodeState, encodeState } from "../state.js";
+import { type NvIndexState, type PersistentState, deriveSeed, decodeState, encodeState } from "../state.js";
 import { HASH_IMPLS, type HashImpl, PCR_COUNT } from "../tables.js";
 import { LOCKOUT_INTERVAL_S, LOCKOUT_RECOVERY_S, MAX_AUTH_FAIL, MAX_SESSION_NUM } from "./limits.js";
 import { EMPTY, In, Out } from "./marshal.js";
+import type { TpmObject } from "./objects.js";
 import { Commits } from "./persistence.js";
 
 /**
@@ -91,6 +92,20 @@ export class Engine {
   platformAuth: Uint8Array = EMPTY;
   sequences = new Map<number, Sequence>();
   hmacSessions = new Map<number, HmacSession>();
+  /** Loaded objects by transient handle (they share the object slots with `sequences`). */
+  objects = new Map<number, TpmObject>();
+  /** Persistent objects read from `ps.persistent`, by persistent handle (dropped when that list changes). */
+  persistentCache = new Map<number, TpmObject>();
+  /** Saved sessions: handle to the context sequence number of their one valid context (Part 1 §30.5). */
+  savedSessions = new Map<number, bigint>();
+  /** The TPM_RH_NULL primary seed, drawn on first use; a TPM Reset forgets it. */
+  nullSeed: Uint8Array | undefined;
+  /** The secret context blobs are protected with, drawn on first use; lasts until power-off. */
+  contextSecret: Uint8Array | undefined;
+  /** The session context counter (TPMS_CONTEXT.sequence of the last saved session, Part 1 §30.5). */
+  contextCounter = 0n;
+  /** The object context counter (TPMS_CONTEXT.sequence of the last saved object). */
+  objectContextCounter = 0n;
   powerOnAt = 0;
   clockAtPowerOn = 0;
   shutdownIssued = false;
@@ -141,6 +156,8 @@ export class Engine {
   manufacture(): PersistentState {
     const proofSeed = new Uint8Array(32);
     this.random.fill(proofSeed, 0, 32);
+    // the primary seeds come from proofSeed (KDFa with their own labels), so manufacturing
+    // draws no more random bytes than before and a seeded TPM's later outputs stay the same
     return {
       disableClear: false,
       clockSafe: true,
@@ -156,6 +173,10 @@ export class Engine {
       lockoutAuth: EMPTY,
       nv: [],
       saved: undefined,
+      storageSeed: deriveSeed(proofSeed, "SPS"),
+      endorsementSeed: deriveSeed(proofSeed, "EPS"),
+      platformSeed: deriveSeed(proofSeed, "PPS"),
+      persistent: [],
     };
   }
 
@@ -168,6 +189,11 @@ export class Engine {
     this.clockAtPowerOn = ps.clock;
     this.sequences.clear();
     this.hmacSessions.clear();
+    this.objects.clear();
+    this.persistentCache.clear();
+    this.savedSessions.clear();
+    this.nullSeed = undefined;
+    this.contextSecret = undefined;
     this.shutdownIssued = false;
     this.platformAuth = EMPTY;
     // a blocked lockoutAuth stays blocked across power cycles; its recovery time starts again

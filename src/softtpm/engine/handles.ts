@@ -8,7 +8,8 @@
 import { TPM_HR, TPM_HT, TPM_RC, TPM_RH } from "../../wire/constants.js";
 import { PCR_COUNT } from "../tables.js";
 import type { Engine } from "./engine.js";
-import { MAX_SEQUENCES } from "./limits.js";
+import { MAX_SEQUENCES, SESSION_HANDLE_RANGE } from "./limits.js";
+import { findObject, objectSlotsUsed } from "./objects.js";
 import { H, Rc } from "./marshal.js";
 
 /** Handle kinds a command's handle area may hold (TPMI_* types of TPM 2.0 Part 2). */
@@ -22,11 +23,21 @@ export type HandleKind =
   | "nvIndex" // TPMI_RH_NV_INDEX (must exist)
   | "sequence" // TPMI_DH_OBJECT holding a sequence
   | "tpmKey" // TPMI_DH_OBJECT+ (SoftTpm loads no keys: only TPM_RH_NULL)
-  | "entity"; // TPMI_DH_ENTITY+
+  | "entity" // TPMI_DH_ENTITY+
+  | "object" // TPMI_DH_OBJECT: a loaded object (transient) or a persistent one
+  | "anyObject" // TPMI_DH_OBJECT where a sequence object is refused by the command (ReadPublic)
+  | "parent" // TPMI_DH_PARENT+: an object, or TPM_RH_OWNER / _ENDORSEMENT / _PLATFORM / _NULL
+  | "hierarchy" // TPMI_RH_HIERARCHY+: TPM_RH_OWNER / _ENDORSEMENT / _PLATFORM / _NULL
+  | "context"; // TPMI_DH_CONTEXT: a session or a transient object
 
 /** A transient handle in the range of SoftTpm's object slots. */
 function isObjectSlot(h: number): boolean {
   return h >>> 24 === TPM_HT.TRANSIENT && (h & TPM_HR.HANDLE_MASK) < MAX_SEQUENCES;
+}
+
+/** TPM_RH_OWNER, _ENDORSEMENT, _PLATFORM or _NULL (TPMI_RH_HIERARCHY+). */
+function isHierarchy(h: number): boolean {
+  return h === TPM_RH.OWNER || h === TPM_RH.ENDORSEMENT || h === TPM_RH.PLATFORM || h === TPM_RH.NULL;
 }
 
 /** Handle unmarshal (TPMI_* type checks): TPM_RC_VALUE + H + n. */
@@ -63,6 +74,19 @@ export function checkHandleType(kind: HandleKind, h: number, n: number): void {
     case "tpmKey":
       ok = h === TPM_RH.NULL || isObjectSlot(h) || ht === TPM_HT.PERSISTENT;
       break;
+    case "object":
+    case "anyObject":
+      ok = isObjectSlot(h) || ht === TPM_HT.PERSISTENT;
+      break;
+    case "parent":
+      ok = isObjectSlot(h) || ht === TPM_HT.PERSISTENT || isHierarchy(h);
+      break;
+    case "hierarchy":
+      ok = isHierarchy(h);
+      break;
+    case "context":
+      ok = isObjectSlot(h) || ((ht === TPM_HT.HMAC_SESSION || ht === TPM_HT.POLICY_SESSION) && (h & TPM_HR.HANDLE_MASK) < SESSION_HANDLE_RANGE);
+      break;
     case "entity":
       ok =
         h === TPM_RH.NULL ||
@@ -72,7 +96,8 @@ export function checkHandleType(kind: HandleKind, h: number, n: number): void {
         h === TPM_RH.PLATFORM ||
         h === TPM_RH.LOCKOUT ||
         ht === TPM_HT.NV_INDEX ||
-        isObjectSlot(h);
+        isObjectSlot(h) ||
+        ht === TPM_HT.PERSISTENT;
       break;
   }
   if (!ok) throw new Rc(H(TPM_RC.VALUE, n));
@@ -82,8 +107,17 @@ export function checkHandleType(kind: HandleKind, h: number, n: number): void {
 export function checkHandleLoaded(t: Engine, kind: HandleKind, h: number, n: number): void {
   const ht = h >>> 24;
   if (ht === TPM_HT.NV_INDEX && kind !== "pcr" && !t.nv(h)) throw new Rc(H(TPM_RC.HANDLE, n));
-  if (ht === TPM_HT.TRANSIENT && !t.sequences.has(h)) throw new Rc(TPM_RC.REFERENCE_H0 + n - 1); // object not loaded
-  // no persistent objects: libtpms first needs a free object slot to load one into (else
-  // TPM_RC_OBJECT_MEMORY), then finds none (TPM_RC_HANDLE); swtpm 0.7.1, measured
-  if (ht === TPM_HT.PERSISTENT) throw new Rc(t.sequences.size >= MAX_SEQUENCES ? TPM_RC.OBJECT_MEMORY : H(TPM_RC.HANDLE, n));
+  if (ht === TPM_HT.TRANSIENT) {
+    if (!t.sequences.has(h) && !t.objects.has(h)) throw new Rc(TPM_RC.REFERENCE_H0 + n - 1); // object not loaded
+    // a key where a sequence is expected: TPM_RC_MODE (Part 3 §17.4 SequenceUpdate)
+    if (kind === "sequence" && !t.sequences.has(h)) throw new Rc(H(TPM_RC.MODE, n));
+    // a sequence where a key is expected: TPM_RC_TYPE
+    if ((kind === "object" || kind === "parent") && !t.objects.has(h)) throw new Rc(H(TPM_RC.TYPE, n));
+  }
+  // a persistent object is used from an object slot: libtpms first needs a free one (else
+  // TPM_RC_OBJECT_MEMORY), then looks the handle up (TPM_RC_HANDLE); swtpm 0.7.1, measured
+  if (ht === TPM_HT.PERSISTENT) {
+    if (objectSlotsUsed(t) >= MAX_SEQUENCES) throw new Rc(TPM_RC.OBJECT_MEMORY);
+    if (kind === "sequence" || !findObject(t, h)) throw new Rc(H(TPM_RC.HANDLE, n));
+  }
 }

@@ -1,0 +1,137 @@
+/**
+ * Saved contexts (TPM 2.0 Part 1 §30 "Context Management"; Part 2 §14.5 TPMS_CONTEXT): what
+ * TPM2_ContextSave puts in contextBlob and TPM2_ContextLoad checks. The blob is
+ * TPM2B_DIGEST(integrity) ‖ encrypted context, as Part 1 §30.3.2 lays it out:
+ *
+ * - encryption: AES-256-CFB with key and IV from KDFa(SHA-256, contextSecret, "CONTEXT",
+ *   sequence, savedHandle, 384) (Part 1 §30.3.3);
+ * - integrity: HMAC-SHA-512 keyed by KDFa(SHA-512, contextSecret, "INTEGRITY", "", "", 512) over
+ *   sequence ‖ savedHandle ‖ hierarchy ‖ encrypted context (Part 1 §30.3.2), so none of the
+ *   TPMS_CONTEXT fields can be changed.
+ *
+ * contextSecret is drawn on first use and lasts until power-off: a context from an earlier
+ * power cycle fails its integrity check. TPM_PT_CONTEXT_HASH (SHA-512) and TPM_PT_CONTEXT_SYM /
+ * _SYM_SIZE (AES, 256) report these algorithms.
+ *
+ * @packageDocumentation
+ */
+import { TpmReader, TpmWriter } from "../../wire/buffer.js";
+import { u32be } from "../../wire/bytes.js";
+import { TPM_RC } from "../../wire/constants.js";
+import { readPublic, readSensitive, writeSensitive } from "../../wire/structures.js";
+import { HASH_IMPLS, hashImpl } from "../tables.js";
+import { aesCfb } from "./crypto.js";
+import type { Engine, HmacSession } from "./engine.js";
+import { type TpmObject, nameOf } from "./objects.js";
+import { P, Rc } from "./marshal.js";
+
+const SHA256 = HASH_IMPLS[1]!;
+const SHA512 = HASH_IMPLS[3]!;
+/** Largest contextBlob of an object: integrity value and an RSA-3072 object's state (TPM_PT_MAX_OBJECT_CONTEXT). */
+export const MAX_OBJECT_CONTEXT_BYTES = 2048;
+/** Largest contextBlob of a session: integrity value and 2 + 4 + 2 + 66 + 66 + 4 + 1 bytes of state (TPM_PT_MAX_SESSION_CONTEXT). */
+export const MAX_SESSION_CONTEXT_BYTES = 2 + 64 + 1 + 4 + 2 + 66 + 66 + 4 + 1;
+/** The integrity value's size: a SHA-512 HMAC. */
+export const CONTEXT_INTEGRITY_SIZE = 64;
+
+function u64be(v: bigint): Uint8Array {
+  const w = new TpmWriter(8);
+  w.u64(v);
+  return w.finish();
+}
+
+function kdfa(a: typeof SHA256, key: Uint8Array, label: string, u: Uint8Array, v: Uint8Array, bits: number): Uint8Array {
+  const lb = new TextEncoder().encode(label + "\0");
+  const out = new Uint8Array(bits / 8);
+  for (let i = 1, off = 0; off < out.length; i++, off += a.size) {
+    const block = a.mac(key, u32be(i), lb, u, v, u32be(bits));
+    out.set(block.subarray(0, Math.min(a.size, out.length - off)), off);
+  }
+  return out;
+}
+
+function secret(t: Engine): Uint8Array {
+  if (!t.contextSecret) {
+    t.contextSecret = new Uint8Array(32);
+    t.random.fill(t.contextSecret, 0, 32);
+  }
+  return t.contextSecret;
+}
+
+function integrity(t: Engine, sequence: bigint, savedHandle: number, hierarchy: number, enc: Uint8Array): Uint8Array {
+  const key = kdfa(SHA512, secret(t), "INTEGRITY", new Uint8Array(0), new Uint8Array(0), 512);
+  return SHA512.mac(key, u64be(sequence), u32be(savedHandle), u32be(hierarchy), enc);
+}
+
+function cipher(t: Engine, sequence: bigint, savedHandle: number, data: Uint8Array, encrypt: boolean): Uint8Array {
+  const k = kdfa(SHA256, secret(t), "CONTEXT", u64be(sequence), u32be(savedHandle), 384);
+  return aesCfb(k.subarray(0, 32), data, encrypt, k.subarray(32, 48));
+}
+
+/** Encrypts and integrity-protects a context's plaintext (the contextBlob of TPMS_CONTEXT). */
+export function sealContext(t: Engine, sequence: bigint, savedHandle: number, hierarchy: number, plain: Uint8Array): Uint8Array {
+  const enc = cipher(t, sequence, savedHandle, plain, true);
+  const w = new TpmWriter(2 + CONTEXT_INTEGRITY_SIZE + enc.length);
+  w.tpm2b(integrity(t, sequence, savedHandle, hierarchy, enc)).bytes(enc);
+  return w.finish();
+}
+
+/** Checks and decrypts a contextBlob: TPM_RC_INTEGRITY + P1 unless it is exactly what this TPM sealed (Part 3 §28.3). */
+export function openContext(t: Engine, sequence: bigint, savedHandle: number, hierarchy: number, blob: Uint8Array): Uint8Array {
+  const bad = new Rc(P(TPM_RC.INTEGRITY, 1));
+  if (blob.length < 2) throw bad;
+  const n = (blob[0]! << 8) | blob[1]!;
+  if (n !== CONTEXT_INTEGRITY_SIZE || blob.length < 2 + n) throw bad;
+  const enc = blob.subarray(2 + n);
+  const expect = integrity(t, sequence, savedHandle, hierarchy, enc);
+  let diff = 0;
+  for (let i = 0; i < n; i++) diff |= expect[i]! ^ blob[2 + i]!;
+  if (diff !== 0) throw bad;
+  return cipher(t, sequence, savedHandle, enc, false);
+}
+
+/** An object's saved state: hierarchy, TPMT_PUBLIC, TPMT_SENSITIVE, qualified name, parent name. */
+export function objectContext(o: TpmObject): Uint8Array {
+  const w = new TpmWriter(256);
+  w.u8(1).u32(o.hierarchy).tpm2b(o.publicArea);
+  const s = new TpmWriter(128);
+  writeSensitive(s, o.sensitive);
+  w.tpm2b(s.finish()).tpm2b(o.qualifiedName).tpm2b(o.parentName);
+  return w.finish();
+}
+
+/** The object in an opened context (handle to be assigned by the caller). */
+export function objectFromContext(plain: Uint8Array, handle: number): TpmObject {
+  const r = new TpmReader(plain);
+  if (r.u8() !== 1) throw new Error("not an object context");
+  const hierarchy = r.u32();
+  const publicArea = r.tpm2b().slice();
+  const pub = readPublic(new TpmReader(publicArea));
+  const sensitive = readSensitive(new TpmReader(r.tpm2b()));
+  const qualifiedName = r.tpm2b().slice();
+  const parentName = r.tpm2b().slice();
+  r.expectEnd();
+  return { handle, pub, publicArea, name: nameOf(pub, publicArea), sensitive, hierarchy, qualifiedName, parentName };
+}
+
+/** An HMAC session's saved state (Part 1 §30.5): everything but the handle, which stays reserved. */
+export function sessionContext(s: HmacSession): Uint8Array {
+  const w = new TpmWriter(128);
+  w.u8(2).u32(s.handle).u16(s.authHash.alg).tpm2b(s.nonceTPM).tpm2b(s.sessionKey).u32(s.bind ?? 0).u8(s.daBound ? 1 : 0);
+  return w.finish();
+}
+
+/** The session in an opened context. */
+export function sessionFromContext(plain: Uint8Array): HmacSession {
+  const r = new TpmReader(plain);
+  if (r.u8() !== 2) throw new Error("not a session context");
+  const handle = r.u32();
+  const authHash = hashImpl(r.u16());
+  if (!authHash) throw new Error("session hash");
+  const nonceTPM = r.tpm2b().slice();
+  const sessionKey = r.tpm2b().slice();
+  const bind = r.u32();
+  const daBound = r.u8() === 1;
+  r.expectEnd();
+  return { handle, authHash, nonceTPM, sessionKey, bind: bind === 0 ? undefined : bind, daBound };
+}

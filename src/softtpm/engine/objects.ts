@@ -1,0 +1,427 @@
+/**
+ * Objects of the SoftTpm engine (TPM 2.0 Part 1 §23 "Object", §27 "Object Creation", §22–§24
+ * "Protected Storage"): the loaded-object record, the object slots shared with sequence
+ * objects, template checks (Part 3 §12.1 and Part 1 §27.2), creation of primary objects from a
+ * hierarchy seed and of ordinary objects from random bits, the private blob (integrity HMAC ‖
+ * AES-CFB-encrypted TPM2B_SENSITIVE), persistent objects, names and qualified names.
+ *
+ * @packageDocumentation
+ */
+import { TpmReader, TpmWriter } from "../../wire/buffer.js";
+import { concatBytes, u32be } from "../../wire/bytes.js";
+import { TPM_ALG, TPM_HT, TPM_RC, TPM_RH, TPMA_OBJECT } from "../../wire/constants.js";
+import {
+  type TpmtPublic,
+  type TpmtSensitive,
+  MAX_SYM_DATA,
+  marshalPublic,
+  readPublic,
+  readSensitive,
+  writeSensitive,
+} from "../../wire/structures.js";
+import type { PersistentObjectState } from "../state.js";
+import { type HashImpl, hashImpl } from "../tables.js";
+import { type ByteSource, KdfStream, type RsaKey, aesCfb, fromBig, generateRsa, rsaFromPrime, toBig } from "./crypto.js";
+import type { Engine } from "./engine.js";
+import { MAX_SEQUENCES } from "./limits.js";
+import { H, P, Rc } from "./marshal.js";
+
+/** A loaded object (Part 1 §23): its public and sensitive areas and what the TPM derives from them. */
+export interface TpmObject {
+  /** Transient handle while loaded; for a persistent object its persistent handle. */
+  handle: number;
+  pub: TpmtPublic;
+  /** TPMT_PUBLIC as marshalled (what the Name hashes and ReadPublic returns). */
+  publicArea: Uint8Array;
+  /** nameAlg ‖ H(publicArea). */
+  name: Uint8Array;
+  sensitive: TpmtSensitive;
+  /** TPM_RH_OWNER, _ENDORSEMENT, _PLATFORM or _NULL. */
+  hierarchy: number;
+  /** H(parent's qualified name ‖ name) (Part 1 §16.6); a hierarchy's qualified name is its handle. */
+  qualifiedName: Uint8Array;
+  /** The parent's Name (empty for primary and external objects). */
+  parentName: Uint8Array;
+  /** The persistent handle this object lives at, if it was made persistent. */
+  persistentHandle?: number;
+  /** RSA numbers, computed once. */
+  rsa?: RsaKey;
+  /** Loaded by TPM2_LoadExternal without a sensitive area: no authorization is possible. */
+  publicOnly?: boolean;
+}
+
+/** Supported RSA sizes (TPM_RC_KEY_SIZE otherwise); libtpms 0.9 implements the same three. */
+export const RSA_KEY_SIZES: readonly number[] = [1024, 2048, 3072];
+/** Supported AES key sizes. */
+export const AES_KEY_SIZES: readonly number[] = [128, 192, 256];
+
+/** Object slots used: loaded objects and sequence objects share MAX_LOADED_OBJECTS (TPM_PT_HR_TRANSIENT_MIN). */
+export function objectSlotsUsed(t: Engine): number {
+  return t.sequences.size + t.objects.size;
+}
+
+/** The lowest free transient handle, or TPM_RC_OBJECT_MEMORY when every slot is taken. */
+export function allocTransient(t: Engine): number {
+  if (objectSlotsUsed(t) >= MAX_SEQUENCES) throw new Rc(TPM_RC.OBJECT_MEMORY);
+  let h = 0x80000000;
+  while (t.sequences.has(h) || t.objects.has(h)) h++;
+  return h;
+}
+
+/** The hash of `alg` (which the caller knows is implemented). */
+export function hashOf(alg: number): HashImpl {
+  const a = hashImpl(alg);
+  if (!a) throw new Rc(TPM_RC.HASH);
+  return a;
+}
+
+/** Does `p` describe a storage key (a parent): restricted, decrypt, not sign (Part 1 §25.1)? */
+export function isStorageKey(p: TpmtPublic): boolean {
+  const a = p.objectAttributes;
+  return (a & TPMA_OBJECT.RESTRICTED) !== 0 && (a & TPMA_OBJECT.DECRYPT) !== 0 && (a & TPMA_OBJECT.SIGN_ENCRYPT) === 0 && (p.type === TPM_ALG.RSA || p.type === TPM_ALG.ECC || p.type === TPM_ALG.SYMCIPHER);
+}
+
+/** The object at `h` (transient, or persistent read from the state), or undefined. */
+export function findObject(t: Engine, h: number): TpmObject | undefined {
+  if (h >>> 24 === TPM_HT.TRANSIENT) return t.objects.get(h);
+  if (h >>> 24 !== TPM_HT.PERSISTENT) return undefined;
+  const cached = t.persistentCache.get(h);
+  if (cached) return cached;
+  const rec = t.ps.persistent.find((o) => o.handle === h);
+  if (!rec) return undefined;
+  const o = objectFromPersistent(rec);
+  t.persistentCache.set(h, o);
+  return o;
+}
+
+/** Builds the object of a persistent record. */
+function objectFromPersistent(rec: PersistentObjectState): TpmObject {
+  const pub = readPublic(new TpmReader(rec.publicArea));
+  const sensitive = readSensitive(new TpmReader(rec.sensitiveArea));
+  const name = nameOf(pub, rec.publicArea);
+  const qn = rec.qualifiedName ?? qualifiedName(pub.nameAlg, u32be(rec.hierarchy), name);
+  return { handle: rec.handle, pub, publicArea: rec.publicArea, name, sensitive, hierarchy: rec.hierarchy, qualifiedName: qn, parentName: rec.parentName ?? new Uint8Array(0), persistentHandle: rec.handle };
+}
+
+/** The persistent record of a loaded object. */
+export function persistentRecord(o: TpmObject, handle: number): PersistentObjectState {
+  const w = new TpmWriter(128);
+  writeSensitive(w, o.sensitive);
+  const rec: PersistentObjectState = { handle, hierarchy: o.hierarchy, publicArea: o.publicArea, sensitiveArea: w.finish(), qualifiedName: o.qualifiedName };
+  if (o.parentName.length > 0) rec.parentName = o.parentName;
+  return rec;
+}
+
+/** nameAlg ‖ H_nameAlg(TPMT_PUBLIC) (Part 1 §16). */
+export function nameOf(pub: TpmtPublic, publicArea: Uint8Array): Uint8Array {
+  const a = hashOf(pub.nameAlg);
+  return concatBytes(Uint8Array.of(pub.nameAlg >>> 8, pub.nameAlg & 0xff), a.hash(publicArea));
+}
+
+/** QN = nameAlg ‖ H_nameAlg(QN(parent) ‖ Name) (Part 1 §16.6). */
+export function qualifiedName(nameAlg: number, parentQn: Uint8Array, name: Uint8Array): Uint8Array {
+  const a = hashOf(nameAlg);
+  return concatBytes(Uint8Array.of(nameAlg >>> 8, nameAlg & 0xff), a.hash(concatBytes(parentQn, name)));
+}
+
+/** Flushes every loaded object (and cached persistent object) whose hierarchy `drop` selects (TPM2_Clear, a disabled hierarchy). */
+export function flushHierarchyObjects(t: Engine, drop: (hierarchy: number) => boolean): void {
+  for (const [h, o] of t.objects) if (drop(o.hierarchy)) t.objects.delete(h);
+  t.persistentCache.clear();
+}
+
+/** What a template becomes once it passed {@link checkTemplate}. */
+export interface CheckedTemplate {
+  pub: TpmtPublic;
+  nameAlg: HashImpl;
+}
+
+/**
+ * The template checks of TPM2_Create / CreatePrimary (Part 3 §12.1: attribute consistency
+ * TPM_RC_ATTRIBUTES, key sizes TPM_RC_KEY_SIZE, schemes TPM_RC_SCHEME, symmetric definitions
+ * TPM_RC_SYMMETRIC) with `param` the number of inPublic, `dataParam` that of inSensitive.
+ * `creating` false (TPM2_Load) skips the checks of the caller's sensitive data.
+ */
+export function checkTemplate(pub: TpmtPublic, data: Uint8Array, param: number, dataParam: number, parent: TpmtPublic | undefined, creating: boolean): CheckedTemplate {
+  const nameAlg = hashImpl(pub.nameAlg);
+  if (!nameAlg) throw new Rc(P(TPM_RC.HASH, param));
+  const a = pub.objectAttributes;
+  if (a & TPMA_OBJECT.RESERVED_MASK) throw new Rc(P(TPM_RC.RESERVED_BITS, param));
+  const fixedTpm = (a & TPMA_OBJECT.FIXEDTPM) !== 0;
+  const fixedParent = (a & TPMA_OBJECT.FIXEDPARENT) !== 0;
+  const restricted = (a & TPMA_OBJECT.RESTRICTED) !== 0;
+  const sign = (a & TPMA_OBJECT.SIGN_ENCRYPT) !== 0;
+  const decrypt = (a & TPMA_OBJECT.DECRYPT) !== 0;
+  const origin = (a & TPMA_OBJECT.SENSITIVEDATAORIGIN) !== 0;
+  // Part 1 §27.2: fixedTPM needs fixedParent; a child of a non-fixedTPM parent cannot be fixedTPM
+  if (fixedTpm && !fixedParent) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
+  if (parent && fixedTpm && !(parent.objectAttributes & TPMA_OBJECT.FIXEDTPM)) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
+  if (restricted && sign === decrypt) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
+  if (pub.authPolicy.length !== 0 && pub.authPolicy.length !== nameAlg.size) throw new Rc(P(TPM_RC.SIZE, param));
+  switch (pub.type) {
+    case TPM_ALG.RSA: {
+      if (creating && data.length !== 0) throw new Rc(P(TPM_RC.SIZE, dataParam)); // asymmetric keys are generated, not given
+      if (creating && !origin) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
+      if (!sign && !decrypt) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
+      // TPMI_RSA_KEY_BITS is checked as it is unmarshalled: TPM_RC_VALUE; an exponent other
+      // than the default is TPM_RC_RANGE without a parameter number (swtpm 0.7.1, measured)
+      if (!RSA_KEY_SIZES.includes(pub.keyBits)) throw new Rc(P(TPM_RC.VALUE, param));
+      if (pub.exponent !== 0 && pub.exponent !== 65537) throw new Rc(TPM_RC.RANGE);
+      checkAsymmetric(pub.symmetric, pub.scheme.scheme, restricted, sign, decrypt, param, [TPM_ALG.RSASSA, TPM_ALG.RSAPSS], [TPM_ALG.RSAES, TPM_ALG.OAEP]);
+      break;
+    }
+    case TPM_ALG.ECC:
+      // ECC needs a curve implementation (not in this build)
+      throw new Rc(P(TPM_RC.CURVE, param));
+    case TPM_ALG.KEYEDHASH: {
+      const s = pub.scheme.scheme;
+      if (sign && decrypt) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
+      if (!sign && !decrypt) {
+        // sealed data: its data comes from the caller (Part 1 §27.2.3)
+        if (s !== TPM_ALG.NULL) throw new Rc(P(TPM_RC.SCHEME, param));
+        if (creating && origin) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
+        if (restricted) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
+      } else {
+        if (sign && s !== TPM_ALG.HMAC && s !== TPM_ALG.NULL) throw new Rc(P(TPM_RC.SCHEME, param));
+        if (decrypt && s !== TPM_ALG.XOR && s !== TPM_ALG.NULL) throw new Rc(P(TPM_RC.SCHEME, param));
+        if (restricted && s === TPM_ALG.NULL) throw new Rc(P(TPM_RC.SCHEME, param));
+        if (creating && origin === (data.length !== 0)) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
+      }
+      if (data.length > MAX_SYM_DATA) throw new Rc(P(TPM_RC.SIZE, dataParam));
+      break;
+    }
+    case TPM_ALG.SYMCIPHER: {
+      const sym = pub.symmetric;
+      if (sym.algorithm !== TPM_ALG.AES) throw new Rc(P(TPM_RC.SYMMETRIC, param));
+      if (!AES_KEY_SIZES.includes(sym.keyBits)) throw new Rc(P(TPM_RC.KEY_SIZE, param));
+      if (sym.mode !== TPM_ALG.CFB && sym.mode !== TPM_ALG.NULL && (restricted || sym.mode !== TPM_ALG.CFB)) throw new Rc(P(TPM_RC.SYMMETRIC, param));
+      if (!sign && !decrypt) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
+      if (creating && origin === (data.length !== 0)) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
+      if (data.length !== 0 && data.length !== sym.keyBits / 8) throw new Rc(P(TPM_RC.KEY_SIZE, dataParam));
+      break;
+    }
+  }
+  return { pub, nameAlg };
+}
+
+function checkAsymmetric(sym: { algorithm: number; keyBits: number; mode: number }, scheme: number, restricted: boolean, sign: boolean, decrypt: boolean, param: number, signSchemes: number[], decryptSchemes: number[]): void {
+  if (restricted && decrypt) {
+    // a storage key: AES-CFB for its children, no scheme (Part 1 §27.2.2)
+    if (sym.algorithm !== TPM_ALG.AES || sym.mode !== TPM_ALG.CFB) throw new Rc(P(TPM_RC.SYMMETRIC, param));
+    if (!AES_KEY_SIZES.includes(sym.keyBits)) throw new Rc(P(TPM_RC.KEY_SIZE, param));
+    if (scheme !== TPM_ALG.NULL) throw new Rc(P(TPM_RC.SCHEME, param));
+    return;
+  }
+  if (sym.algorithm !== TPM_ALG.NULL) throw new Rc(P(TPM_RC.SYMMETRIC, param));
+  if (scheme === TPM_ALG.NULL) {
+    if (restricted) throw new Rc(P(TPM_RC.SCHEME, param));
+    return;
+  }
+  if (sign && decrypt) throw new Rc(P(TPM_RC.SCHEME, param)); // both uses: the scheme must be NULL
+  if (sign && !signSchemes.includes(scheme)) throw new Rc(P(TPM_RC.SCHEME, param));
+  if (decrypt && !decryptSchemes.includes(scheme)) throw new Rc(P(TPM_RC.SCHEME, param));
+}
+
+/** Where the key material of a new object comes from: one byte stream per purpose label. */
+export type Material = (label: string) => ByteSource;
+
+/** Material from the TPM's random source (TPM2_Create, Part 1 §27.3). */
+export function randomMaterial(t: Engine): Material {
+  return () => (n) => {
+    const b = new Uint8Array(n);
+    t.random.fill(b, 0, n);
+    return b;
+  };
+}
+
+/**
+ * Material of a primary object (Part 1 §27.3 / §14.3.2: derived from the hierarchy's primary
+ * seed, so the same template gives the same key while the seed stays): for each purpose a
+ * KDFa stream keyed by the seed, with label the purpose ("RSA", "SEED", "KEYEDHASH",
+ * "SYMCIPHER") and context H_nameAlg(template) and the sensitive data.
+ */
+export function primaryMaterial(seed: Uint8Array, nameAlg: HashImpl, template: Uint8Array, data: Uint8Array): Material {
+  const ctx = nameAlg.hash(template);
+  return (label) => {
+    const s = new KdfStream(nameAlg, seed, label, ctx, data);
+    return (n) => s.next(n);
+  };
+}
+
+/**
+ * Creates an object's sensitive area and fills the public area's unique field (Part 1 §27.3):
+ * RSA from two primes, keyed-hash and symmetric keys from `material` unless the caller gave
+ * them, seedValue for storage keys and as the obfuscation value of keyed-hash and symmetric
+ * objects (unique = H_nameAlg(seedValue ‖ key)).
+ */
+export function generateObject(c: CheckedTemplate, userAuth: Uint8Array, data: Uint8Array, material: Material): { pub: TpmtPublic; sensitive: TpmtSensitive; rsa?: RsaKey } {
+  const pub = structuredClone(c.pub);
+  const size = c.nameAlg.size;
+  const sensitive: TpmtSensitive = { sensitiveType: pub.type, authValue: userAuth.slice(), seedValue: new Uint8Array(0), sensitive: new Uint8Array(0) };
+  let rsa: RsaKey | undefined;
+  switch (pub.type) {
+    case TPM_ALG.RSA: {
+      const e = BigInt(pub.exponent === 0 ? 65537 : pub.exponent);
+      rsa = generateRsa(pub.keyBits, e, material("RSA"));
+      pub.unique = fromBig(rsa.n, pub.keyBits / 8);
+      sensitive.sensitive = fromBig(rsa.p, pub.keyBits / 16);
+      if (isStorageKey(pub)) sensitive.seedValue = material("SEED")(size);
+      break;
+    }
+    case TPM_ALG.KEYEDHASH: {
+      const keyLen = pub.scheme.scheme === TPM_ALG.HMAC || pub.scheme.scheme === TPM_ALG.XOR ? hashOf(pub.scheme.hashAlg).size : size;
+      sensitive.sensitive = data.length > 0 ? data.slice() : material("KEYEDHASH")(keyLen);
+      sensitive.seedValue = material("SEED")(size);
+      pub.unique = c.nameAlg.hash(concatBytes(sensitive.seedValue, sensitive.sensitive));
+      break;
+    }
+    case TPM_ALG.SYMCIPHER: {
+      sensitive.sensitive = data.length > 0 ? data.slice() : material("SYMCIPHER")(pub.symmetric.keyBits / 8);
+      sensitive.seedValue = material("SEED")(size);
+      pub.unique = c.nameAlg.hash(concatBytes(sensitive.seedValue, sensitive.sensitive));
+      break;
+    }
+    case TPM_ALG.ECC:
+      throw new Rc(TPM_RC.CURVE);
+  }
+  return rsa ? { pub, sensitive, rsa } : { pub, sensitive };
+}
+
+/**
+ * Do the public and sensitive areas belong together (Part 3 §12.2 Load, §12.3 LoadExternal:
+ * TPM_RC_BINDING otherwise)? Returns the RSA numbers of an RSA key.
+ */
+export function checkBinding(pub: TpmtPublic, s: TpmtSensitive, param: number): RsaKey | undefined {
+  if (s.sensitiveType !== pub.type) throw new Rc(P(TPM_RC.TYPE, param));
+  const a = hashOf(pub.nameAlg);
+  if (s.authValue.length > a.size) throw new Rc(P(TPM_RC.SIZE, param));
+  switch (pub.type) {
+    case TPM_ALG.RSA: {
+      const e = BigInt(pub.exponent === 0 ? 65537 : pub.exponent);
+      const k = rsaFromPrime(toBig(pub.unique), e, toBig(s.sensitive));
+      if (!k || pub.unique.length * 8 !== pub.keyBits) throw new Rc(P(TPM_RC.BINDING, param));
+      return k;
+    }
+    case TPM_ALG.KEYEDHASH:
+    case TPM_ALG.SYMCIPHER: {
+      const u = a.hash(concatBytes(s.seedValue, s.sensitive));
+      if (u.length !== pub.unique.length || u.some((x, i) => x !== pub.unique[i])) throw new Rc(P(TPM_RC.BINDING, param));
+      return undefined;
+    }
+    default:
+      throw new Rc(P(TPM_RC.TYPE, param));
+  }
+}
+
+/** A loaded object record for `pub` / `sensitive` under `parentQn`. */
+export function makeObject(handle: number, pub: TpmtPublic, sensitive: TpmtSensitive, hierarchy: number, parentQn: Uint8Array, parentName: Uint8Array, rsa?: RsaKey): TpmObject {
+  const publicArea = marshalPublic(pub);
+  const name = nameOf(pub, publicArea);
+  const o: TpmObject = { handle, pub, publicArea, name, sensitive, hierarchy, qualifiedName: qualifiedName(pub.nameAlg, parentQn, name), parentName };
+  if (rsa) o.rsa = rsa;
+  return o;
+}
+
+/** The qualified name a child of `parent` hangs under: the parent's QN, or a hierarchy handle. */
+export function parentQnOf(t: Engine, parent: number): Uint8Array {
+  const o = findObject(t, parent);
+  return o ? o.qualifiedName : u32be(parent);
+}
+
+/** The primary seed of a hierarchy (TPM_RH_NULL: a seed that lasts until the next TPM Reset). */
+export function hierarchySeed(t: Engine, hierarchy: number): Uint8Array {
+  switch (hierarchy) {
+    case TPM_RH.OWNER:
+      return t.ps.storageSeed;
+    case TPM_RH.ENDORSEMENT:
+      return t.ps.endorsementSeed;
+    case TPM_RH.PLATFORM:
+      return t.ps.platformSeed;
+    default:
+      if (!t.nullSeed) {
+        t.nullSeed = new Uint8Array(64);
+        t.random.fill(t.nullSeed, 0, 64);
+      }
+      return t.nullSeed;
+  }
+}
+
+/** The symmetric and HMAC keys a storage parent protects a child with (Part 1 §23.3.2 / §23.4). */
+function protectionKeys(parent: TpmObject, childName: Uint8Array): { symKey: Uint8Array; hmacKey: Uint8Array; a: HashImpl } {
+  const a = hashOf(parent.pub.nameAlg);
+  const seed = parent.sensitive.seedValue;
+  const keyBits = parent.pub.type === TPM_ALG.RSA || parent.pub.type === TPM_ALG.SYMCIPHER ? parent.pub.symmetric.keyBits : 128;
+  // symKey = KDFa(pNameAlg, seedValue, "STORAGE", Name, NULL, keyBits); HMACkey = KDFa(pNameAlg, seedValue, "INTEGRITY", NULL, NULL, digest bits)
+  return { symKey: kdfaOnce(a, seed, "STORAGE", childName, keyBits), hmacKey: kdfaOnce(a, seed, "INTEGRITY", new Uint8Array(0), a.size * 8), a };
+}
+
+/** KDFa(a, key, label, contextU, "", bits) in one call (Part 1 §11.4.10.2). */
+function kdfaOnce(a: HashImpl, key: Uint8Array, label: string, contextU: Uint8Array, bits: number): Uint8Array {
+  const lb = new TextEncoder().encode(label + "\0");
+  const out = new Uint8Array(bits / 8);
+  for (let i = 1, off = 0; off < out.length; i++, off += a.size) {
+    const block = a.mac(key, u32be(i), lb, contextU, u32be(bits));
+    out.set(block.subarray(0, Math.min(a.size, out.length - off)), off);
+  }
+  return out;
+}
+
+/**
+ * The private blob of a child (TPM2B_PRIVATE contents, Part 1 §23.3 and §23.4): TPM2B_DIGEST of
+ * HMAC(HMACkey, encSensitive ‖ Name) followed by encSensitive = AES-CFB(symKey, IV 0,
+ * TPM2B_SENSITIVE).
+ */
+export function wrapSensitive(parent: TpmObject, childName: Uint8Array, s: TpmtSensitive): Uint8Array {
+  const { symKey, hmacKey, a } = protectionKeys(parent, childName);
+  const w = new TpmWriter(128);
+  const inner = new TpmWriter(128);
+  writeSensitive(inner, s);
+  w.tpm2b(inner.finish());
+  const enc = aesCfb(symKey, w.finish(), true);
+  const mac = a.mac(hmacKey, enc, childName);
+  const out = new TpmWriter(2 + mac.length + enc.length);
+  out.tpm2b(mac).bytes(enc);
+  return out.finish();
+}
+
+/**
+ * Checks and opens a private blob: a wrong or short integrity value is TPM_RC_INTEGRITY on
+ * `param` (Part 3 §12.2: "inPrivate integrity failed"), a sensitive area that does not unmarshal
+ * after a good HMAC is TPM_RC_SENSITIVE.
+ */
+export function unwrapSensitive(parent: TpmObject, childName: Uint8Array, blob: Uint8Array, param: number): TpmtSensitive {
+  const { symKey, hmacKey, a } = protectionKeys(parent, childName);
+  // the integrity TPM2B is unmarshalled first: an empty blob is TPM_RC_SIZE, a cut one
+  // TPM_RC_INSUFFICIENT (swtpm 0.7.1, measured)
+  if (blob.length === 0) throw new Rc(P(TPM_RC.SIZE, param));
+  if (blob.length < 2) throw new Rc(P(TPM_RC.INSUFFICIENT, param));
+  const n = (blob[0]! << 8) | blob[1]!;
+  if (blob.length < 2 + n) throw new Rc(P(TPM_RC.INSUFFICIENT, param));
+  if (n !== a.size) throw new Rc(P(TPM_RC.INTEGRITY, param));
+  const mac = blob.subarray(2, 2 + n);
+  const enc = blob.subarray(2 + n);
+  const expect = a.mac(hmacKey, enc, childName);
+  let diff = 0;
+  for (let i = 0; i < n; i++) diff |= expect[i]! ^ mac[i]!;
+  if (diff !== 0) throw new Rc(P(TPM_RC.INTEGRITY, param));
+  const plain = aesCfb(symKey, enc, false);
+  try {
+    const r = new TpmReader(plain);
+    const size = r.u16();
+    const inner = new TpmReader(r.bytesN(size));
+    r.expectEnd();
+    const s = readSensitive(inner);
+    inner.expectEnd();
+    return s;
+  } catch {
+    throw new Rc(TPM_RC.SENSITIVE); // a format-zero code: it names no parameter
+  }
+}
+
+/** An object handle that must name a storage parent: TPM_RC_TYPE + H(n) otherwise (Part 3 §12.1). */
+export function storageParent(t: Engine, h: number, n: number): TpmObject {
+  const o = findObject(t, h);
+  if (!o) throw new Rc(H(TPM_RC.HANDLE, n));
+  if (!isStorageKey(o.pub)) throw new Rc(H(TPM_RC.TYPE, n));
+  return o;
+}
