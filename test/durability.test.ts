@@ -10,39 +10,23 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { build } from "esbuild";
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import { bundleChild, killCount, rng } from "./support/kill-harness.js";
 import { FileStorage, SoftTpm, Tpm, TpmAbortError, memory } from "../src/index.js";
 import { decodeState } from "../src/softtpm/state.js";
 
-const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const INDEX = 0x01500010;
-const KILLS = Math.max(30, Number(process.env.TPMKIT_SOAK_KILLS ?? 0) || 0);
+const KILLS = killCount(30);
 let dir = "";
 let child = "";
 
+let cleanup = (): void => {};
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), "tpmkit-durability-"));
-  child = join(dir, "child.mjs");
-  await build({ entryPoints: [join(ROOT, "test/support/durability-child.ts")], bundle: true, platform: "node", format: "esm", target: "node20", outfile: child, logLevel: "silent" });
+  ({ dir: dir, child, cleanup } = await bundleChild("durability-child.ts", "tpmkit-durability-"));
 });
-afterAll(() => {
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => cleanup());
 
-/** A small seeded PRNG (xorshift32), so a failing run can be replayed. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 2 ** 32;
-  };
-}
 
 interface Run {
   start: bigint | undefined;

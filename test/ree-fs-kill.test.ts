@@ -12,38 +12,22 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { build } from "esbuild";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { bundleChild, killCount, rng } from "./support/kill-harness.js";
 import { ReeFs } from "../src/node/ree-fs.js";
 
-const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const OBJECTS = 8; // as the child
-const KILLS = Math.max(24, Number(process.env.TPMKIT_SOAK_KILLS ?? 0) || 0);
+const KILLS = killCount(24);
 let work = "";
 let child = "";
 
+let cleanup = (): void => {};
 beforeAll(async () => {
-  work = mkdtempSync(join(tmpdir(), "tpmkit-reefs-kill-"));
-  child = join(work, "child.mjs");
-  await build({ entryPoints: [join(ROOT, "test/support/ree-fs-child.ts")], bundle: true, platform: "node", format: "esm", target: "node20", outfile: child, logLevel: "silent" });
+  ({ dir: work, child, cleanup } = await bundleChild("ree-fs-child.ts", "tpmkit-reefs-kill-"));
 });
-afterAll(() => {
-  if (work) rmSync(work, { recursive: true, force: true });
-});
+afterAll(() => cleanup());
 
-/** xorshift32, seeded, so a failing run can be replayed. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 2 ** 32;
-  };
-}
 
 interface Run {
   start: number | undefined;

@@ -12,16 +12,16 @@
  * @packageDocumentation
  */
 import { constants as fsConstants } from "node:fs";
-import { lstat, open, readdir, rename, unlink } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { lstat, open } from "node:fs/promises";
+import { basename, dirname } from "node:path";
 import { TpmStateFileError } from "../errors/index.js";
 import type { Storage } from "../core/storage.js";
+import { fsyncDirectory, removeDeadTemps, replaceFile, tempNameFor } from "./atomic-file.js";
 
 /** Largest state file FileStorage reads (bytes); a bigger file is refused, not read. */
 export const STATE_FILE_MAX = 1 << 20;
 
 /** Numbers the temporary files of every FileStorage in this process (two instances saving one path must not pick the same name). */
-let tempSeq = 0;
 
 /**
  * Keeps a SoftTpm state blob in `path`.
@@ -95,30 +95,8 @@ export class FileStorage implements Storage {
    * @returns the names removed
    */
   async removeStaleTemps(): Promise<string[]> {
-    const dir = dirname(this.path);
     const pattern = new RegExp(`^\\.${escapeRegExp(basename(this.path))}\\.(\\d+)\\.(\\d+)\\.tmp$`);
-    const removed: string[] = [];
-    let names: string[];
-    try {
-      names = await readdir(dir);
-    } catch {
-      return removed;
-    }
-    for (const name of names) {
-      const m = pattern.exec(name);
-      if (!m) continue;
-      const pid = Number(m[1]);
-      if (pid === process.pid || processAlive(pid)) continue;
-      const p = join(dir, name);
-      try {
-        if (!(await lstat(p)).isFile()) continue;
-        await unlink(p);
-        removed.push(name);
-      } catch {
-        // raced with another cleaner, or not ours to remove: leave it
-      }
-    }
-    return removed;
+    return removeDeadTemps(dirname(this.path), pattern, 1);
   }
 
   /**
@@ -129,37 +107,15 @@ export class FileStorage implements Storage {
    */
   async save(state: Uint8Array): Promise<void> {
     const dir = dirname(this.path);
-    const tmp = join(dir, `.${basename(this.path)}.${process.pid}.${++tempSeq}.tmp`);
     try {
-      const fh = await open(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
-      try {
-        let off = 0;
-        while (off < state.length) {
-          const { bytesWritten } = await fh.write(state, off, state.length - off);
-          off += bytesWritten;
-        }
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await rename(tmp, this.path);
+      await replaceFile(dir, tempNameFor(basename(this.path), "tmp"), this.path, state);
     } catch (e) {
-      await unlink(tmp).catch(() => undefined);
       throw new TpmStateFileError(`cannot save state file ${this.path}`, { cause: e });
     }
     try {
-      const d = await open(dir, fsConstants.O_RDONLY);
-      try {
-        await d.sync();
-      } finally {
-        await d.close();
-      }
+      await fsyncDirectory(dir);
     } catch (e) {
-      // Some filesystems refuse fsync on a directory (EINVAL/EISDIR/EPERM): the rename is done.
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code !== "EINVAL" && code !== "EISDIR" && code !== "EPERM" && code !== "EACCES") {
-        throw new TpmStateFileError(`cannot fsync directory ${dir}`, { cause: e });
-      }
+      throw new TpmStateFileError(`cannot fsync directory ${dir}`, { cause: e });
     }
   }
 }
@@ -167,15 +123,4 @@ export class FileStorage implements Storage {
 /** `s` with every RegExp metacharacter escaped. */
 function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-}
-
-/** Whether a process with this id exists (kill(2) with signal 0; EPERM means it exists). */
-function processAlive(pid: number): boolean {
-  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
 }

@@ -21,10 +21,11 @@
  * @packageDocumentation
  */
 import { constants as fsConstants } from "node:fs";
-import { lstat, mkdir, open, readdir, rename, unlink } from "node:fs/promises";
+import { mkdir, open, readdir, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { TpmArgumentError, TpmStateFileError } from "../errors/index.js";
 import { MemoryFileStore, type FileStore } from "../core/storage.js";
+import { fsyncDirectory, removeDeadTemps, replaceFile, tempNameFor } from "./atomic-file.js";
 
 /** Largest file a {@link ReeFs} reads (bytes); a bigger file is refused, not read. */
 export const REE_FS_FILE_MAX = 16 << 20;
@@ -37,7 +38,6 @@ export const REE_FS_NAME_MAX = 200;
 /** Temporary files are `.<name>.<pid>.<n>.rfs-tmp`; the suffix never matches a valid name's end by accident. */
 const TEMP = /^\.(.+)\.(\d+)\.(\d+)\.rfs-tmp$/;
 /** Numbers this process's temporary files (several ReeFs on one directory must not collide). */
-let tempSeq = 0;
 
 /**
  * A `FileStore` for tee-supplicant's REE FS. With `dir`, one file per name under it (the
@@ -122,22 +122,9 @@ export class ReeFs implements FileStore {
     await this.#init();
     const dir = this.dir!;
     const path = join(dir, name);
-    const tmp = join(dir, `.${name}.${process.pid}.${++tempSeq}.rfs-tmp`);
     try {
-      const fh = await open(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
-      try {
-        let off = 0;
-        while (off < data.length) {
-          const { bytesWritten } = await fh.write(data, off, data.length - off);
-          off += bytesWritten;
-        }
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await rename(tmp, path);
+      await replaceFile(dir, tempNameFor(name, "rfs-tmp"), path, data);
     } catch (e) {
-      await unlink(tmp).catch(() => undefined);
       throw new TpmStateFileError(`ReeFs: cannot write ${path}`, { cause: e });
     }
     await this.#syncDir();
@@ -205,29 +192,8 @@ export class ReeFs implements FileStore {
    * @returns the names removed
    */
   async removeStaleTemps(): Promise<string[]> {
-    const removed: string[] = [];
-    if (!this.dir) return removed;
-    let names: string[];
-    try {
-      names = await readdir(this.dir);
-    } catch {
-      return removed;
-    }
-    for (const n of names) {
-      const m = TEMP.exec(n);
-      if (!m) continue;
-      const pid = Number(m[2]);
-      if (pid === process.pid || processAlive(pid)) continue;
-      const p = join(this.dir, n);
-      try {
-        if (!(await lstat(p)).isFile()) continue;
-        await unlink(p);
-        removed.push(n);
-      } catch {
-        // raced with another cleaner: leave it
-      }
-    }
-    return removed;
+    if (!this.dir) return [];
+    return removeDeadTemps(this.dir, TEMP, 2);
   }
 
   /** Creates the directory and removes stale temporary files, once. */
@@ -245,20 +211,10 @@ export class ReeFs implements FileStore {
   }
 
   async #syncDir(): Promise<void> {
-    const dir = this.dir!;
     try {
-      const d = await open(dir, fsConstants.O_RDONLY);
-      try {
-        await d.sync();
-      } finally {
-        await d.close();
-      }
+      await fsyncDirectory(this.dir!);
     } catch (e) {
-      // Some file systems refuse fsync on a directory (EINVAL/EISDIR/EPERM): the rename is done.
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code !== "EINVAL" && code !== "EISDIR" && code !== "EPERM" && code !== "EACCES") {
-        throw new TpmStateFileError(`ReeFs: cannot fsync directory ${dir}`, { cause: e });
-      }
+      throw new TpmStateFileError(`ReeFs: cannot fsync directory ${this.dir}`, { cause: e });
     }
   }
 }
@@ -278,16 +234,5 @@ function validName(name: unknown): name is string {
 function checkName(name: unknown): asserts name is string {
   if (!validName(name)) {
     throw new TpmArgumentError(`ReeFs: invalid file name ${JSON.stringify(String(name))}: a plain name of 1-${REE_FS_NAME_MAX} bytes without '/', '\\', NUL or a leading '.'`);
-  }
-}
-
-/** Whether a process with this id exists (kill(2) with signal 0; EPERM means it exists). */
-function processAlive(pid: number): boolean {
-  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
   }
 }
