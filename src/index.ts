@@ -27,7 +27,7 @@ export {
 } from "./client/tpm.js";
 
 // Core: chip, transports contract, clock, errors
-export { Chip, checkResponse, CHIP_COMMAND_CHANNEL, CHIP_READINESS_CHANNEL, type ChipOptions, type TransmitOptions, type Readiness, type ChipCommandEvent, type ChipReadinessEvent } from "./core/chip.js";
+export { Chip, checkResponse, CHIP_WAIT_READY_MS, CHIP_COMMAND_CHANNEL, CHIP_READINESS_CHANNEL, type ChipOptions, type TransmitOptions, type Readiness, type ChipCommandEvent, type ChipReadinessEvent } from "./core/chip.js";
 export type { Transport, TpmBackend, SendOptions, OpenContext, TransportPresence, MaybePromise } from "./core/transport.js";
 export { systemClock, FakeClock, type Clock, type TimerHandle } from "./core/clock.js";
 export {
@@ -154,6 +154,7 @@ export {
 export { serveSwtpm, type SwtpmServer, type SwtpmServeOptions, type SwtpmServeTarget, type SwtpmServerState, type SwtpmPowerHooks, type SwtpmServerStats, type SwtpmClosed } from "./server/swtpm.js";
 export type { CommandSink, ListenTarget, BoundAddress } from "./server/common.js";
 export { serveMssim, type MssimServer, type ServeMssimOptions, type ServeMssimTarget, type MssimPlatformHooks } from "./server/mssim.js";
+export { ResourceManager, TPM_RC_RESMGR_LAYER, RM_DEFAULT_MAX_OBJECTS, RM_DEFAULT_MAX_SESSIONS, type RmSpace, type ResourceManagerOptions } from "./server/rm.js";
 
 // Host transports and TCTI strings
 export { mssim, MssimPlatform, MssimSwtpmDetectedError, type MssimOptions, type MssimTransport, type MssimPlatformOptions, type MssimCommandResponseSizes, type SocketAddress } from "./transports/mssim/index.js";

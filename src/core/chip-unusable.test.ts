@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { Chip } from "./chip.js";
+import { Chip, CHIP_WAIT_READY_MS } from "./chip.js";
 import { FakeClock } from "./clock.js";
-import { TpmAbortError, TpmStateError, TpmTimeoutError, TpmUnavailableError, TpmkitError } from "../errors/index.js";
+import { ProbeDeferredError, TpmAbortError, TpmArgumentError, TpmStateError, TpmTimeoutError, TpmUnavailableError, TpmkitError } from "../errors/index.js";
 import type { SendOptions, Transport, TransportPresence } from "./transport.js";
 
 function cmd(cc: number): Uint8Array {
@@ -192,5 +192,23 @@ describe("Chip readiness: present but unusable", () => {
     t.set("present");
     t.set("deferred");
     expect(chip.readiness).toBe("unusable");
+  });
+});
+
+describe("waitReady is always bounded", () => {
+  it("without options it gives up after CHIP_WAIT_READY_MS (120 s) with TpmTimeoutError; a bad timeoutMs is a TpmArgumentError", async () => {
+    const clock = new FakeClock();
+    const chip = new Chip({ kind: "never", open: async () => { throw new ProbeDeferredError("not yet"); }, send: async () => new Uint8Array(10) }, { clock });
+    await chip.open().catch(() => undefined);
+    expect(chip.readiness).toBe("deferred");
+    let settled: unknown = "pending";
+    chip.waitReady().then(() => (settled = "ready"), (e) => (settled = e));
+    await clock.advance(CHIP_WAIT_READY_MS - 1);
+    expect(settled).toBe("pending");
+    await clock.advance(1);
+    expect(settled).toBeInstanceOf(TpmTimeoutError);
+    expect(CHIP_WAIT_READY_MS).toBe(120_000);
+    await expect(chip.waitReady({ timeoutMs: -1 })).rejects.toBeInstanceOf(TpmArgumentError);
+    await expect(chip.waitReady({ timeoutMs: Number.NaN })).rejects.toBeInstanceOf(TpmArgumentError);
   });
 });

@@ -95,6 +95,13 @@ export interface ChipCommandEvent {
 
 /** The diagnostics channel a chip publishes every finished command on ({@link ChipCommandEvent}). */
 export const CHIP_COMMAND_CHANNEL = "tpmkit:chip:command";
+/**
+ * Default bound of {@link Chip.waitReady}: 120 000 ms, the longest command duration of the
+ * kernel's table (Linux drivers/char/tpm/tpm2-cmd.c), so waiting for a TPM to become usable is
+ * bounded on the same scale as waiting for a command.
+ */
+export const CHIP_WAIT_READY_MS = 120_000;
+
 /** The diagnostics channel a chip publishes readiness changes on ({@link ChipReadinessEvent}). */
 export const CHIP_READINESS_CHANNEL = "tpmkit:chip:readiness";
 
@@ -250,11 +257,19 @@ export class Chip {
    * Resolves when the chip is `ready`. Waits through `idle`, `probing`, `deferred` and `unusable`
    * (present but not usable: it resolves when the transport reports it usable again); rejects at
    * once on `failed` or `closed`, with `TpmTimeoutError` after `timeoutMs` (its cause the reason
-   * the chip is not ready), and with an AbortError when `signal` aborts. Without `timeoutMs` or
-   * `signal` it waits as long as it takes: pass one of them for a bounded wait.
+   * the chip is not ready), and with an AbortError when `signal` aborts. `timeoutMs` defaults to
+   * {@link CHIP_WAIT_READY_MS} (120 s): no wait is unbounded.
+   *
+   * @throws {@link TpmArgumentError} (as a rejection) for a `timeoutMs` that is not a finite number ≥ 0
    */
   waitReady(options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<void> {
     if (this.#readiness === "ready") return Promise.resolve();
+    let ms: number;
+    try {
+      ms = assertDuration(options.timeoutMs ?? CHIP_WAIT_READY_MS, "chip.waitReady", "timeoutMs");
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return new Promise<void>((resolve, reject) => {
       let timer: TimerHandle | undefined;
       const done = (err?: unknown) => {
@@ -273,10 +288,7 @@ export class Chip {
       const unsub = this.onReadiness(check);
       if (options.signal?.aborted) return onAbort();
       options.signal?.addEventListener("abort", onAbort, { once: true });
-      if (options.timeoutMs !== undefined) {
-        const ms = options.timeoutMs;
-        timer = this.clock.setTimer(ms, () => done(new TpmTimeoutError(`waiting for the chip to be ready (state ${this.#readiness})`, ms, { cause: this.#readinessError })));
-      }
+      timer = this.clock.setTimer(ms, () => done(new TpmTimeoutError(`waiting for the chip to be ready (state ${this.#readiness})`, ms, { cause: this.#readinessError })));
       check(this.#readiness);
     });
   }
