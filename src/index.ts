@@ -154,7 +154,6 @@ export {
 export { serveSwtpm, type SwtpmServer, type SwtpmServeOptions, type SwtpmServeTarget, type SwtpmServerState, type SwtpmPowerHooks, type SwtpmServerStats, type SwtpmClosed } from "./server/swtpm.js";
 export type { CommandSink, ListenTarget, BoundAddress } from "./server/common.js";
 export { serveMssim, type MssimServer, type ServeMssimOptions, type ServeMssimTarget, type MssimPlatformHooks } from "./server/mssim.js";
-export { ResourceManager, TPM_RC_RESMGR_LAYER, RM_DEFAULT_MAX_OBJECTS, RM_DEFAULT_MAX_SESSIONS, type RmSpace, type ResourceManagerOptions } from "./server/rm.js";
 
 // Host transports and TCTI strings
 export { mssim, MssimPlatform, MssimSwtpmDetectedError, type MssimOptions, type MssimTransport, type MssimPlatformOptions, type MssimCommandResponseSizes, type SocketAddress } from "./transports/mssim/index.js";
