@@ -6,9 +6,12 @@
 // package with `npm pack --json --ignore-scripts` into a temporary directory and prints one JSON
 // line:
 //
-//   {"case":"tarball","packed":N,"unpacked":N,"files":N,"budget":409600,"ok":true}
+//   {"case":"tarball","packed":N,"unpacked":N,"files":N,"budget":524288,"headroom":N,"ok":true}
 //
-// `packed` is the .tgz size in bytes; the budget is 400 KB (400 * 1024 bytes) packed (issue 8).
+// `packed` is the .tgz size in bytes; the budget is 512 KB (512 * 1024 bytes) packed: issue 8 set
+// 400 KB, raised when issue 12 put a whole TPM 2.0 (RSA/ECC keys, signatures, attestation, policy)
+// and its vendored curve code into the package (docs/decisions.md, "The package: ...");
+// `headroom` is what is left of it (docs/decisions.md, "The package: ...", says what it is spent on).
 // `ok` is false, with a `problems` list, when the tarball is over budget, holds a file other than
 // dist/**, README.md, LICENSE and package.json (no tests, test helpers, source maps or .tmp/), or
 // lacks one of the entry files package.json names.
@@ -30,7 +33,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const BUDGET = 400 * 1024;
+const BUDGET = 512 * 1024;
 const install = process.argv.includes("--install");
 const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
 
@@ -69,7 +72,7 @@ try {
   const forbidden = /\.map$|\.test\.|test-helpers|(^|\/)\.tmp\/|(^|\/)(src|test|bench|examples|docs)\//;
   for (const p of paths) if (!allowed.test(p) || forbidden.test(p)) problems.push(`unexpected file ${p}`);
   for (const p of [...namedFiles(), "README.md", "LICENSE"]) if (!paths.includes(p)) problems.push(`missing ${p}`);
-  const row = { case: "tarball", packed: info.size, unpacked: info.unpackedSize, files: info.entryCount, budget: BUDGET, ok: problems.length === 0 };
+  const row = { case: "tarball", packed: info.size, unpacked: info.unpackedSize, files: info.entryCount, budget: BUDGET, headroom: BUDGET - info.size, ok: problems.length === 0 };
   if (problems.length) row.problems = problems;
   console.log(JSON.stringify(row));
   if (problems.length) failed = true;

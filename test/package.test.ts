@@ -15,7 +15,7 @@ import { join, resolve } from "node:path";
 import { build } from "esbuild";
 import { build as tsupBuild, type Options } from "tsup";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import tsupConfigs, { SUBPATHS, compact } from "../tsup.config.js";
+import tsupConfigs, { SUBPATHS, compact, esmToCjs, minifyKeepingAnnotations } from "../tsup.config.js";
 
 const ROOT = resolve(__dirname, "..");
 
@@ -145,13 +145,13 @@ describe("the built package", () => {
     const main = read("cli/main.js");
     // The bundled bin was 308 KB with the whole library inside; the entry alone is a few KB.
     expect(statSync(join(out, "cli/main.js")).size).toBeLessThan(64 * 1024);
-    expect(main).toMatch(/from "\.\.\/(client|errors|wire|platform)\/[\w/-]+\.js"/);
+    expect(main).toMatch(/from ?"\.\.\/(client|errors|wire|platform)\/[\w/-]+\.js"/);
     // No CLI module defines a library class: they are imported from ../ (dist/ mirrors src/).
     const cli = files("cli").filter((f) => f.endsWith(".js"));
     for (const f of cli) expect(read(f), f).not.toMatch(/class (TpmkitError|Tpm|Chip|SoftTpm)\b/);
     // ... and every relative import of the CLI resolves to a file of the build.
     for (const f of cli) {
-      for (const [, spec] of read(f).matchAll(/from "(\.{1,2}\/[^"]+)"/g)) {
+      for (const [, spec] of read(f).matchAll(/from ?"(\.{1,2}\/[^"]+)"/g)) {
         expect(existsSync(resolve(out, f, "..", spec!)), `${f} imports ${spec}`).toBe(true);
       }
     }
@@ -198,9 +198,27 @@ describe("the built package", () => {
   it("the JavaScript keeps its @__PURE__ annotations and drops its other comments", () => {
     const js = files(".").filter((f) => f.endsWith(".js") && !f.startsWith(join("cjs", "vendor")));
     // src/core/durations.ts marks its tables pure, so an application's bundler may drop them.
-    expect(read("core/durations.js")).toMatch(/= \/\* @__PURE__ \*\/ new Map\(/);
-    expect(read("cjs/core/durations.js")).toMatch(/= \/\* @__PURE__ \*\/ new Map\(/);
+    expect(read("core/durations.js")).toMatch(/=\/\* @__PURE__ \*\/ new Map\(/);
+    expect(read("cjs/core/durations.js")).toMatch(/=\/\* @__PURE__ \*\/ new Map\(/);
     expect(js.filter((f) => /^\s*(\/\/|\/\*\*)/m.test(read(f)))).toEqual([]);
+  });
+
+  it("the library has no import cycle (esmToCjs reads each import once, at require time)", () => {
+    const esm = files(".").filter((f) => f.endsWith(".js") && !/^(cli|cjs)\//.test(f));
+    const deps = new Map(esm.map((f) => [f, [...read(f).matchAll(/(?:import|export)[^;"]*?from"(\.[^"]+)"/g)].map((m) => join(f, "..", m[1]!))]));
+    const state = new Map<string, "open" | "done">();
+    const cycles: string[] = [];
+    const visit = (f: string, path: string[]): void => {
+      state.set(f, "open");
+      for (const d of deps.get(f) ?? []) {
+        if (state.get(d) === "open") cycles.push([...path.slice(path.indexOf(d)), f, d].join(" -> "));
+        else if (!state.has(d)) visit(d, [...path, f]);
+      }
+      state.set(f, "done");
+    };
+    for (const f of esm) if (!state.has(f)) visit(f, []);
+    expect(deps.get("index.js")?.length).toBeGreaterThan(5);
+    expect(cycles).toEqual([]);
   });
 
   it("no test file or test helper is built", () => {
@@ -274,6 +292,48 @@ describe("compact (tsup.config.ts): comments, indentation and blank lines go, co
         "",
       ].join("\n"),
     );
+  });
+});
+
+describe("minifyKeepingAnnotations (tsup.config.ts): esbuild's whitespace minification, annotations kept", () => {
+  it("keeps every @__PURE__ annotation, nested ones too, and the names", () => {
+    const src = "#!/usr/bin/env node\nconst NAMES = /* @__PURE__ */ new Map(/* @__PURE__ */ Object.entries(CODES).map(([k, v]) => [v, k]));\nfunction lookup(code) {\n  return NAMES.get(code);\n}\nexport { lookup };\n";
+    const out = minifyKeepingAnnotations(src);
+    expect(out).toBe('#!/usr/bin/env node\nconst NAMES=/* @__PURE__ */ new Map(/* @__PURE__ */ Object.entries(CODES).map(([k,v])=>[v,k]));function lookup(code){return NAMES.get(code)}export{lookup};\n');
+  });
+
+  it("refuses a module that already holds the stand-in", () => {
+    expect(() => minifyKeepingAnnotations("const __tpmkit_pure__ = 1;\n")).toThrow(/__tpmkit_pure__/);
+  });
+});
+
+describe("esmToCjs (tsup.config.ts): import and export statements become require and exports, the rest stays", () => {
+  const run = (code: string, modules: Record<string, object>): Record<string, unknown> => {
+    const exports: Record<string, unknown> = {};
+    new Function("exports", "require", esmToCjs(code, "m.js"))(exports, (spec: string) => {
+      if (!(spec in modules)) throw new Error(`unexpected require ${spec}`);
+      return modules[spec];
+    });
+    return exports;
+  };
+
+  it("converts the forms esbuild writes and leaves every other statement byte for byte", () => {
+    const body = 'const twice=x=>double(x)*2/2;class Tpm{open(){return ns.y+1}}';
+    const code = `import{double,other as o}from"./a.js";import*as ns from"./b.js";${body}export{Tpm,twice as quadruple};export{z as zed}from"./c.js";export*from"./d.js";`;
+    const cjs = esmToCjs(code, "m.js");
+    expect(cjs).toContain(body);
+    expect(cjs.startsWith('"use strict";')).toBe(true);
+    const m = run(code, { "./a.js": { double: (x: number) => 2 * x, other: 0 }, "./b.js": { y: 41 }, "./c.js": { z: "z" }, "./d.js": { d: 4, Tpm: "shadowed", default: "no" } });
+    expect(Object.keys(m).sort()).toEqual(["Tpm", "d", "quadruple", "zed"]);
+    expect((m.quadruple as (x: number) => number)(3)).toBe(6);
+    expect(new (m.Tpm as new () => { open(): number })().open()).toBe(42);
+    expect([m.zed, m.d, m.__esModule]).toEqual(["z", 4, true]);
+  });
+
+  it("refuses what it has no exact CommonJS form for", () => {
+    expect(() => esmToCjs('import x from "./a.js";x();', "m.js")).toThrow(/m\.js: a default or type import/);
+    expect(() => esmToCjs("export const a = 1;", "m.js")).toThrow(/m\.js: an exported declaration/);
+    expect(() => esmToCjs("export default 1;", "m.js")).toThrow(/m\.js: export default/);
   });
 });
 
