@@ -8,3 +8,4 @@ export * from "./constants.js";
 export * from "./buffer.js";
 export * from "./bytes.js";
 export * from "./structures.js";
+export * from "./attest.js";

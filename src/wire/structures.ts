@@ -52,7 +52,8 @@ export interface Scheme {
 /** The NULL scheme. */
 export const SCHEME_NULL: Scheme = Object.freeze({ scheme: TPM_ALG.NULL, hashAlg: 0 });
 
-interface PublicBase {
+/** The fields every TPMT_PUBLIC has, whatever its type (Part 2 §12.2.4). */
+export interface PublicBase {
   nameAlg: number;
   /** TPMA_OBJECT. */
   objectAttributes: number;

@@ -108,7 +108,7 @@ function contextLoad(t: Engine, inp: In): void {
     const s = sessionFromContext(plain);
     t.savedSessions.delete(savedHandle);
     t.hmacSessions.set(s.handle, s);
-    t.rHandle = s.handle;
+    t.rHandle = s.policy ? (TPM_HR.POLICY_SESSION | (s.handle & TPM_HR.HANDLE_MASK)) >>> 0 : s.handle; // a policy session comes back as one
     return;
   }
   const handle = allocTransient(t);

@@ -5,17 +5,23 @@
  * @packageDocumentation
  */
 import { type CommandTable, commandTable } from "../engine/dispatch.js";
+import { asymmetricCommands } from "./asymmetric.js";
+import { attestationCommands } from "./attestation.js";
 import { capabilityCommands } from "./capability.js";
 import { clockCommands } from "./clock.js";
 import { contextCommands } from "./context.js";
+import { credentialCommands } from "./credential.js";
 import { hashCommands } from "./hash.js";
 import { hierarchyCommands } from "./hierarchy.js";
 import { nvCommands } from "./nv.js";
 import { objectCommands } from "./object.js";
 import { pcrCommands } from "./pcr.js";
+import { policyCommands } from "./policy.js";
 import { randomCommands } from "./random.js";
 import { sessionCommands } from "./sessions.js";
+import { signatureCommands } from "./signature.js";
 import { startupCommands } from "./startup.js";
+import { symmetricCommands } from "./symmetric.js";
 import { testingCommands } from "./testing.js";
 
 /** Every command SoftTpm implements, by command code. */
@@ -24,7 +30,13 @@ export const COMMANDS: CommandTable = /* @__PURE__ */ commandTable(
   testingCommands, // §10
   sessionCommands, // §11
   objectCommands, // §12
+  credentialCommands, // §12.5, §12.6
+  policyCommands, // §23
+  asymmetricCommands, // §14
+  symmetricCommands, // §15.2, §15.3, §15.5
   hashCommands, // §15.4, §17
+  signatureCommands, // §20
+  attestationCommands, // §18, §31.16
   randomCommands, // §16
   pcrCommands, // §22
   hierarchyCommands, // §24

@@ -115,7 +115,7 @@ function writeAccess(authHandle: number, nv: NvIndexState): void {
 }
 
 /** NvReadAccessChecks, Part 3 §31.2.2. */
-function readAccess(authHandle: number, nv: NvIndexState): void {
+export function readAccess(authHandle: number, nv: NvIndexState): void {
   if (nv.attributes & TPMA_NV.READLOCKED) throw new Rc(TPM_RC.NV_LOCKED);
   if (authHandle >>> 24 === TPM_HT.NV_INDEX && authHandle !== nv.handle) throw new Rc(TPM_RC.NV_AUTHORIZATION); // another index's auth
   if (authHandle === TPM_RH.OWNER && !(nv.attributes & TPMA_NV.OWNERREAD)) throw new Rc(TPM_RC.NV_AUTHORIZATION);

@@ -2,7 +2,7 @@
  * Object commands (TPM 2.0 Part 3 §12): TPM2_Create, Load, LoadExternal, ReadPublic,
  * ObjectChangeAuth, Unseal and CreateLoaded, for RSA, keyed-hash (HMAC keys and sealed data)
  * and symmetric-cipher objects; and the parts of TPM2_CreatePrimary (Part 3 §24.1) that creating
- * an object shares. ECC objects are refused with TPM_RC_CURVE (no curve implementation yet).
+ * an object shares; ECC objects on NIST P-256 and P-384.
  *
  * @packageDocumentation
  */
@@ -21,6 +21,7 @@ import {
   type TpmObject,
   allocTransient,
   checkBinding,
+  checkExternalPublic,
   checkTemplate,
   findObject,
   generateObject,
@@ -251,7 +252,7 @@ function loadExternal(t: Engine, inp: In, out: Out): void {
   if (hierarchy !== TPM_RH.OWNER && hierarchy !== TPM_RH.ENDORSEMENT && hierarchy !== TPM_RH.PLATFORM && hierarchy !== TPM_RH.NULL) throw new Rc(P(TPM_RC.VALUE, 3));
   inp.done();
   if (!hashImpl(pub.nameAlg)) throw new Rc(P(TPM_RC.HASH, 2));
-  if (pub.type === TPM_ALG.ECC) throw new Rc(P(TPM_RC.CURVE, 2));
+  checkExternalPublic(pub, 2);
   let rsa;
   if (sensitive) {
     // with a private part the object cannot claim to be the TPM's (Part 3 §12.3)

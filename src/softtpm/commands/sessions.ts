@@ -1,23 +1,87 @@
 /**
- * Session commands (TPM 2.0 Part 3 §11): TPM2_StartAuthSession, for unsalted HMAC sessions
- * (bound or unbound) with symmetric TPM_ALG_NULL. Salted sessions need a loaded key (SoftTpm has
- * none); policy and trial sessions and parameter encryption are not implemented. How a session
- * authorizes a command is the engine's authorization step.
+ * Session commands (TPM 2.0 Part 3 §11): TPM2_StartAuthSession, for unsalted HMAC, policy and
+ * trial sessions (bound or unbound), with parameter encryption by AES-CFB or XOR (Part 1 §21).
+ * Salted sessions with an RSA tpmKey (OAEP); ECC salting is not implemented. How a session
+ * authorizes a command is the engine's authorization step; the policy assertions are the policy
+ * chapter's commands (Part 3 §23).
  *
  * @packageDocumentation
  */
-import { TPM_ALG, TPM_CC, TPM_HR, TPM_HT, TPM_RC, TPM_RH, TPM_SE, TPMA_NV } from "../../wire/constants.js";
-import { bindAuthValue, kdfa, trimZeros } from "../engine/auth.js";
+import { TPM_ALG, TPM_CC, TPM_HR, TPM_HT, TPM_RC, TPM_RH, TPM_SE, TPMA_NV, TPMA_OBJECT } from "../../wire/constants.js";
+import { type PolicyState, bindAuthValue, kdfa, resetPolicy, trimZeros } from "../engine/auth.js";
 import type { CommandEntries } from "../engine/dispatch.js";
 import type { Engine } from "../engine/engine.js";
 import { MAX_ENCRYPTED_SECRET, MAX_SESSIONS, SESSION_HANDLE_RANGE } from "../engine/limits.js";
 import { EMPTY, H, type In, type Out, P, Rc } from "../engine/marshal.js";
 import { hashImpl } from "../tables.js";
+import { concatBytes } from "../../wire/bytes.js";
+import { type TpmObject, findObject } from "../engine/objects.js";
+import { mgf1, rsaBytes, rsaPrivate } from "../engine/sign.js";
 
 /** Shortest nonceCaller TPM2_StartAuthSession takes (Part 3 §11.1: 16 bytes). */
 const MIN_NONCE = 16;
 /** Largest TPM2B_NONCE: the largest digest (SHA-512). */
 const MAX_NONCE = 64;
+
+/**
+ * The salt of a salted session (Part 1 §19.6.13, §C.6.1 / Part 1 Annex B.10.3): RSA decryption of
+ * encryptedSalt and EME-OAEP decoding (RFC 8017 §7.1.2) with the key's nameAlg and the label
+ * "SECRET\0". Any failure is TPM_RC_VALUE + P2 (reference code, StartAuthSession.c).
+ */
+function decryptSalt(key: TpmObject, encrypted: Uint8Array): Uint8Array {
+  const bad = new Rc(P(TPM_RC.VALUE, 2));
+  const a = hashImpl(key.pub.nameAlg);
+  const k = rsaBytes(key);
+  if (!a || encrypted.length !== k) throw bad;
+  let em: Uint8Array;
+  try {
+    em = rsaPrivate(key, encrypted);
+  } catch {
+    throw bad; // not below the modulus
+  }
+  const hLen = a.size;
+  if (k < 2 * hLen + 2 || em[0] !== 0) throw bad;
+  const maskedSeed = em.subarray(1, 1 + hLen);
+  const maskedDb = em.subarray(1 + hLen);
+  const seedMask = mgf1(a, maskedDb, hLen);
+  const seed = maskedSeed.map((b, i) => b ^ seedMask[i]!);
+  const dbMask = mgf1(a, seed, maskedDb.length);
+  const db = maskedDb.map((b, i) => b ^ dbMask[i]!);
+  const lHash = a.hash(SECRET_LABEL);
+  let diff = 0;
+  for (let i = 0; i < hLen; i++) diff |= db[i]! ^ lHash[i]!;
+  let i = hLen;
+  while (i < db.length && db[i] === 0) i++;
+  if (diff !== 0 || i >= db.length || db[i] !== 1) throw bad;
+  const saltValue = db.slice(i + 1);
+  if (saltValue.length > MAX_NONCE) throw bad; // at most a digest (TPMU_HA)
+  return saltValue;
+}
+
+/** The OAEP label of a session salt: "SECRET" with its terminating zero (Part 1 §C.6.1). */
+const SECRET_LABEL = /* @__PURE__ */ new TextEncoder().encode("SECRET\0");
+
+/**
+ * TPMT_SYM_DEF (Part 2 §11.1.6) as parameter 4: TPM_ALG_NULL, AES with 128, 192 or 256 bits and a
+ * mode, or XOR with a hash; anything else is TPM_RC_SYMMETRIC, a bad key size or hash TPM_RC_VALUE
+ * / TPM_RC_HASH (+ P4).
+ */
+function readSymDef(inp: In): { alg: number; keyBits: number; mode: number } | undefined {
+  const alg = inp.u16();
+  if (alg === TPM_ALG.NULL) return undefined;
+  if (alg === TPM_ALG.XOR) {
+    const h = inp.u16();
+    if (!hashImpl(h)) throw new Rc(P(TPM_RC.HASH, 4));
+    return { alg, keyBits: 0, mode: h };
+  }
+  if (alg !== TPM_ALG.AES) throw new Rc(P(TPM_RC.SYMMETRIC, 4));
+  const keyBits = inp.u16();
+  if (keyBits !== 128 && keyBits !== 192 && keyBits !== 256) throw new Rc(P(TPM_RC.VALUE, 4));
+  const mode = inp.u16();
+  // TPMI_ALG_SYM_MODE: CTR, OFB, CBC, CFB, ECB (Part 2 §9.31)
+  if (mode < 0x0040 || mode > 0x0044) throw new Rc(P(TPM_RC.MODE, 4));
+  return { alg, keyBits, mode };
+}
 
 /** TPM2_StartAuthSession, Part 3 §11.1. */
 function startAuthSession(t: Engine, h: number[], inp: In, out: Out): void {
@@ -30,37 +94,58 @@ function startAuthSession(t: Engine, h: number[], inp: In, out: Out): void {
   const type = inp.u8();
   if (type !== TPM_SE.HMAC && type !== TPM_SE.POLICY && type !== TPM_SE.TRIAL) throw new Rc(P(TPM_RC.VALUE, 3)); // TPMI_SE
   inp.param = 4;
-  const sym = inp.u16();
-  if (sym !== TPM_ALG.NULL) throw new Rc(P(TPM_RC.SYMMETRIC, 4)); // no symmetric algorithm is implemented
+  const symmetric = readSymDef(inp);
   inp.param = 5;
   const authHash = hashImpl(inp.u16());
   if (!authHash) throw new Rc(P(TPM_RC.HASH, 5));
   inp.done();
   // nonceCaller first, then tpmKey and the salt (libtpms order; swtpm 0.7.1, measured)
   if (nonceCaller.length < MIN_NONCE || nonceCaller.length > authHash.size) throw new Rc(P(TPM_RC.SIZE, 1));
-  if (tpmKey !== TPM_RH.NULL) throw new Rc(H(TPM_RC.KEY, 1)); // a loaded object here is a sequence, not a key
-  if (salt.length !== 0) throw new Rc(P(TPM_RC.VALUE, 2)); // no tpmKey: a salt cannot be decrypted
+  let key: TpmObject | undefined;
+  if (tpmKey !== TPM_RH.NULL) {
+    key = findObject(t, tpmKey);
+    if (!key) throw new Rc(H(TPM_RC.KEY, 1)); // a sequence object is not a key
+    // reference code, StartAuthSession.c: a public-only key cannot decrypt, nor one without decrypt
+    if (key.publicOnly) throw new Rc(H(TPM_RC.HANDLE, 1));
+    if (!(key.pub.objectAttributes & TPMA_OBJECT.DECRYPT)) throw new Rc(H(TPM_RC.ATTRIBUTES, 1));
+    // ECC salting (ECDH, Part 1 §C.6.2) is not implemented: only RSA keys salt
+    if (key.pub.type !== TPM_ALG.RSA) throw new Rc(H(TPM_RC.KEY, 1));
+    if (salt.length === 0) throw new Rc(P(TPM_RC.VALUE, 2));
+  } else if (salt.length !== 0) {
+    throw new Rc(P(TPM_RC.VALUE, 2)); // no tpmKey: a salt cannot be decrypted
+  }
   if (t.hmacSessions.size >= MAX_SESSIONS) throw new Rc(TPM_RC.SESSION_MEMORY);
   // loaded and saved sessions together hold at most SESSION_HANDLE_RANGE handles (libtpms MAX_ACTIVE_SESSIONS)
   if (t.hmacSessions.size + t.savedSessions.size >= SESSION_HANDLE_RANGE) throw new Rc(TPM_RC.SESSION_HANDLES);
-  // Policy and trial sessions are not implemented: refused where libtpms would start one, so
-  // every check libtpms makes first gives the same answer (swtpm 0.7.1, measured).
-  if (type !== TPM_SE.HMAC) throw new Rc(P(TPM_RC.VALUE, 3));
   // nonceTPM has the size of nonceCaller, as in libtpms (swtpm 0.7.1: 16-byte nonceCaller with
   // SHA-256 gives a 16-byte nonceTPM); every later nonceTPM keeps that size.
   const nonceTPM = new Uint8Array(nonceCaller.length);
   t.random.fill(nonceTPM, 0, nonceTPM.length);
+  // the salt, decrypted before anything changes (TPM_RC_VALUE + P2 when it does not decrypt)
+  const saltValue = key ? decryptSalt(key, salt) : EMPTY;
   let sessionKey: Uint8Array = EMPTY;
   if (tpmKey !== TPM_RH.NULL || bind !== TPM_RH.NULL) {
-    // sessionKey = KDFa(authHash, bind authValue ‖ salt, "ATH", nonceTPM, nonceCaller), Part 1 §19.6
+    // sessionKey = KDFa(authHash, bind authValue ‖ salt, "ATH", nonceTPM, nonceCaller), Part 1 §19.6.8
     const bindAuth = bind === TPM_RH.NULL ? EMPTY : trimZeros(bindAuthValue(t, bind));
-    sessionKey = kdfa(authHash, bindAuth, "ATH", nonceTPM, nonceCaller, authHash.size * 8);
+    sessionKey = kdfa(authHash, concatBytes(bindAuth, saltValue), "ATH", nonceTPM, nonceCaller, authHash.size * 8);
   }
   let handle: number = TPM_HR.HMAC_SESSION;
   while (t.hmacSessions.has(handle) || t.savedSessions.has(handle)) handle++;
+  // only CFB for a block cipher (Part 3 §11.1; reference code, StartAuthSession.c)
+  if (symmetric && symmetric.alg === TPM_ALG.AES && symmetric.mode !== TPM_ALG.CFB) throw new Rc(P(TPM_RC.MODE, 4));
+  if (type !== TPM_SE.HMAC) {
+    // a policy session is never bound: the bind entity only enters its sessionKey (Part 1 §19.6.10)
+    const policy: PolicyState = { trial: type === TPM_SE.TRIAL, digest: EMPTY, startTime: 0, timeout: 0, pcrCounter: undefined, commandCode: undefined, authValueNeeded: false, passwordNeeded: false };
+    resetPolicy(policy, authHash.size, t.clockNow());
+    t.hmacSessions.set(handle, { handle, authHash, nonceTPM, sessionKey, bind: undefined, daBound: false, policy, ...(symmetric ? { symmetric } : {}) });
+    // slots are shared: a policy session's handle is TPM_HT_POLICY_SESSION with the same slot
+    t.rHandle = (TPM_HR.POLICY_SESSION | (handle & TPM_HR.HANDLE_MASK)) >>> 0;
+    out.tpm2b(nonceTPM);
+    return;
+  }
   const bindNv = bind >>> 24 === TPM_HT.NV_INDEX ? t.nv(bind) : undefined;
   const daBound = bindNv !== undefined && (bindNv.attributes & TPMA_NV.NO_DA) === 0;
-  t.hmacSessions.set(handle, { handle, authHash, nonceTPM, sessionKey, bind: bind === TPM_RH.NULL ? undefined : bind, daBound });
+  t.hmacSessions.set(handle, { handle, authHash, nonceTPM, sessionKey, bind: bind === TPM_RH.NULL ? undefined : bind, daBound, ...(symmetric ? { symmetric } : {}) });
   t.rHandle = handle;
   out.tpm2b(nonceTPM);
 }

@@ -7,14 +7,49 @@
  * @packageDocumentation
  */
 import { concatBytes, u32be } from "../../wire/bytes.js";
-import { TPM_CC, TPM_HR, TPM_HT, TPM_RC, TPM_RH, TPM_RS, TPMA_NV, TPMA_OBJECT, TPMA_SESSION } from "../../wire/constants.js";
+import { TPM_ALG, TPM_CC, TPM_HR, TPM_HT, TPM_RC, TPM_RH, TPM_RS, TPMA_NV, TPMA_OBJECT, TPMA_SESSION } from "../../wire/constants.js";
 import { AUTH_MAX } from "../state.js";
 import { type HashImpl, PCR_COUNT, hashImpl } from "../tables.js";
+import { aesCfb } from "./crypto.js";
 import type { CommandSpec } from "./dispatch.js";
 import type { Engine, HmacSession } from "./engine.js";
 import { LOCKOUT_RECOVERY_S, MAX_SESSION_NUM, SESSION_HANDLE_RANGE } from "./limits.js";
 import { EMPTY, type In, type Out, Rc, S, nvPublicBytes } from "./marshal.js";
 import { findObject } from "./objects.js";
+
+/**
+ * What a policy or trial session has asserted so far (Part 1 §19.7; the reference code's SESSION
+ * fields policyDigest, pcrCounter, commandCode, isAuthValueNeeded, isPasswordNeeded, timeout).
+ */
+export interface PolicyState {
+  /** A trial session (TPM_SE_TRIAL): computes a digest, checks nothing, authorizes nothing. */
+  trial: boolean;
+  /** policyDigest, the session hash's size. */
+  digest: Uint8Array;
+  /** TPM clock (ms) when the policy data was last reset: the start of the expiration intervals. */
+  startTime: number;
+  /** TPM clock (ms) after which the session no longer authorizes (0: no timeout). */
+  timeout: number;
+  /** pcrUpdateCounter when TPM2_PolicyPCR ran (undefined: no PolicyPCR). */
+  pcrCounter: number | undefined;
+  /** The command TPM2_PolicyCommandCode allows (undefined: any). */
+  commandCode: number | undefined;
+  /** TPM2_PolicyAuthValue: the entity's authValue enters the HMAC. */
+  authValueNeeded: boolean;
+  /** TPM2_PolicyPassword: the HMAC field carries the entity's authValue in clear. */
+  passwordNeeded: boolean;
+}
+
+/** Fresh policy data (Part 3 §11.1 and §23.12 PolicyRestart): zero digest, nothing asserted. */
+export function resetPolicy(p: PolicyState, size: number, now: number): void {
+  p.digest = new Uint8Array(size);
+  p.startTime = now;
+  p.timeout = 0;
+  p.pcrCounter = undefined;
+  p.commandCode = undefined;
+  p.authValueNeeded = false;
+  p.passwordNeeded = false;
+}
 
 /** `b` without its trailing zero bytes. */
 export function trimZeros(b: Uint8Array): Uint8Array {
@@ -101,7 +136,8 @@ export function parseSessions(t: Engine, inp: In, spec: CommandSpec): number {
       // session is TPM_RC_HANDLE, before the nonce size check (swtpm 0.7.1, measured)
       sess = t.hmacSessions.get((TPM_HR.HMAC_SESSION | slot) >>> 0);
       if (!sess) throw new Rc(TPM_RC.REFERENCE_S0 + n - 1);
-      if (ht === TPM_HT.POLICY_SESSION) throw new Rc(S(TPM_RC.HANDLE, n));
+      // the handle type must match the session's (reference code, SessionProcess.c RetrieveSessionData)
+      if ((ht === TPM_HT.POLICY_SESSION) !== (sess.policy !== undefined)) throw new Rc(S(TPM_RC.HANDLE, n));
       // no size check on nonceCaller here: libtpms takes any TPM2B_NONCE (0–64 bytes) in a
       // session, and a wrong one just makes the HMAC fail (swtpm 0.7.1, measured)
       for (let j = 0; j < n - 1; j++) if (t.sessionObjs[j] === sess) throw new Rc(S(TPM_RC.HANDLE, n)); // used twice
@@ -109,13 +145,20 @@ export function parseSessions(t: Engine, inp: In, spec: CommandSpec): number {
     if (!sess) {
       // a password session: continueSession only
       if (attrs & ~TPMA_SESSION.CONTINUESESSION) throw new Rc(S(TPM_RC.ATTRIBUTES, n));
-    } else if (attrs & (TPMA_SESSION.DECRYPT | TPMA_SESSION.ENCRYPT)) {
-      // decrypt / encrypt: TPM_RC_ATTRIBUTES when the command has no TPM2B parameter there,
-      // else TPM_RC_SYMMETRIC (SoftTpm's sessions have no symmetric algorithm); the audit bits
-      // (audit, auditExclusive, auditReset) are accepted, as libtpms does (swtpm 0.7.1, measured)
-      if ((attrs & TPMA_SESSION.DECRYPT && !spec.decrypt) || (attrs & TPMA_SESSION.ENCRYPT && !spec.encrypt)) throw new Rc(S(TPM_RC.ATTRIBUTES, n));
-      throw new Rc(S(TPM_RC.SYMMETRIC, n));
+    } else {
+      // decrypt / encrypt (reference code, SessionProcess.c RetrieveSessionData): TPM_RC_ATTRIBUTES
+      // when the command has no TPM2B parameter there or a second session asks for the same,
+      // TPM_RC_SYMMETRIC for a session without a symmetric algorithm; the audit bits (audit,
+      // auditExclusive, auditReset) are accepted, as libtpms does (swtpm 0.7.1, measured)
+      for (const [bit, allowed] of [[TPMA_SESSION.DECRYPT, spec.decrypt], [TPMA_SESSION.ENCRYPT, spec.encrypt]] as const) {
+        if (!(attrs & bit)) continue;
+        if (!allowed) throw new Rc(S(TPM_RC.ATTRIBUTES, n));
+        for (let j = 0; j < n - 1; j++) if (t.sessionObjs[j] && t.sessionAttrs[j]! & bit) throw new Rc(S(TPM_RC.ATTRIBUTES, n));
+        if (!sess.symmetric) throw new Rc(S(TPM_RC.SYMMETRIC, n));
+      }
     }
+    // a trial session authorizes nothing (reference code, SessionProcess.c ParseSessionBuffer)
+    if (sess?.policy?.trial) throw new Rc(S(TPM_RC.ATTRIBUTES, n));
     t.sessionAttrs[n - 1] = attrs;
     t.sessionAuths[n - 1] = auth;
     t.sessionNonces[n - 1] = nonce;
@@ -130,7 +173,7 @@ export function parseSessions(t: Engine, inp: In, spec: CommandSpec): number {
  * The Name of a handle for cpHash (Part 1 §16): the handle itself, nameAlg ‖ H(public) for NV,
  * empty for a sequence object.
  */
-function nameOf(t: Engine, h: number): Uint8Array {
+export function nameOf(t: Engine, h: number): Uint8Array {
   // an object's Name is nameAlg ‖ H(public); a sequence object's nameAlg is TPM_ALG_NULL: its
   // Name is empty (ESYS and libtpms agree)
   if (h >>> 24 === TPM_HT.TRANSIENT || h >>> 24 === TPM_HT.PERSISTENT) return findObject(t, h)?.name ?? EMPTY;
@@ -174,7 +217,7 @@ function entityAuth(t: Engine, code: number, h: number): { value: Uint8Array; da
       t.markDaUsed();
       throw new Rc(TPM_RC.RETRY);
     }
-    const isRead = code === TPM_CC.NV_Read || code === TPM_CC.NV_ReadLock;
+    const isRead = code === TPM_CC.NV_Read || code === TPM_CC.NV_ReadLock || code === TPM_CC.PolicyNV || code === TPM_CC.NV_Certify;
     if (!(nv.attributes & (isRead ? TPMA_NV.AUTHREAD : TPMA_NV.AUTHWRITE))) throw new Rc(TPM_RC.AUTH_UNAVAILABLE);
     return { value: nv.authValue, daProtected, isLockout: false };
   }
@@ -184,9 +227,12 @@ function entityAuth(t: Engine, code: number, h: number): { value: Uint8Array; da
     // (ObjectChangeAuth, Part 3 §12.8) needs adminWithPolicy clear; else only a policy session
     // could authorize (TPM_RC_AUTH_UNAVAILABLE)
     const a = obj.pub.objectAttributes;
-    const admin = code === TPM_CC.ObjectChangeAuth;
+    // the first handle of Certify (Part 3 §18.2) and ActivateCredential (§12.5) is in the ADMIN role too
+    const admin = code === TPM_CC.ObjectChangeAuth || ((code === TPM_CC.Certify || code === TPM_CC.ActivateCredential) && h === t.handles[0]);
     if (obj.publicOnly && code !== 0) throw new Rc(TPM_RC.AUTH_UNAVAILABLE);
-    if (code !== 0 && (admin ? (a & TPMA_OBJECT.ADMINWITHPOLICY) !== 0 : (a & TPMA_OBJECT.USERWITHAUTH) === 0)) throw new Rc(TPM_RC.AUTH_UNAVAILABLE);
+    // (the ADMIN role with adminWithPolicy is TPM_RC_AUTH_TYPE: swtpm 0.7.1, measured, for Certify, ActivateCredential and ObjectChangeAuth)
+    if (code !== 0 && admin && (a & TPMA_OBJECT.ADMINWITHPOLICY) !== 0) throw new Rc(TPM_RC.AUTH_TYPE);
+    if (code !== 0 && !admin && (a & TPMA_OBJECT.USERWITHAUTH) === 0) throw new Rc(TPM_RC.AUTH_UNAVAILABLE);
     const daProtected = (a & TPMA_OBJECT.NODA) === 0;
     if (daProtected && code !== 0 && t.inLockout()) throw new Rc(TPM_RC.LOCKOUT);
     return { value: obj.sensitive.authValue, daProtected, isLockout: false };
@@ -225,8 +271,12 @@ function sessionHmacKey(t: Engine, sess: HmacSession, code: number, h: number | 
 export function authorize(t: Engine, code: number, handles: number[], nh: number, i: number, cmd: Uint8Array, paramAt: number): void {
   const h = handles[i]!;
   const n = i + 1;
-  const ent = entityAuth(t, code, h);
   const sess = t.sessionObjs[i];
+  if (sess?.policy) {
+    authorizePolicy(t, code, handles, nh, i, cmd, paramAt, sess, sess.policy);
+    return;
+  }
+  const ent = entityAuth(t, code, h);
   const da = ent.daProtected || sess?.daBound === true;
   // NV that cannot be written refuses a DA-protected authorization before its value is checked:
   // a failure could not be counted, and answering "wrong" vs "right" would let guesses through
@@ -244,13 +294,28 @@ export function authorize(t: Engine, code: number, handles: number[], nh: number
   if (!sess) {
     ok = authEqual(t.sessionAuths[i]!, ent.value);
   } else {
-    const a = sess.authHash;
-    const cp = a.create();
-    cp.update(u32be(code));
-    for (let j = 0; j < nh; j++) cp.update(nameOf(t, handles[j]!));
-    cp.update(cmd.subarray(paramAt));
-    const cpHash = cp.digest();
     const key = sessionHmacKey(t, sess, code, h, false);
+    ok = checkHmac(t, sess, code, handles, nh, i, cmd, paramAt, key);
+  }
+  if (ok) return;
+  authFailed(t, ent, da, n);
+}
+
+/** cpHash of the command (Part 1 §18.7): H(commandCode ‖ Names ‖ parameters). */
+function cpHashOf(a: HashImpl, t: Engine, code: number, handles: number[], nh: number, cmd: Uint8Array, paramAt: number): Uint8Array {
+  const cp = a.create();
+  cp.update(u32be(code));
+  for (let j = 0; j < nh; j++) cp.update(nameOf(t, handles[j]!));
+  cp.update(cmd.subarray(paramAt));
+  return cp.digest();
+}
+
+/** Checks session i's command HMAC under `key` (an empty HMAC under an empty key passes, as libtpms). */
+function checkHmac(t: Engine, sess: HmacSession, code: number, handles: number[], nh: number, i: number, cmd: Uint8Array, paramAt: number, key: Uint8Array): boolean {
+  let ok: boolean;
+  {
+    const a = sess.authHash;
+    const cpHash = cpHashOf(a, t, code, handles, nh, cmd, paramAt);
     // libtpms accepts an empty HMAC when the HMAC key (sessionKey ‖ authValue) is empty, and
     // then answers with an empty HMAC too (swtpm 0.7.1, measured)
     t.emptyHmac[i] = key.length === 0 && t.sessionAuths[i]!.length === 0;
@@ -261,7 +326,11 @@ export function authorize(t: Engine, code: number, handles: number[], nh: number
       ok = constantTimeEqual(expected, t.sessionAuths[i]!);
     }
   }
-  if (ok) return;
+  return ok;
+}
+
+/** Counts a failed authorization against DA protection (Part 1 §19.8.6) and ends the command. */
+function authFailed(t: Engine, ent: { isLockout: boolean }, da: boolean, n: number): never {
   if (ent.isLockout) {
     t.lockoutUntil = t.clockNow() + LOCKOUT_RECOVERY_S * 1000;
     t.ps.lockoutAuthDisabled = true;
@@ -281,6 +350,21 @@ export function authorize(t: Engine, code: number, handles: number[], nh: number
  * Closes the sessions whose caller cleared continueSession.
  */
 export function writeResponseSessions(t: Engine, spec: CommandSpec, code: number, handles: number[], nSessions: number, out: Out, paramStart: number, paramSize: number): void {
+  // every session's new nonceTPM first: the encrypt session's keys take it (Part 1 §21.1)
+  const nonces: Uint8Array[] = [];
+  for (let i = 0; i < nSessions; i++) {
+    const sess = t.sessionObjs[i];
+    if (!sess) continue;
+    nonces[i] = new Uint8Array(sess.nonceTPM.length);
+    t.random.fill(nonces[i]!, 0, sess.nonceTPM.length);
+  }
+  // then the first response parameter is encrypted, before any rpHash
+  for (let i = 0; i < nSessions; i++) {
+    const sess = t.sessionObjs[i];
+    if (!sess || !(t.sessionAttrs[i]! & TPMA_SESSION.ENCRYPT) || paramSize < 2) continue;
+    const size = (out.buf[paramStart]! << 8) | out.buf[paramStart + 1]!;
+    paramCrypt(sess, cryptKey(t, sess, i, spec.auth, handles), nonces[i]!, t.sessionNonces[i]!, out.buf.subarray(paramStart + 2, paramStart + 2 + size), true);
+  }
   for (let i = 0; i < nSessions; i++) {
     const sess = t.sessionObjs[i];
     if (!sess) {
@@ -294,14 +378,166 @@ export function writeResponseSessions(t: Engine, spec: CommandSpec, code: number
     rp.update(Uint8Array.of(0, 0, 0, 0, (code >>> 24) & 0xff, (code >>> 16) & 0xff, (code >>> 8) & 0xff, code & 0xff)); // TPM_RC_SUCCESS ‖ commandCode
     rp.update(out.buf.subarray(paramStart, paramStart + paramSize));
     const rpHash = rp.digest();
-    const nonce = new Uint8Array(sess.nonceTPM.length);
-    t.random.fill(nonce, 0, nonce.length);
+    const nonce = nonces[i]!;
     sess.nonceTPM = nonce;
     const attrs = t.sessionAttrs[i]!;
-    const key = sessionHmacKey(t, sess, code, i < spec.auth ? handles[i]! : undefined, true);
+    const p = sess.policy;
+    let key: Uint8Array;
+    if (p) {
+      // a policy session: sessionKey, ‖ the entity's authValue after PolicyAuthValue
+      let value: Uint8Array = EMPTY;
+      if (p.authValueNeeded && i < spec.auth) {
+        try {
+          value = entityAuthValue(t, handles[i]!).value;
+        } catch {
+          value = EMPTY;
+        }
+      }
+      key = policyHmacKey(sess, p, value);
+    } else {
+      key = sessionHmacKey(t, sess, code, i < spec.auth ? handles[i]! : undefined, true);
+    }
     out.tpm2b(nonce);
     out.u8(attrs);
-    out.tpm2b(t.emptyHmac[i] && key.length === 0 ? EMPTY : a.mac(key, rpHash, nonce, t.sessionNonces[i]!, Uint8Array.of(attrs)));
+    // after PolicyPassword the response HMAC is empty (reference code, SessionProcess.c BuildSingleResponseAuth)
+    const empty = (t.emptyHmac[i] && key.length === 0) || p?.passwordNeeded === true;
+    out.tpm2b(empty ? EMPTY : a.mac(key, rpHash, nonce, t.sessionNonces[i]!, Uint8Array.of(attrs)));
     if (!(attrs & TPMA_SESSION.CONTINUESESSION)) t.hmacSessions.delete(sess.handle);
+    // a policy session that continues starts over: the nonce rolled, the assertions are spent
+    // (reference code, SessionProcess.c UpdateInternalSession)
+    else if (p) resetPolicy(p, a.size, t.clockNow());
   }
+}
+
+/**
+ * The authPolicy of the entity a policy session authorizes, with its nameAlg (reference code,
+ * EntityGetAuthPolicy and IsAuthPolicyAvailable): TPM_RC_AUTH_UNAVAILABLE when the entity has
+ * none SoftTpm can use (a public-only object, an NV index without TPMA_NV_POLICYREAD /
+ * _POLICYWRITE for the access, a hierarchy or PCR: SoftTpm keeps no hierarchy or PCR policies).
+ */
+function entityPolicy(t: Engine, code: number, h: number): { policy: Uint8Array; alg: number } {
+  if (h >>> 24 === TPM_HT.NV_INDEX) {
+    const nv = t.nv(h);
+    if (nv) {
+      const isRead = code === TPM_CC.NV_Read || code === TPM_CC.NV_ReadLock || code === TPM_CC.PolicyNV || code === TPM_CC.NV_Certify;
+      if (nv.attributes & (isRead ? TPMA_NV.POLICYREAD : TPMA_NV.POLICYWRITE)) return { policy: nv.authPolicy, alg: nv.nameAlg };
+    }
+    throw new Rc(TPM_RC.AUTH_UNAVAILABLE);
+  }
+  const obj = h >>> 24 === TPM_HT.TRANSIENT || h >>> 24 === TPM_HT.PERSISTENT ? findObject(t, h) : undefined;
+  if (obj && !obj.publicOnly) return { policy: obj.pub.authPolicy, alg: obj.pub.nameAlg };
+  throw new Rc(TPM_RC.AUTH_UNAVAILABLE);
+}
+
+/**
+ * Authorization with a policy session (Part 1 §19.7; reference code, SessionProcess.c
+ * CheckAuthSession and CheckPolicyAuthSession, in that order): DA lockout when the authValue is
+ * used, the entity's policy, PolicySecret needing an authValue, the PCR counter, the digest and
+ * its hash, the timeout, the command code (an ADMIN-role command needs one, Part 1 §19.7.3), then
+ * the password (PolicyPassword) or the HMAC (keyed with sessionKey, and the authValue after
+ * PolicyAuthValue).
+ */
+function authorizePolicy(t: Engine, code: number, handles: number[], nh: number, i: number, cmd: Uint8Array, paramAt: number, sess: HmacSession, p: PolicyState): void {
+  const h = handles[i]!;
+  const n = i + 1;
+  const includeAuth = p.authValueNeeded || p.passwordNeeded;
+  let ent: ReturnType<typeof entityAuth> = { value: EMPTY, daProtected: false, isLockout: false };
+  if (includeAuth) {
+    ent = entityAuthValue(t, h);
+    if (ent.daProtected && !t.persistence.available) throw new Rc(TPM_RC.NV_UNAVAILABLE);
+    if (ent.daProtected && t.inLockout()) throw new Rc(TPM_RC.LOCKOUT);
+  }
+  const { policy, alg } = entityPolicy(t, code, h);
+  if (code === TPM_CC.PolicySecret && !includeAuth) throw new Rc(S(TPM_RC.MODE, n));
+  if (p.pcrCounter !== undefined && p.pcrCounter !== t.pcrUpdateCounter) throw new Rc(TPM_RC.PCR_CHANGED);
+  if (!constantTimeEqual(policy, p.digest) || alg !== sess.authHash.alg) throw new Rc(S(TPM_RC.POLICY_FAIL, n));
+  if (p.timeout !== 0 && p.timeout < t.clockNow()) throw new Rc(S(TPM_RC.EXPIRED, n));
+  if (p.commandCode !== undefined) {
+    if (p.commandCode !== code) throw new Rc(S(TPM_RC.POLICY_CC, n));
+  } else if (code === TPM_CC.ObjectChangeAuth && h >>> 24 !== TPM_HT.NV_INDEX) {
+    throw new Rc(S(TPM_RC.POLICY_FAIL, n)); // the ADMIN role needs PolicyCommandCode
+  }
+  let ok: boolean;
+  if (p.passwordNeeded) ok = authEqual(t.sessionAuths[i]!, ent.value);
+  else ok = checkHmac(t, sess, code, handles, nh, i, cmd, paramAt, policyHmacKey(sess, p, ent.value));
+  if (ok) return;
+  authFailed(t, ent, ent.daProtected, n);
+}
+
+/** An entity's authValue without the role checks of a password or HMAC authorization (a policy decides those). */
+function entityAuthValue(t: Engine, h: number): { value: Uint8Array; daProtected: boolean; isLockout: boolean } {
+  if (h >>> 24 === TPM_HT.NV_INDEX) {
+    const nv = t.nv(h);
+    return { value: nv?.authValue ?? EMPTY, daProtected: nv !== undefined && (nv.attributes & TPMA_NV.NO_DA) === 0, isLockout: false };
+  }
+  const obj = h >>> 24 === TPM_HT.TRANSIENT || h >>> 24 === TPM_HT.PERSISTENT ? findObject(t, h) : undefined;
+  if (obj) return { value: obj.sensitive.authValue, daProtected: (obj.pub.objectAttributes & TPMA_OBJECT.NODA) === 0, isLockout: false };
+  return entityAuth(t, 0, h);
+}
+
+/** A policy session's HMAC key: sessionKey, ‖ authValue after PolicyAuthValue (Part 1 §19.6.8). */
+function policyHmacKey(sess: HmacSession, p: PolicyState, authValue: Uint8Array): Uint8Array {
+  return p.authValueNeeded ? concatBytes(sess.sessionKey, trimZeros(authValue)) : sess.sessionKey;
+}
+
+/**
+ * Session i beyond the command's authorizations (Part 1 §18.6; reference code, SessionProcess.c
+ * ParseSessionBuffer): a password session there is TPM_RC_HANDLE, a session that neither audits
+ * nor encrypts / decrypts TPM_RC_ATTRIBUTES; else its HMAC is checked keyed with the sessionKey
+ * alone (TPM_RC_BAD_AUTH, no DA consequence).
+ */
+export function checkExtraSession(t: Engine, code: number, handles: number[], nh: number, i: number, cmd: Uint8Array, paramAt: number): void {
+  const sess = t.sessionObjs[i];
+  const n = i + 1;
+  if (!sess) throw new Rc(S(TPM_RC.HANDLE, n));
+  if (!(t.sessionAttrs[i]! & (TPMA_SESSION.AUDIT | TPMA_SESSION.ENCRYPT | TPMA_SESSION.DECRYPT))) throw new Rc(S(TPM_RC.ATTRIBUTES, n));
+  if (!checkHmac(t, sess, code, handles, nh, i, cmd, paramAt, sess.sessionKey)) throw new Rc(S(TPM_RC.BAD_AUTH, n));
+}
+
+/** The key of parameter encryption for session i: sessionKey ‖ the authorized entity's authValue (Part 1 §21.1). */
+function cryptKey(t: Engine, sess: HmacSession, i: number, auth: number, handles: number[]): Uint8Array {
+  if (i >= auth) return sess.sessionKey;
+  let value: Uint8Array;
+  try {
+    value = entityAuthValue(t, handles[i]!).value;
+  } catch {
+    value = EMPTY;
+  }
+  return concatBytes(sess.sessionKey, trimZeros(value));
+}
+
+/**
+ * Parameter encryption of `data` in place (Part 1 §21): AES-CFB with key and IV from
+ * KDFa(authHash, key, "CFB", nonceNewer, nonceOlder, keyBits + 128) (§21.3), or XOR with the mask
+ * KDFa(hash, key, "XOR", nonceNewer, nonceOlder, 8 × size) (§21.2).
+ */
+function paramCrypt(sess: HmacSession, key: Uint8Array, nonceNewer: Uint8Array, nonceOlder: Uint8Array, data: Uint8Array, encrypt: boolean): void {
+  const sym = sess.symmetric!;
+  if (data.length === 0) return;
+  if (sym.alg === TPM_ALG.XOR) {
+    const mask = kdfa(hashImpl(sym.mode)!, key, "XOR", nonceNewer, nonceOlder, data.length * 8);
+    for (let j = 0; j < data.length; j++) data[j]! ^= mask[j]!;
+    return;
+  }
+  const k = kdfa(sess.authHash, key, "CFB", nonceNewer, nonceOlder, sym.keyBits + 128);
+  data.set(aesCfb(k.subarray(0, sym.keyBits / 8), data, encrypt, k.subarray(sym.keyBits / 8)));
+}
+
+/**
+ * Decrypts the first command parameter (the data of its TPM2B) when a session has `decrypt`
+ * (Part 1 §21; after every authorization, over the parameters as the HMACs saw them). Returns the
+ * command to parse: a copy when it was decrypted, the caller's bytes are never changed.
+ */
+export function decryptCommand(t: Engine, spec: CommandSpec, handles: number[], nSessions: number, cmd: Uint8Array, paramAt: number): Uint8Array {
+  for (let i = 0; i < nSessions; i++) {
+    const sess = t.sessionObjs[i];
+    if (!sess || !(t.sessionAttrs[i]! & TPMA_SESSION.DECRYPT)) continue;
+    if (cmd.length - paramAt < 2) throw new Rc(S(TPM_RC.SIZE, i + 1));
+    const size = (cmd[paramAt]! << 8) | cmd[paramAt + 1]!;
+    if (size > cmd.length - paramAt - 2) throw new Rc(S(TPM_RC.SIZE, i + 1));
+    const copy = cmd.slice();
+    paramCrypt(sess, cryptKey(t, sess, i, spec.auth, handles), t.sessionNonces[i]!, sess.nonceTPM, copy.subarray(paramAt + 2, paramAt + 2 + size), false);
+    return copy;
+  }
+  return cmd;
 }

@@ -21,6 +21,7 @@ import { TPM_RC } from "../../wire/constants.js";
 import { readPublic, readSensitive, writeSensitive } from "../../wire/structures.js";
 import { HASH_IMPLS, hashImpl } from "../tables.js";
 import { aesCfb } from "./crypto.js";
+import type { PolicyState } from "./auth.js";
 import type { Engine, HmacSession } from "./engine.js";
 import { type TpmObject, nameOf } from "./objects.js";
 import { P, Rc } from "./marshal.js";
@@ -29,8 +30,12 @@ const SHA256 = HASH_IMPLS[1]!;
 const SHA512 = HASH_IMPLS[3]!;
 /** Largest contextBlob of an object: integrity value and an RSA-3072 object's state (TPM_PT_MAX_OBJECT_CONTEXT). */
 export const MAX_OBJECT_CONTEXT_BYTES = 2048;
-/** Largest contextBlob of a session: integrity value and 2 + 4 + 2 + 66 + 66 + 4 + 1 bytes of state (TPM_PT_MAX_SESSION_CONTEXT). */
-export const MAX_SESSION_CONTEXT_BYTES = 2 + 64 + 1 + 4 + 2 + 66 + 66 + 4 + 1;
+/**
+ * Largest contextBlob of a session: integrity value, 1 + 4 + 2 + 66 + 66 + 4 + 1 bytes of state,
+ * 6 of its symmetric algorithm and a policy session's 1 + 66 + 4 + 4 + 8 + 8
+ * (TPM_PT_MAX_SESSION_CONTEXT).
+ */
+export const MAX_SESSION_CONTEXT_BYTES = 2 + 64 + 1 + 4 + 2 + 66 + 66 + 4 + 1 + 6 + 1 + 66 + 4 + 4 + 8 + 8;
 /** The integrity value's size: a SHA-512 HMAC. */
 export const CONTEXT_INTEGRITY_SIZE = 64;
 
@@ -114,10 +119,28 @@ export function objectFromContext(plain: Uint8Array, handle: number): TpmObject 
   return { handle, pub, publicArea, name: nameOf(pub, publicArea), sensitive, hierarchy, qualifiedName, parentName };
 }
 
-/** An HMAC session's saved state (Part 1 §30.5): everything but the handle, which stays reserved. */
+// policy flags in a session context
+const F_POLICY = 1;
+const F_TRIAL = 2;
+const F_PCR = 4;
+const F_CC = 8;
+const F_AUTHVALUE = 16;
+const F_PASSWORD = 32;
+
+/**
+ * A session's saved state (Part 1 §30.5): everything but the handle, which stays reserved; a
+ * policy session adds its policy data (digest, PCR counter, command code, authValue / password
+ * flags, start time and timeout), so a session swapped out and back in mid-policy goes on; the
+ * symmetric algorithm of parameter encryption (Part 1 §21) is kept too.
+ */
 export function sessionContext(s: HmacSession): Uint8Array {
-  const w = new TpmWriter(128);
+  const w = new TpmWriter(256);
   w.u8(2).u32(s.handle).u16(s.authHash.alg).tpm2b(s.nonceTPM).tpm2b(s.sessionKey).u32(s.bind ?? 0).u8(s.daBound ? 1 : 0);
+  w.u16(s.symmetric?.alg ?? 0).u16(s.symmetric?.keyBits ?? 0).u16(s.symmetric?.mode ?? 0);
+  const p = s.policy;
+  if (!p) return w.u8(0).finish();
+  const flags = F_POLICY | (p.trial ? F_TRIAL : 0) | (p.pcrCounter !== undefined ? F_PCR : 0) | (p.commandCode !== undefined ? F_CC : 0) | (p.authValueNeeded ? F_AUTHVALUE : 0) | (p.passwordNeeded ? F_PASSWORD : 0);
+  w.u8(flags).tpm2b(p.digest).u32(p.pcrCounter ?? 0).u32(p.commandCode ?? 0).u64(BigInt(p.startTime)).u64(BigInt(p.timeout));
   return w.finish();
 }
 
@@ -132,6 +155,31 @@ export function sessionFromContext(plain: Uint8Array): HmacSession {
   const sessionKey = r.tpm2b().slice();
   const bind = r.u32();
   const daBound = r.u8() === 1;
+  const symAlg = r.u16();
+  const keyBits = r.u16();
+  const mode = r.u16();
+  const flags = r.u8();
+  let policy: PolicyState | undefined;
+  if (flags & F_POLICY) {
+    const digest = r.tpm2b().slice();
+    const pcrCounter = r.u32();
+    const commandCode = r.u32();
+    const startTime = Number(r.u64());
+    const timeout = Number(r.u64());
+    policy = {
+      trial: (flags & F_TRIAL) !== 0,
+      digest,
+      startTime,
+      timeout,
+      pcrCounter: flags & F_PCR ? pcrCounter : undefined,
+      commandCode: flags & F_CC ? commandCode : undefined,
+      authValueNeeded: (flags & F_AUTHVALUE) !== 0,
+      passwordNeeded: (flags & F_PASSWORD) !== 0,
+    };
+  }
   r.expectEnd();
-  return { handle, authHash, nonceTPM, sessionKey, bind: bind === 0 ? undefined : bind, daBound };
+  const s: HmacSession = { handle, authHash, nonceTPM, sessionKey, bind: bind === 0 ? undefined : bind, daBound };
+  if (policy) s.policy = policy;
+  if (symAlg !== 0) s.symmetric = { alg: symAlg, keyBits, mode };
+  return s;
 }

@@ -7,7 +7,7 @@
  */
 import { errorResponse, readU32be } from "../../wire/bytes.js";
 import { TPM_CC, TPM_RC, TPM_ST } from "../../wire/constants.js";
-import { authorize, parseSessions, writeResponseSessions } from "./auth.js";
+import { authorize, checkExtraSession, decryptCommand, parseSessions, writeResponseSessions } from "./auth.js";
 import type { Engine } from "./engine.js";
 import { type HandleKind, checkHandleLoaded, checkHandleType } from "./handles.js";
 import { SOFTTPM_MAX_COMMAND_SIZE } from "./limits.js";
@@ -126,9 +126,11 @@ function run(t: Engine, table: CommandTable, cmd: Uint8Array, locality: number):
   }
   const paramAt = inp.pos;
   for (let i = 0; i < spec.auth; i++) authorize(t, code, handles, nh, i, cmd, paramAt);
-  // a session beyond the authorizations is refused only after those were checked (libtpms
-  // order: a lockout on session 1 comes first; swtpm 0.7.1, measured)
-  if (nSessions > spec.auth) throw new Rc(S(TPM_RC.HANDLE, spec.auth + 1));
+  // a session beyond the authorizations is checked only after those were (libtpms order: a
+  // lockout on session 1 comes first; swtpm 0.7.1, measured): it must encrypt, decrypt or audit
+  for (let i = spec.auth; i < nSessions; i++) checkExtraSession(t, code, handles, nh, i, cmd, paramAt);
+  // the first parameter is decrypted last (Part 1 §21; reference code, ParseSessionBuffer)
+  if (nSessions > 0) inp.buf = decryptCommand(t, spec, handles, nSessions, cmd, paramAt);
 
   // parameters and response
   const out = t.out;

@@ -14,6 +14,7 @@ import { HASH_IMPLS, type HashImpl, PCR_COUNT } from "../tables.js";
 import { LOCKOUT_INTERVAL_S, LOCKOUT_RECOVERY_S, MAX_AUTH_FAIL, MAX_SESSION_NUM } from "./limits.js";
 import { EMPTY, In, Out } from "./marshal.js";
 import type { TpmObject } from "./objects.js";
+import type { PolicyState } from "./auth.js";
 import { Commits } from "./persistence.js";
 
 /**
@@ -38,6 +39,10 @@ export interface HmacSession {
    * (libtpms isDaBound; swtpm 0.7.1, measured).
    */
   daBound: boolean;
+  /** A policy or trial session's state (Part 1 §19.7); undefined for an HMAC session. */
+  policy?: PolicyState;
+  /** Parameter encryption (Part 1 §21): AES-CFB with keyBits, or XOR with the hash `mode`; undefined: TPM_ALG_NULL. */
+  symmetric?: { alg: number; keyBits: number; mode: number };
 }
 
 /** A hash or event sequence object (TPM 2.0 Part 3 §17). */

@@ -28,7 +28,9 @@ export type HandleKind =
   | "anyObject" // TPMI_DH_OBJECT where a sequence object is refused by the command (ReadPublic)
   | "parent" // TPMI_DH_PARENT+: an object, or TPM_RH_OWNER / _ENDORSEMENT / _PLATFORM / _NULL
   | "hierarchy" // TPMI_RH_HIERARCHY+: TPM_RH_OWNER / _ENDORSEMENT / _PLATFORM / _NULL
-  | "context"; // TPMI_DH_CONTEXT: a session or a transient object
+  | "endorsement" // TPMI_RH_ENDORSEMENT: TPM_RH_ENDORSEMENT (the privacy administrator of TPM2_GetTime)
+  | "context" // TPMI_DH_CONTEXT: a session or a transient object
+  | "policySession"; // TPMI_SH_POLICY: a loaded policy or trial session
 
 /** A transient handle in the range of SoftTpm's object slots. */
 function isObjectSlot(h: number): boolean {
@@ -84,8 +86,14 @@ export function checkHandleType(kind: HandleKind, h: number, n: number): void {
     case "hierarchy":
       ok = isHierarchy(h);
       break;
+    case "endorsement":
+      ok = h === TPM_RH.ENDORSEMENT;
+      break;
     case "context":
       ok = isObjectSlot(h) || ((ht === TPM_HT.HMAC_SESSION || ht === TPM_HT.POLICY_SESSION) && (h & TPM_HR.HANDLE_MASK) < SESSION_HANDLE_RANGE);
+      break;
+    case "policySession":
+      ok = ht === TPM_HT.POLICY_SESSION && (h & TPM_HR.HANDLE_MASK) < SESSION_HANDLE_RANGE;
       break;
     case "entity":
       ok =
@@ -113,6 +121,13 @@ export function checkHandleLoaded(t: Engine, kind: HandleKind, h: number, n: num
     if (kind === "sequence" && !t.sequences.has(h)) throw new Rc(H(TPM_RC.MODE, n));
     // a sequence where a key is expected: TPM_RC_TYPE
     if ((kind === "object" || kind === "parent") && !t.objects.has(h)) throw new Rc(H(TPM_RC.TYPE, n));
+  }
+  // a policy session is found by its slot (libtpms SessionIsLoaded); an HMAC session there is
+  // not a policy session (TPM_RC_HANDLE)
+  if (kind === "policySession") {
+    const s = t.hmacSessions.get((TPM_HR.HMAC_SESSION | (h & TPM_HR.HANDLE_MASK)) >>> 0);
+    if (!s) throw new Rc(TPM_RC.REFERENCE_H0 + n - 1);
+    if (!s.policy) throw new Rc(H(TPM_RC.HANDLE, n));
   }
   // a persistent object is used from an object slot: libtpms first needs a free one (else
   // TPM_RC_OBJECT_MEMORY), then looks the handle up (TPM_RC_HANDLE); swtpm 0.7.1, measured

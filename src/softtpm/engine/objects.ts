@@ -2,7 +2,8 @@
  * Objects of the SoftTpm engine (TPM 2.0 Part 1 §23 "Object", §27 "Object Creation", §22–§24
  * "Protected Storage"): the loaded-object record, the object slots shared with sequence
  * objects, template checks (Part 3 §12.1 and Part 1 §27.2), creation of primary objects from a
- * hierarchy seed and of ordinary objects from random bits, the private blob (integrity HMAC ‖
+ * hierarchy seed and of ordinary objects from random bits (RSA, ECC on NIST P-256 / P-384,
+ * keyed-hash, symmetric), the private blob (integrity HMAC ‖
  * AES-CFB-encrypted TPM2B_SENSITIVE), persistent objects, names and qualified names.
  *
  * @packageDocumentation
@@ -23,6 +24,7 @@ import type { PersistentObjectState } from "../state.js";
 import { type HashImpl, hashImpl } from "../tables.js";
 import { type ByteSource, KdfStream, type RsaKey, aesCfb, fromBig, generateRsa, rsaFromPrime, toBig } from "./crypto.js";
 import type { Engine } from "./engine.js";
+import { CURVES, eccPublic, eccScalar, toPoint, validScalar } from "./ecc.js";
 import { MAX_SEQUENCES } from "./limits.js";
 import { H, P, Rc } from "./marshal.js";
 
@@ -170,9 +172,16 @@ export function checkTemplate(pub: TpmtPublic, data: Uint8Array, param: number, 
       checkAsymmetric(pub.symmetric, pub.scheme.scheme, restricted, sign, decrypt, param, [TPM_ALG.RSASSA, TPM_ALG.RSAPSS], [TPM_ALG.RSAES, TPM_ALG.OAEP]);
       break;
     }
-    case TPM_ALG.ECC:
-      // ECC needs a curve implementation (not in this build)
-      throw new Rc(P(TPM_RC.CURVE, param));
+    case TPM_ALG.ECC: {
+      if (creating && data.length !== 0) throw new Rc(P(TPM_RC.SIZE, dataParam)); // generated, not given
+      if (creating && !origin) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
+      if (!sign && !decrypt) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
+      if (!CURVES.has(pub.curveId)) throw new Rc(P(TPM_RC.CURVE, param));
+      // the NIST curves have no KDF of their own: a KDF in the template is refused (Part 2 §12.2.3.6)
+      if (pub.kdf.scheme !== TPM_ALG.NULL) throw new Rc(P(TPM_RC.KDF, param));
+      checkAsymmetric(pub.symmetric, pub.scheme.scheme, restricted, sign, decrypt, param, [TPM_ALG.ECDSA], [TPM_ALG.ECDH]);
+      break;
+    }
     case TPM_ALG.KEYEDHASH: {
       const s = pub.scheme.scheme;
       if (sign && decrypt) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
@@ -182,7 +191,8 @@ export function checkTemplate(pub: TpmtPublic, data: Uint8Array, param: number, 
         if (creating && origin) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
         if (restricted) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
       } else {
-        if (sign && s !== TPM_ALG.HMAC && s !== TPM_ALG.NULL) throw new Rc(P(TPM_RC.SCHEME, param));
+        // a keyed-hash signing key names its HMAC hash (swtpm 0.7.1, measured: NULL is TPM_RC_SCHEME)
+        if (sign && s !== TPM_ALG.HMAC) throw new Rc(P(TPM_RC.SCHEME, param));
         if (decrypt && s !== TPM_ALG.XOR && s !== TPM_ALG.NULL) throw new Rc(P(TPM_RC.SCHEME, param));
         if (restricted && s === TPM_ALG.NULL) throw new Rc(P(TPM_RC.SCHEME, param));
         if (creating && origin === (data.length !== 0)) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
@@ -194,7 +204,9 @@ export function checkTemplate(pub: TpmtPublic, data: Uint8Array, param: number, 
       const sym = pub.symmetric;
       if (sym.algorithm !== TPM_ALG.AES) throw new Rc(P(TPM_RC.SYMMETRIC, param));
       if (!AES_KEY_SIZES.includes(sym.keyBits)) throw new Rc(P(TPM_RC.KEY_SIZE, param));
-      if (sym.mode !== TPM_ALG.CFB && sym.mode !== TPM_ALG.NULL && (restricted || sym.mode !== TPM_ALG.CFB)) throw new Rc(P(TPM_RC.SYMMETRIC, param));
+      // a restricted (storage) symmetric key uses CFB (Part 1 §27.2.2); an unrestricted one any
+      // block mode TPM2_EncryptDecrypt2 implements, or NULL (the caller picks one per command)
+      if (restricted ? sym.mode !== TPM_ALG.CFB : !SYM_MODES.includes(sym.mode)) throw new Rc(P(TPM_RC.SYMMETRIC, param));
       if (!sign && !decrypt) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
       if (creating && origin === (data.length !== 0)) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
       if (data.length !== 0 && data.length !== sym.keyBits / 8) throw new Rc(P(TPM_RC.KEY_SIZE, dataParam));
@@ -222,6 +234,9 @@ function checkAsymmetric(sym: { algorithm: number; keyBits: number; mode: number
   if (decrypt && !decryptSchemes.includes(scheme)) throw new Rc(P(TPM_RC.SCHEME, param));
 }
 
+/** Block modes of unrestricted symmetric keys (TPMI_ALG_SYM_MODE+, Part 2 §9.29): CFB, CBC, ECB, CTR, OFB or NULL. */
+export const SYM_MODES: readonly number[] = [TPM_ALG.CFB, TPM_ALG.CBC, TPM_ALG.ECB, TPM_ALG.CTR, TPM_ALG.OFB, TPM_ALG.NULL];
+
 /** Where the key material of a new object comes from: one byte stream per purpose label. */
 export type Material = (label: string) => ByteSource;
 
@@ -237,8 +252,8 @@ export function randomMaterial(t: Engine): Material {
 /**
  * Material of a primary object (Part 1 §27.3 / §14.3.2: derived from the hierarchy's primary
  * seed, so the same template gives the same key while the seed stays): for each purpose a
- * KDFa stream keyed by the seed, with label the purpose ("RSA", "SEED", "KEYEDHASH",
- * "SYMCIPHER") and context H_nameAlg(template) and the sensitive data.
+ * KDFa stream keyed by the seed, with label the purpose ("RSA", "ECC", "SEED",
+ * "KEYEDHASH", "SYMCIPHER") and context H_nameAlg(template) and the sensitive data.
  */
 export function primaryMaterial(seed: Uint8Array, nameAlg: HashImpl, template: Uint8Array, data: Uint8Array): Material {
   const ctx = nameAlg.hash(template);
@@ -281,8 +296,15 @@ export function generateObject(c: CheckedTemplate, userAuth: Uint8Array, data: U
       pub.unique = c.nameAlg.hash(concatBytes(sensitive.seedValue, sensitive.sensitive));
       break;
     }
-    case TPM_ALG.ECC:
-      throw new Rc(TPM_RC.CURVE);
+    case TPM_ALG.ECC: {
+      // Part 1 §27.3: the private scalar from the material stream (a KDFa stream for a primary
+      // key, so the same template gives the same key), the public point d·G as unique
+      const curve = CURVES.get(pub.curveId)!;
+      sensitive.sensitive = eccScalar(curve, material("ECC"));
+      pub.unique = eccPublic(curve, sensitive.sensitive);
+      if (isStorageKey(pub)) sensitive.seedValue = material("SEED")(size);
+      break;
+    }
   }
   return rsa ? { pub, sensitive, rsa } : { pub, sensitive };
 }
@@ -302,6 +324,16 @@ export function checkBinding(pub: TpmtPublic, s: TpmtSensitive, param: number): 
       if (!k || pub.unique.length * 8 !== pub.keyBits) throw new Rc(P(TPM_RC.BINDING, param));
       return k;
     }
+    case TPM_ALG.ECC: {
+      // the scalar must be in [1, n − 1] and d·G must be the public point (Part 3 §12.3)
+      const curve = CURVES.get(pub.curveId);
+      if (!curve) throw new Rc(P(TPM_RC.CURVE, param));
+      // a mismatch is TPM_RC_BINDING without a parameter number (swtpm 0.7.1, measured with LoadExternal)
+      if (!validScalar(curve, s.sensitive)) throw new Rc(TPM_RC.BINDING);
+      const q = eccPublic(curve, fromBig(toBig(s.sensitive), curve.size));
+      if (!sameBig(q.x, pub.unique.x) || !sameBig(q.y, pub.unique.y)) throw new Rc(TPM_RC.BINDING);
+      return undefined;
+    }
     case TPM_ALG.KEYEDHASH:
     case TPM_ALG.SYMCIPHER: {
       const u = a.hash(concatBytes(s.seedValue, s.sensitive));
@@ -311,6 +343,22 @@ export function checkBinding(pub: TpmtPublic, s: TpmtSensitive, param: number): 
     default:
       throw new Rc(P(TPM_RC.TYPE, param));
   }
+}
+
+/**
+ * The checks of a public area TPM2_LoadExternal loads (Part 3 §12.3): an ECC key names a curve
+ * this TPM implements (TPM_RC_CURVE) and a point on it (TPM_RC_ECC_POINT).
+ */
+export function checkExternalPublic(pub: TpmtPublic, param: number): void {
+  if (pub.type !== TPM_ALG.ECC) return;
+  const curve = CURVES.get(pub.curveId);
+  if (!curve) throw new Rc(P(TPM_RC.CURVE, param));
+  if (!toPoint(curve, pub.unique)) throw new Rc(P(TPM_RC.ECC_POINT, param));
+}
+
+/** Do two big-endian numbers have the same value (leading zeros aside)? */
+function sameBig(a: Uint8Array, b: Uint8Array): boolean {
+  return toBig(a) === toBig(b);
 }
 
 /** A loaded object record for `pub` / `sensitive` under `parentQn`. */
@@ -350,7 +398,7 @@ export function hierarchySeed(t: Engine, hierarchy: number): Uint8Array {
 function protectionKeys(parent: TpmObject, childName: Uint8Array): { symKey: Uint8Array; hmacKey: Uint8Array; a: HashImpl } {
   const a = hashOf(parent.pub.nameAlg);
   const seed = parent.sensitive.seedValue;
-  const keyBits = parent.pub.type === TPM_ALG.RSA || parent.pub.type === TPM_ALG.SYMCIPHER ? parent.pub.symmetric.keyBits : 128;
+  const keyBits = parent.pub.type === TPM_ALG.KEYEDHASH ? 128 : parent.pub.symmetric.keyBits;
   // symKey = KDFa(pNameAlg, seedValue, "STORAGE", Name, NULL, keyBits); HMACkey = KDFa(pNameAlg, seedValue, "INTEGRITY", NULL, NULL, digest bits)
   return { symKey: kdfaOnce(a, seed, "STORAGE", childName, keyBits), hmacKey: kdfaOnce(a, seed, "INTEGRITY", new Uint8Array(0), a.size * 8), a };
 }
