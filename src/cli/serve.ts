@@ -7,6 +7,7 @@
  */
 import { serveSwtpm, type SwtpmPowerHooks } from "../server/swtpm.js";
 import { serveMssim, type MssimPlatformHooks } from "../server/mssim.js";
+import { ResourceManager, type ResourceManagerOptions } from "../server/rm.js";
 import { UsageError } from "./args.js";
 import type { CliTarget } from "./target.js";
 
@@ -20,6 +21,8 @@ export interface ServePlan {
   readonly host: string;
   /** Unix socket path instead of TCP (swtpm protocol only). */
   readonly path?: string;
+  /** Serve through tpmkit's resource manager (`--rm`), with these per-client limits. */
+  readonly rm?: ResourceManagerOptions;
 }
 
 /** Serves the target's TPM until SIGINT/SIGTERM (or `stop` resolves, for tests). */
@@ -29,10 +32,13 @@ export async function serveCli(plan: ServePlan, target: CliTarget, out: NodeJS.W
   const chip = target.tpm.chip;
   const soft = target.softTpm;
   // Power cycles from the client reach the SoftTpm: TPM_Init, then the client sends Startup.
+  const resourceManager = plan.rm ? new ResourceManager(chip, plan.rm) : undefined;
   const powerCycle = soft
     ? async () => {
         await soft.powerOff();
         await soft.powerOn();
+        // the reset flushed every object and session: the spaces forget theirs
+        resourceManager?.reset();
       }
     : undefined;
   let close: () => Promise<void>;
@@ -40,10 +46,10 @@ export async function serveCli(plan: ServePlan, target: CliTarget, out: NodeJS.W
   let ended: Promise<string> = new Promise<string>(() => {});
   if (protocol === "swtpm") {
     const power: SwtpmPowerHooks = powerCycle ? { init: () => powerCycle() } : {};
-    const server = await serveSwtpm(path ? { chip, path } : { chip, host, port }, { power });
+    const server = await serveSwtpm(path ? { chip, path } : { chip, host, port }, { power, ...(resourceManager ? { resourceManager } : {}) });
     if (json) out.write(JSON.stringify({ serving: target.description, protocol, address: server.address, controlAddress: server.controlAddress, tcti: tctiOf("swtpm", server.address) }) + "\n");
     else {
-      out.write(`tpmkit: serving ${target.description}\n`);
+      out.write(`tpmkit: serving ${target.description}${resourceManager ? " through the resource manager" : ""}\n`);
       out.write(`tpmkit: swtpm protocol on ${describe(server.address)}, control on ${describe(server.controlAddress)}; TCTI ${tctiOf("swtpm", server.address)}\n`);
     }
     close = () => server.close();
@@ -52,12 +58,12 @@ export async function serveCli(plan: ServePlan, target: CliTarget, out: NodeJS.W
     // The simulator starts powered off and clients send POWER_ON first (tcti-mssim does): that is
     // TPM_Init for the SoftTpm, which then needs Startup from the client.
     const hooks: MssimPlatformHooks = powerCycle ? { powerOn: () => powerCycle(), powerOff: () => soft!.powerOff() } : {};
-    const server = await serveMssim({ chip, host, port }, { hooks });
+    const server = await serveMssim({ chip, host, port }, { hooks, ...(resourceManager ? { resourceManager } : {}) });
     const addr = { host: server.host, port: server.port };
     const platform = { host: server.host, port: server.platformPort };
     if (json) out.write(JSON.stringify({ serving: target.description, protocol, address: addr, platformAddress: platform, tcti: tctiOf("mssim", addr) }) + "\n");
     else {
-      out.write(`tpmkit: serving ${target.description}\n`);
+      out.write(`tpmkit: serving ${target.description}${resourceManager ? " through the resource manager" : ""}\n`);
       out.write(`tpmkit: mssim protocol on ${describe(addr)}, platform on ${describe(platform)}; TCTI ${tctiOf("mssim", addr)}\n`);
     }
     close = () => server.close();

@@ -20,6 +20,7 @@ import { TPM_RC } from "../wire/constants.js";
 import { readHeader } from "../wire/buffer.js";
 import { concatBytes, errorResponse, readU32be, u32be } from "../wire/bytes.js";
 import { portPairCandidate, type CommandSink } from "./common.js";
+import type { ResourceManager, RmSpace } from "./rm.js";
 import { MSSIM_CMD, MSSIM_DEFAULT_MAX_SIZE, MSSIM_ENDPOINT, MSSIM_SERVER_VERSION } from "../node/mssim-protocol.js";
 import { SocketReader } from "../node/socket-reader.js";
 
@@ -98,6 +99,12 @@ export interface ServeMssimOptions {
   clock?: Clock;
   /** Called with every client-side fault and sink failure (the server survives them). */
   onError?(error: unknown): void;
+  /**
+   * Serve through this resource manager (`tpmkit serve --rm`): every command connection gets its
+   * own space (tcti-mssim keeps one connection per client), flushed when the connection ends, as
+   * every open of /dev/tpmrm0 does.
+   */
+  resourceManager?: ResourceManager;
 }
 
 /** A running mssim server. */
@@ -224,7 +231,7 @@ export async function serveMssim(target: ServeMssimTarget, options: ServeMssimOp
     }
   }
 
-  async function execute(command: Uint8Array, locality: number, connSignal: AbortSignal): Promise<Uint8Array> {
+  async function execute(command: Uint8Array, locality: number, connSignal: AbortSignal, space?: RmSpace): Promise<Uint8Array> {
     if (!poweredOn) return new Uint8Array(0);
     let header;
     try {
@@ -247,7 +254,7 @@ export async function serveMssim(target: ServeMssimTarget, options: ServeMssimOp
         : undefined;
       try {
         if (ac.signal.aborted || connSignal.aborted) throw new TpmTransportError("mssim server: client went away");
-        const response = await sink.transmit(command, { locality, signal: ac.signal });
+        const response = await (space ?? sink).transmit(command, { locality, signal: ac.signal });
         readHeader(response, true);
         if (response.length > sizes.largestResponseSize) {
           sizes.largestResponseSize = response.length;
@@ -268,6 +275,7 @@ export async function serveMssim(target: ServeMssimTarget, options: ServeMssimOp
 
   async function serveConnection(socket: Socket, port: "command" | "platform"): Promise<void> {
     sockets.add(socket);
+    const space = port === "command" ? options.resourceManager?.openSpace() : undefined;
     const gone = new AbortController();
     socket.on("close", () => gone.abort(new TpmTransportError("mssim server: client went away")));
     const reader = new SocketReader(socket, `mssim ${port} client ${socket.remoteAddress ?? ""}:${socket.remotePort ?? ""}`);
@@ -323,7 +331,7 @@ export async function serveMssim(target: ServeMssimTarget, options: ServeMssimOp
               const size = readU32be(head, 1, "command size");
               if (size > maxCommand) throw new CloseConnection(`command size prefix ${size} exceeds ${maxCommand}`);
               const command = await more(size, "command");
-              const response = await execute(command, locality, gone.signal);
+              const response = await execute(command, locality, gone.signal, space);
               write(concatBytes(u32be(response.length), response, u32be(0)));
               break;
             }
@@ -450,6 +458,7 @@ export async function serveMssim(target: ServeMssimTarget, options: ServeMssimOp
       sockets.delete(socket);
       if (!socket.destroyed) socket.end(() => socket.destroy());
       gone.abort(new TpmTransportError("mssim server: connection ended"));
+      await space?.close();
     }
   }
 

@@ -43,6 +43,7 @@ import {
   SWTPM_RESULT,
   SWTPM_STATEBLOB_MAX,
 } from "../node/swtpm-protocol.js";
+import type { ResourceManager, RmSpace } from "./rm.js";
 import { listenSerial, portPairCandidate, type BoundAddress, type CommandSink, type ListenTarget, type SerialListener } from "./common.js";
 
 export type { BoundAddress, CommandSink, ListenTarget } from "./common.js";
@@ -120,6 +121,15 @@ export interface SwtpmServeOptions {
   info?: { specification?: Record<string, unknown>; attributes?: Record<string, unknown> };
   /** Clock for the read bounds. Default: the system clock. */
   clock?: Clock;
+  /**
+   * Serve through this resource manager instead of the bare chip (`tpmkit serve --rm`). tcti-swtpm
+   * (tpm2-tss src/tss2-tcti/tcti-swtpm.c) opens a data connection per command, and its
+   * initialisation opens one and closes it without a byte; so a space here spans from one such
+   * empty connection to the next (one client process, e.g. one tpm2-tools invocation), not one
+   * connection. Clients that need isolation while running at the same time: use the mssim server,
+   * where every connection gets its own space.
+   */
+  resourceManager?: ResourceManager;
 }
 
 /** The target of {@link serveSwtpm}: a command sink plus where to listen. */
@@ -249,10 +259,14 @@ class SwtpmServerImpl implements SwtpmServer {
   /** Settles when the TPM command in flight (if any) has finished. */
   #inflightDone: Promise<void> = Promise.resolve();
   #isClosed = false;
+  #rm: ResourceManager | undefined;
+  /** The resource-manager space of the current client (see `resourceManager`). */
+  #space: RmSpace | undefined;
 
   constructor(chip: CommandSink, options: SwtpmServeOptions) {
     if (!chip || typeof chip.transmit !== "function") throw new TpmArgumentError("serveSwtpm: chip must have a transmit(command, options) method");
     this.#chip = chip;
+    this.#rm = options.resourceManager;
     this.#clock = options.clock ?? systemClock;
     this.#power = options.power ?? {};
     const min = options.minBufferSize ?? 2808;
@@ -345,6 +359,8 @@ class SwtpmServerImpl implements SwtpmServer {
     this.#isClosed = true;
     this.#inflight?.abort(new TpmTransportError("swtpm server closed", { errno: "ESHUTDOWN" }));
     await Promise.all([this.#data?.close(), this.#ctrl?.close()]);
+    await this.#space?.close();
+    this.#space = undefined;
     this.#resolveClosed(why);
   }
 
@@ -405,7 +421,16 @@ class SwtpmServerImpl implements SwtpmServer {
   #serveData(sock: net.Socket): void {
     // Buffer at most a few whole frames before pausing the socket (backpressure against a flooding client).
     const reader = new SocketReader(sock, `swtpm server data client ${peerName(sock)}`, 4 * (this.#opt.max + 9));
-    sock.on("close", () => this.#inflight?.abort(new TpmTransportError("client disconnected", { errno: "ECONNRESET" })));
+    let frames = 0;
+    sock.on("close", () => {
+      this.#inflight?.abort(new TpmTransportError("client disconnected", { errno: "ECONNRESET" }));
+      // A connection closed without a byte (tcti-swtpm's probe on initialisation) starts a new client.
+      if (this.#rm && frames === 0 && reader.buffered === 0) {
+        const s = this.#space;
+        this.#space = undefined;
+        void s?.close();
+      }
+    });
     const send = (b: Uint8Array) => {
       if (sock.writable) sock.write(b);
     };
@@ -421,6 +446,7 @@ class SwtpmServerImpl implements SwtpmServer {
               if (e instanceof TpmTimeoutError) this.stats.frameTimeouts++;
               throw e;
             });
+          frames++;
           const f = await this.#frame(read);
           if (f.kind === "bad") {
             // Refused before any body byte is read; the framing is lost, so the connection is
@@ -486,7 +512,8 @@ class SwtpmServerImpl implements SwtpmServer {
     const onAbort = () => (cancelled = ac.signal.reason === CANCEL_REASON);
     ac.signal.addEventListener("abort", onAbort, { once: true });
     try {
-      const resp: unknown = await this.#chip.transmit(command, { locality, signal: ac.signal });
+      const sink = this.#rm ? (this.#space ??= this.#rm.openSpace()) : this.#chip;
+      const resp: unknown = await sink.transmit(command, { locality, signal: ac.signal });
       this.state.commands++;
       if (!(resp instanceof Uint8Array) || resp.length < 10 || resp.length > this.state.bufferSize) return tpmErrorResponse(TPM_RC.FAILURE);
       const size = ((resp[2]! << 24) | (resp[3]! << 16) | (resp[4]! << 8) | resp[5]!) >>> 0;
