@@ -154,6 +154,7 @@ export {
 export { serveSwtpm, type SwtpmServer, type SwtpmServeOptions, type SwtpmServeTarget, type SwtpmServerState, type SwtpmPowerHooks, type SwtpmServerStats, type SwtpmClosed } from "./server/swtpm.js";
 export type { CommandSink, ListenTarget, BoundAddress } from "./server/common.js";
 export { serveMssim, type MssimServer, type ServeMssimOptions, type ServeMssimTarget, type MssimPlatformHooks } from "./server/mssim.js";
+export { ResourceManager, TPM_RC_RESMGR_LAYER, RM_DEFAULT_MAX_OBJECTS, RM_DEFAULT_MAX_SESSIONS, type RmSpace, type ResourceManagerOptions } from "./server/rm.js";
 
 // Host transports and TCTI strings
 export { mssim, MssimPlatform, MssimSwtpmDetectedError, type MssimOptions, type MssimTransport, type MssimPlatformOptions, type MssimCommandResponseSizes, type SocketAddress } from "./transports/mssim/index.js";
@@ -356,3 +357,10 @@ export { PolicyDigest, policy, policyOr, pcrDigest, policyAuthorizeAHash, TPM_EO
 // fTPM board (-T ftpm) and the fTPM / tee-supplicant boot scenarios
 export { ftpmBoard, FTPM_BOARD_KEYS, type FtpmBoard } from "./platform/boards.js";
 export { ftpmSupplicantBoot, FTPM_BOOT_VARIANTS, FTPM_BOOT_FIXES, FTPM_BOOT_CODES, FTPM_DEVICE_TIMEOUT_MS, type FtpmBootScenario, type FtpmBootVariant, type FtpmBootOptions, type FtpmBoot } from "./platform/ftpm-boot.js";
+
+// Keys, crypto and attestation through the typed API (issue 12): templates, public keys for node:crypto / WebCrypto, the quote verifier
+export { type CreateOptions, type CreationResult, type CreatePrimaryResult, type CreateResult, type LoadedObject, type CreateLoadedResult, type EccPoint, type SchemeOption, type RsaSchemeOption, type AttestResult } from "./client/tpm.js";
+export { rsaStorageTemplate, eccStorageTemplate, rsaSigningTemplate, eccSigningTemplate, hmacKeyTemplate, sealedDataTemplate, ekRsa2048Template, ekEccP256Template, srkRsa2048Template, srkEccP256Template, publicKeyToCrypto, publicKeyJwk, AES_128_CFB, EK_POLICY_SHA256, type EccCurveName, type RsaKeyBits, type TemplateOptions, type SigningTemplateOptions, type CryptoPublicKey } from "./client/templates.js";
+export { verifyQuote, QuoteVerificationError, type QuoteField, type ExpectedPcrs, type VerifyQuoteOptions } from "./client/verify.js";
+export type { TpmtPublic, PublicBase, RsaPublic, EccPublic, KeyedHashPublic, SymCipherPublic, SymDef, Scheme, TpmtSensitive, TpmtSignature, Ticket, TpmsContext, CreationData } from "./wire/structures.js";
+export { TPM_ST_ATTEST_NV_DIGEST, type TpmsAttest, type Attested, type ClockInfo, type QuoteInfo, type CertifyInfo, type CreationInfo, type NvCertifyInfo, type NvDigestCertifyInfo, type TimeAttestInfo, type CommandAuditInfo, type SessionAuditInfo } from "./wire/attest.js";

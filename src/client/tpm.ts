@@ -26,11 +26,39 @@ import {
 import { Chip, type ChipOptions, type TransmitOptions } from "../core/chip.js";
 import { TpmArgumentError, TpmFormatError, abortErrorFrom } from "../errors/index.js";
 import type { Transport } from "../core/transport.js";
-import { buildCommand, parseResponse, type CommandSpec } from "../wire/command.js";
+import { authBytes, buildCommand, parseResponse, type CommandSpec } from "../wire/command.js";
 import * as C from "../wire/commands.js";
-import { TPM_ALG, TPM_CAP, TPM_HT, TPM_PT, TPM_RC, TPM_RH, TPM_SU, TPMA_NV } from "../wire/constants.js";
+import { TPM_ALG, TPM_CAP, TPM_CC, TPM_HT, TPM_PT, TPM_RC, TPM_RH, TPM_ST, TPM_SU, TPMA_NV } from "../wire/constants.js";
+import { TpmReader, TpmWriter } from "../wire/buffer.js";
+import {
+  marshalPublic,
+  objectName,
+  readContext,
+  readCreationData,
+  readPublic,
+  readPublic2b,
+  readSignature,
+  readTicket,
+  writeContext,
+  writePublic2b,
+  writeScheme,
+  writeSensitive2b,
+  writeSensitiveCreate,
+  writeSignature,
+  writeTicket,
+  type CreationData,
+  type Scheme,
+  type SensitiveCreate,
+  type Ticket,
+  type TpmsContext,
+  type TpmtPublic,
+  type TpmtSensitive,
+  type TpmtSignature,
+} from "../wire/structures.js";
+import { hashById } from "./templates.js";
+import { unmarshalAttest, type TpmsAttest } from "../wire/attest.js";
 import { TpmResponseError } from "../wire/rc.js";
-import { HASH_ALGS, HIERARCHIES, hashName, type HashAlgName, type Hierarchy, type PcrSelect, type PcrSelection } from "../wire/types.js";
+import { HASH_ALGS, HIERARCHIES, digestSize, hashName, writePcrSelection, type HashAlgName, type Hierarchy, type PcrSelect, type PcrSelection } from "../wire/types.js";
 
 /** Options every typed call accepts: cancellation, locality and a timeout override. */
 export type CallOptions = TransmitOptions;
@@ -654,6 +682,667 @@ export class Tpm {
     return new DataView(b.buffer, b.byteOffset, 8).getBigUint64(0);
   }
 
+  // ------------------------------------------------------------------ objects (Part 3 §12, §24, §28)
+
+  /**
+   * TPM2_CreatePrimary (Part 3 §24.1): a primary object from `template` in `hierarchy` (owner by
+   * default; `options.auth` is the hierarchy's password). Checks the response against the request:
+   * the handle is transient, the public area is the template's (all but `unique`), the Name is
+   * nameAlg ‖ H(public) and creationHash is H_nameAlg(creationData).
+   */
+  createPrimary(template: TpmtPublic, options: CreateOptions & { hierarchy?: Hierarchy } = {}): Promise<CreatePrimaryResult> {
+    const title = "tpm.createPrimary";
+    let tpl: TpmtPublic;
+    return this.#call(title, options, () => {
+      assertOptions(options, title);
+      tpl = checkTemplate(template, title);
+      const h = assertHierarchy(options.hierarchy ?? "owner", title, "options.hierarchy");
+      const inParams = creationParams(options, title);
+      return {
+        cc: TPM_CC.CreatePrimary,
+        handles: [h],
+        auths: [{ password: assertAuth(options.auth, title, "options.auth") }],
+        params: (w) => {
+          writeSensitiveCreate(w, inParams.sensitive);
+          writePublic2b(w, tpl);
+          w.tpm2b(inParams.outsideInfo);
+          writePcrSelection(w, inParams.pcrs);
+        },
+        responseHandles: 1,
+        response: (r, [handle]) => {
+          expectTransient(title, handle!);
+          const pub = readPublic2b(r);
+          const c = readCreationOut(r, title, pub);
+          const name = r.tpm2b("name", NAME_MAX).slice();
+          expectShape(title, tpl, pub);
+          expectName(title, pub, name);
+          return { handle: handle!, public: pub, name, ...c };
+        },
+      };
+    });
+  }
+
+  /**
+   * TPM2_Create (Part 3 §12.1): an ordinary object under the loaded parent `parent` (its password
+   * in `options.auth`); returns the private blob to {@link Tpm.load} later and the public area,
+   * checked against the template (all but `unique`), with creationHash = H_nameAlg(creationData).
+   */
+  create(parent: number, template: TpmtPublic, options: CreateOptions = {}): Promise<CreateResult> {
+    const title = "tpm.create";
+    let tpl: TpmtPublic;
+    return this.#call(title, options, () => {
+      assertOptions(options, title);
+      const ph = assertHandle(parent, title, "parent");
+      tpl = checkTemplate(template, title);
+      const inParams = creationParams(options, title);
+      return {
+        cc: TPM_CC.Create,
+        handles: [ph],
+        auths: [{ password: assertAuth(options.auth, title, "options.auth") }],
+        params: (w) => {
+          writeSensitiveCreate(w, inParams.sensitive);
+          writePublic2b(w, tpl);
+          w.tpm2b(inParams.outsideInfo);
+          writePcrSelection(w, inParams.pcrs);
+        },
+        response: (r) => {
+          const priv = readPrivate(r, title);
+          const pub = readPublic2b(r);
+          const c = readCreationOut(r, title, pub);
+          expectShape(title, tpl, pub);
+          return { private: priv, public: pub, ...c };
+        },
+      };
+    });
+  }
+
+  /**
+   * TPM2_Load (Part 3 §12.2): loads a private/public pair from {@link Tpm.create} under `parent`
+   * (its password in `options.auth`). The handle must be transient and the Name the TPM returns
+   * must be nameAlg ‖ H(`pub`).
+   */
+  load(parent: number, priv: Uint8Array, pub: TpmtPublic, options: AuthCallOptions = {}): Promise<LoadedObject> {
+    const title = "tpm.load";
+    return this.#call(title, options, () => {
+      const ph = assertHandle(parent, title, "parent");
+      const p = assertBytes(priv, title, "priv", 1, 0xffff);
+      const pb = checkTemplate(pub, title, "pub");
+      return {
+        cc: TPM_CC.Load,
+        handles: [ph],
+        auths: [{ password: assertAuth(options?.auth, title, "options.auth") }],
+        params: (w) => {
+          w.tpm2b(p);
+          writePublic2b(w, pb);
+        },
+        responseHandles: 1,
+        response: (r, [handle]) => {
+          expectTransient(title, handle!);
+          const name = r.tpm2b("name", NAME_MAX).slice();
+          expectName(title, pb, name);
+          return { handle: handle!, name };
+        },
+      };
+    });
+  }
+
+  /**
+   * TPM2_CreateLoaded (Part 3 §12.9): creates an ordinary object under `parent` (or a primary when
+   * `parent` is a hierarchy handle) and loads it at once. Checks: transient handle, public area as
+   * the template (all but `unique`), Name = nameAlg ‖ H(public).
+   */
+  createLoaded(parent: number | Hierarchy, template: TpmtPublic, options: CreateOptions = {}): Promise<CreateLoadedResult> {
+    const title = "tpm.createLoaded";
+    let tpl: TpmtPublic;
+    return this.#call(title, options, () => {
+      assertOptions(options, title);
+      const ph = typeof parent === "string" ? assertHierarchy(parent, title, "parent") : assertHandle(parent, title, "parent");
+      tpl = checkTemplate(template, title);
+      const inParams = creationParams(options, title);
+      if (inParams.pcrs.length || inParams.outsideInfo.length) throw new TpmArgumentError(`${title}: options.creationPcrs and options.outsideInfo are not parameters of TPM2_CreateLoaded`);
+      return {
+        cc: TPM_CC.CreateLoaded,
+        handles: [ph],
+        auths: [{ password: assertAuth(options.auth, title, "options.auth") }],
+        params: (w) => {
+          writeSensitiveCreate(w, inParams.sensitive);
+          w.tpm2b(marshalPublic(tpl)); // TPM2B_TEMPLATE, Part 2 §12.2.6
+        },
+        responseHandles: 1,
+        response: (r, [handle]) => {
+          expectTransient(title, handle!);
+          const priv = readPrivate(r, title);
+          const pub = readPublic2b(r);
+          const name = r.tpm2b("name", NAME_MAX).slice();
+          expectShape(title, tpl, pub);
+          expectName(title, pub, name);
+          return { handle: handle!, private: priv, public: pub, name };
+        },
+      };
+    });
+  }
+
+  /**
+   * TPM2_LoadExternal (Part 3 §12.3): loads a public key (and, with `options.sensitive`, its
+   * private part) into `options.hierarchy` (null by default, the only one allowed with a
+   * sensitive part). No authorization. Checks the transient handle and Name = nameAlg ‖ H(pub).
+   */
+  loadExternal(pub: TpmtPublic, options: CallOptions & { hierarchy?: Hierarchy; sensitive?: TpmtSensitive } = {}): Promise<LoadedObject> {
+    const title = "tpm.loadExternal";
+    return this.#call(title, options, () => {
+      assertOptions(options, title);
+      const pb = checkTemplate(pub, title, "pub");
+      const h = assertHierarchy(options.hierarchy ?? "null", title, "options.hierarchy");
+      const s = options.sensitive;
+      if (s !== undefined && (typeof s !== "object" || s === null)) throw new TpmArgumentError(`${title}: options.sensitive must be a TPMT_SENSITIVE, got ${describeValue(s)}`);
+      return {
+        cc: TPM_CC.LoadExternal,
+        params: (w) => {
+          if (s) writeSensitive2b(w, s);
+          else w.u16(0);
+          writePublic2b(w, pb);
+          w.u32(h);
+        },
+        responseHandles: 1,
+        response: (r, [handle]) => {
+          expectTransient(title, handle!);
+          const name = r.tpm2b("name", NAME_MAX).slice();
+          expectName(title, pb, name);
+          return { handle: handle!, name };
+        },
+      };
+    });
+  }
+
+  /** TPM2_ReadPublic (Part 3 §12.4): the public area, Name (checked = nameAlg ‖ H(public)) and qualified name of a loaded object. */
+  readPublic(handle: number, options?: CallOptions): Promise<{ public: TpmtPublic; name: Uint8Array; qualifiedName: Uint8Array }> {
+    const title = "tpm.readPublic";
+    return this.#call(title, options, () => {
+      const h = assertHandle(handle, title, "handle");
+      return {
+        cc: TPM_CC.ReadPublic,
+        handles: [h],
+        response: (r) => {
+          const pub = readPublic2b(r);
+          const name = r.tpm2b("name", NAME_MAX).slice();
+          const qualifiedName = r.tpm2b("qualifiedName", NAME_MAX).slice();
+          expectName(title, pub, name);
+          return { public: pub, name, qualifiedName };
+        },
+      };
+    });
+  }
+
+  /** TPM2_ContextSave (Part 3 §28.2): the saved context of a loaded object, sequence or session. */
+  contextSave(handle: number, options?: CallOptions): Promise<TpmsContext> {
+    const title = "tpm.contextSave";
+    return this.#call(title, options, () => ({
+      cc: TPM_CC.ContextSave,
+      handles: [assertHandle(handle, title, "handle")],
+      response: (r) => {
+        const c = readContext(r);
+        if (c.contextBlob.length === 0) throw new TpmFormatError(`${title}: the TPM returned an empty context blob`);
+        return c;
+      },
+    }));
+  }
+
+  /**
+   * TPM2_ContextLoad (Part 3 §28.3): loads a saved context; returns its new handle (a transient
+   * handle for an object, the same session handle for a session, both checked).
+   */
+  contextLoad(context: TpmsContext, options?: CallOptions): Promise<number> {
+    const title = "tpm.contextLoad";
+    return this.#call(title, options, () => {
+      if (typeof context !== "object" || context === null || typeof context.sequence !== "bigint" || !(context.contextBlob instanceof Uint8Array)) {
+        throw new TpmArgumentError(`${title}: context must be a TPMS_CONTEXT from tpm.contextSave, got ${describeValue(context)}`);
+      }
+      assertHandle(context.savedHandle, title, "context.savedHandle");
+      assertHandle(context.hierarchy, title, "context.hierarchy");
+      return {
+        cc: TPM_CC.ContextLoad,
+        params: (w) => writeContext(w, context),
+        responseHandles: 1,
+        response: (_r, [handle]) => {
+          const ht = context.savedHandle >>> 24;
+          if (ht === TPM_HT.HMAC_SESSION || ht === TPM_HT.POLICY_SESSION) {
+            if (handle !== context.savedHandle) throw new TpmFormatError(`${title}: a session came back as ${hx32(handle!)}, saved as ${hx32(context.savedHandle)}`);
+          } else expectTransient(title, handle!);
+          return handle!;
+        },
+      };
+    });
+  }
+
+  /**
+   * TPM2_EvictControl (Part 3 §28.5): makes the transient `object` persistent at `persistent`
+   * (0x81xxxxxx), or, when `object` is that persistent handle, evicts it. Authorized by the owner
+   * (default) or platform hierarchy: `options.auth`.
+   */
+  evictControl(object: number, persistent: number, options: AuthCallOptions & { hierarchy?: "owner" | "platform" } = {}): Promise<void> {
+    const title = "tpm.evictControl";
+    return this.#call(title, options, () => ({
+      cc: TPM_CC.EvictControl,
+      handles: [assertHierarchy(options.hierarchy ?? "owner", title, "options.hierarchy", ["owner", "platform"]), assertHandle(object, title, "object")],
+      auths: [{ password: assertAuth(options.auth, title, "options.auth") }],
+      params: (w) => w.u32(assertHandle(persistent, title, "persistent", TPM_HT.PERSISTENT, "a persistent handle")),
+      response: () => undefined,
+    }));
+  }
+
+  /**
+   * TPM2_ObjectChangeAuth (Part 3 §12.6): a new private blob for `object` (loaded under `parent`)
+   * with `newAuth`; `options.auth` is the object's current password (ADMIN role). Load the blob
+   * to use the new password.
+   */
+  objectChangeAuth(object: number, parent: number, newAuth: Uint8Array | string, options: AuthCallOptions = {}): Promise<Uint8Array> {
+    const title = "tpm.objectChangeAuth";
+    return this.#call(title, options, () => {
+      if (newAuth === undefined) throw new TpmArgumentError(`${title}: newAuth must be a Uint8Array or a string (UTF-8), got undefined`);
+      const na = authBytes(assertAuth(newAuth, title, "newAuth"));
+      return {
+        cc: TPM_CC.ObjectChangeAuth,
+        handles: [assertHandle(object, title, "object"), assertHandle(parent, title, "parent")],
+        auths: [{ password: assertAuth(options?.auth, title, "options.auth") }],
+        params: (w) => w.tpm2b(na),
+        response: (r) => readPrivate(r, title),
+      };
+    });
+  }
+
+  /** TPM2_Unseal (Part 3 §12.7): the data of a loaded sealed data object; `options.auth` is its password. */
+  unseal(handle: number, options: AuthCallOptions = {}): Promise<Uint8Array> {
+    const title = "tpm.unseal";
+    return this.#call(title, options, () => ({
+      cc: TPM_CC.Unseal,
+      handles: [assertHandle(handle, title, "handle")],
+      auths: [{ password: assertAuth(options?.auth, title, "options.auth") }],
+      response: (r) => r.tpm2b("outData", 128).slice(),
+    }));
+  }
+
+  // ------------------------------------------------------------------ crypto (Part 3 §14, §15, §20)
+
+  /**
+   * TPM2_Sign (Part 3 §20.2): signs `digest` with the loaded key `key` (its password in
+   * `options.auth`). `options.scheme` overrides a key whose scheme is TPM_ALG_NULL; the signature
+   * must come back with the scheme and hash asked for (or, without one, a non-NULL scheme).
+   * `options.validation` is the TPMT_TK_HASHCHECK a restricted key needs (a NULL ticket by default).
+   */
+  sign(key: number, digest: Uint8Array, options: AuthCallOptions & SchemeOption & { validation?: Ticket } = {}): Promise<TpmtSignature> {
+    const title = "tpm.sign";
+    return this.#call(title, options, () => {
+      const k = assertHandle(key, title, "key");
+      const d = assertBytes(digest, title, "digest", 1, 64);
+      const scheme = sigScheme(options, title);
+      const v = options?.validation ?? { tag: TPM_ST.HASHCHECK, hierarchy: TPM_RH.NULL, digest: new Uint8Array(0) };
+      return {
+        cc: TPM_CC.Sign,
+        handles: [k],
+        auths: [{ password: assertAuth(options?.auth, title, "options.auth") }],
+        params: (w) => {
+          w.tpm2b(d);
+          writeScheme(w, scheme);
+          writeTicket(w, v);
+        },
+        response: (r) => expectSignature(title, readSignature(r), scheme),
+      };
+    });
+  }
+
+  /** TPM2_VerifySignature (Part 3 §20.1): checks `signature` over `digest` with the loaded key; returns the TPMT_TK_VERIFIED ticket. */
+  verifySignature(key: number, digest: Uint8Array, signature: TpmtSignature, options?: CallOptions): Promise<Ticket> {
+    const title = "tpm.verifySignature";
+    return this.#call(title, options, () => {
+      const k = assertHandle(key, title, "key");
+      const d = assertBytes(digest, title, "digest", 1, 64);
+      if (typeof signature !== "object" || signature === null || typeof signature.sigAlg !== "number") throw new TpmArgumentError(`${title}: signature must be a TPMT_SIGNATURE, got ${describeValue(signature)}`);
+      return {
+        cc: TPM_CC.VerifySignature,
+        handles: [k],
+        params: (w) => {
+          w.tpm2b(d);
+          writeSignature(w, signature);
+        },
+        response: (r) => readTicket(r, TPM_ST.VERIFIED),
+      };
+    });
+  }
+
+  /**
+   * TPM2_RSA_Encrypt (Part 3 §14.2) of `message` with the loaded RSA key's public part; no
+   * authorization. `options.scheme` "oaep" (with `options.hashAlg`) or "rsaes", or the key's own;
+   * `options.label` for OAEP.
+   */
+  rsaEncrypt(key: number, message: Uint8Array, options: CallOptions & RsaSchemeOption = {}): Promise<Uint8Array> {
+    const title = "tpm.rsaEncrypt";
+    return this.#call(title, options, () => {
+      const k = assertHandle(key, title, "key");
+      const m = assertBytes(message, title, "message", 0, 512);
+      const { scheme, label } = rsaScheme(options, title);
+      return {
+        cc: TPM_CC.RSA_Encrypt,
+        handles: [k],
+        params: (w) => {
+          w.tpm2b(m);
+          writeScheme(w, scheme);
+          w.tpm2b(label);
+        },
+        response: (r) => {
+          const out = r.tpm2b("outData", 512).slice();
+          if (out.length === 0) throw new TpmFormatError(`${title}: the TPM returned an empty ciphertext`);
+          return out;
+        },
+      };
+    });
+  }
+
+  /** TPM2_RSA_Decrypt (Part 3 §14.3) of `ciphertext` with the loaded RSA key (its password in `options.auth`). */
+  rsaDecrypt(key: number, ciphertext: Uint8Array, options: AuthCallOptions & RsaSchemeOption = {}): Promise<Uint8Array> {
+    const title = "tpm.rsaDecrypt";
+    return this.#call(title, options, () => {
+      const k = assertHandle(key, title, "key");
+      const c = assertBytes(ciphertext, title, "ciphertext", 1, 512);
+      const { scheme, label } = rsaScheme(options, title);
+      return {
+        cc: TPM_CC.RSA_Decrypt,
+        handles: [k],
+        auths: [{ password: assertAuth(options?.auth, title, "options.auth") }],
+        params: (w) => {
+          w.tpm2b(c);
+          writeScheme(w, scheme);
+          w.tpm2b(label);
+        },
+        response: (r) => r.tpm2b("message", 512).slice(),
+      };
+    });
+  }
+
+  /**
+   * TPM2_EncryptDecrypt2 (Part 3 §15.3) of `data` with the loaded symmetric key. `options.mode`
+   * (cfb, cbc, ctr, ofb, ecb; the key's own by default), `options.iv` (16 zero bytes by default),
+   * `options.decrypt`. The output must be as long as the input.
+   */
+  encryptDecrypt2(key: number, data: Uint8Array, options: AuthCallOptions & { decrypt?: boolean; mode?: "cfb" | "cbc" | "ctr" | "ofb" | "ecb"; iv?: Uint8Array } = {}): Promise<{ outData: Uint8Array; ivOut: Uint8Array }> {
+    const title = "tpm.encryptDecrypt2";
+    return this.#call(title, options, () => {
+      const k = assertHandle(key, title, "key");
+      const d = assertBytes(data, title, "data", 0, 1024);
+      const decrypt = assertBoolean(options?.decrypt ?? false, title, "options.decrypt");
+      const mode = options?.mode === undefined ? TPM_ALG.NULL : MODES[assertOneOf(options.mode, title, "options.mode", ["cfb", "cbc", "ctr", "ofb", "ecb"])];
+      const iv = assertBytes(options?.iv ?? new Uint8Array(16), title, "options.iv", 0, 16);
+      return {
+        cc: TPM_CC.EncryptDecrypt2,
+        handles: [k],
+        auths: [{ password: assertAuth(options?.auth, title, "options.auth") }],
+        params: (w) => {
+          w.tpm2b(d).u8(decrypt ? 1 : 0).u16(mode).tpm2b(iv);
+        },
+        response: (r) => {
+          const outData = r.tpm2b("outData", 1024).slice();
+          const ivOut = r.tpm2b("ivOut", 16).slice();
+          if (outData.length !== d.length) throw new TpmFormatError(`${title}: ${outData.length} bytes out for ${d.length} in`);
+          return { outData, ivOut };
+        },
+      };
+    });
+  }
+
+  /** TPM2_HMAC (Part 3 §15.5) of `data` with the loaded keyed-hash key; the digest must be `hashAlg`'s size. */
+  hmac(key: number, data: Uint8Array, options: AuthCallOptions & { hashAlg?: HashAlgName } = {}): Promise<Uint8Array> {
+    const title = "tpm.hmac";
+    return this.#call(title, options, () => {
+      const k = assertHandle(key, title, "key");
+      const d = assertBytes(data, title, "data", 0, 1024);
+      const alg = HASH_ALGS[assertHashAlg(options?.hashAlg ?? "sha256", title, "options.hashAlg")].id;
+      return {
+        cc: TPM_CC.HMAC,
+        handles: [k],
+        auths: [{ password: assertAuth(options?.auth, title, "options.auth") }],
+        params: (w) => {
+          w.tpm2b(d).u16(alg);
+        },
+        response: (r) => {
+          const out = r.tpm2b("outHMAC", 64).slice();
+          if (out.length !== digestSize(alg)) throw new TpmFormatError(`${title}: HMAC of ${out.length} bytes, asked ${hashName(alg)}`);
+          return out;
+        },
+      };
+    });
+  }
+
+  /** TPM2_ECDH_KeyGen (Part 3 §14.4): an ephemeral key pair on the loaded ECC key's curve; returns Z = d·Q and the ephemeral public point. */
+  ecdhKeyGen(key: number, options?: CallOptions): Promise<{ zPoint: EccPoint; pubPoint: EccPoint }> {
+    const title = "tpm.ecdhKeyGen";
+    return this.#call(title, options, () => ({
+      cc: TPM_CC.ECDH_KeyGen,
+      handles: [assertHandle(key, title, "key")],
+      response: (r) => ({ zPoint: readEccPoint(r, "zPoint"), pubPoint: readEccPoint(r, "pubPoint") }),
+    }));
+  }
+
+  /** TPM2_ECDH_ZGen (Part 3 §14.5): Z = d·`inPoint` with the loaded ECC key (its password in `options.auth`). */
+  ecdhZGen(key: number, inPoint: EccPoint, options: AuthCallOptions = {}): Promise<EccPoint> {
+    const title = "tpm.ecdhZGen";
+    return this.#call(title, options, () => {
+      const k = assertHandle(key, title, "key");
+      if (typeof inPoint !== "object" || inPoint === null) throw new TpmArgumentError(`${title}: inPoint must be { x, y }, got ${describeValue(inPoint)}`);
+      const x = assertBytes(inPoint.x, title, "inPoint.x", 1, 66);
+      const y = assertBytes(inPoint.y, title, "inPoint.y", 1, 66);
+      return {
+        cc: TPM_CC.ECDH_ZGen,
+        handles: [k],
+        auths: [{ password: assertAuth(options?.auth, title, "options.auth") }],
+        params: (w) => writeEccPoint(w, { x, y }),
+        response: (r) => readEccPoint(r, "outPoint"),
+      };
+    });
+  }
+
+  // ------------------------------------------------------------------ attestation (Part 3 §12.5, §12.6, §18)
+
+  /**
+   * TPM2_Quote (Part 3 §18.4): signs the digest of the PCRs in `pcrs` with the loaded signing key
+   * (its password in `options.auth`), `qualifyingData` (the verifier's nonce) included. Checks
+   * magic, type, extraData, the PCR selection and the signature scheme against the request;
+   * {@link verifyQuote} then checks the digest and the signature on the verifier's side.
+   */
+  quote(key: number, qualifyingData: Uint8Array, pcrs: PcrSelection, options: AuthCallOptions & SchemeOption = {}): Promise<AttestResult> {
+    const title = "tpm.quote";
+    let sel: PcrSelect[];
+    return this.#call(title, options, () => {
+      const k = assertHandle(key, title, "key");
+      const q = assertBytes(qualifyingData, title, "qualifyingData", 0, 64);
+      sel = assertPcrSelection(pcrs, title, "pcrs");
+      const scheme = sigScheme(options, title);
+      return {
+        cc: TPM_CC.Quote,
+        handles: [k],
+        auths: [{ password: assertAuth(options?.auth, title, "options.auth") }],
+        params: (w) => {
+          w.tpm2b(q);
+          writeScheme(w, scheme);
+          writePcrSelection(w, sel);
+        },
+        response: (r) => {
+          const res = readAttestResult(r, title, TPM_ST.ATTEST_QUOTE, q, scheme);
+          const got = res.attest.type === TPM_ST.ATTEST_QUOTE ? res.attest.attested.pcrSelect : [];
+          const norm = (s: PcrSelect[]) => s.filter((x) => x.pcrs.length).map((x) => `${x.hash}:${[...x.pcrs].sort((a, b) => a - b).join(",")}`).join(";");
+          if (norm(got) !== norm(sel)) throw new TpmFormatError(`${title}: the quote selects ${norm(got)}, asked ${norm(sel)}`);
+          return res;
+        },
+      };
+    });
+  }
+
+  /**
+   * TPM2_Certify (Part 3 §18.2): `signKey` signs that `object` is loaded in this TPM.
+   * `options.objectAuth` authorizes the object (ADMIN role), `options.auth` the signing key.
+   * Checks magic, type TPM_ST_ATTEST_CERTIFY, extraData and the signature scheme.
+   */
+  certify(object: number, signKey: number, qualifyingData: Uint8Array, options: AuthCallOptions & SchemeOption & { objectAuth?: Uint8Array | string } = {}): Promise<AttestResult> {
+    const title = "tpm.certify";
+    return this.#call(title, options, () => {
+      const o = assertHandle(object, title, "object");
+      const k = assertHandle(signKey, title, "signKey");
+      const q = assertBytes(qualifyingData, title, "qualifyingData", 0, 64);
+      const scheme = sigScheme(options, title);
+      return {
+        cc: TPM_CC.Certify,
+        handles: [o, k],
+        auths: [{ password: assertAuth(options?.objectAuth, title, "options.objectAuth") }, { password: assertAuth(options?.auth, title, "options.auth") }],
+        params: (w) => {
+          w.tpm2b(q);
+          writeScheme(w, scheme);
+        },
+        response: (r) => readAttestResult(r, title, TPM_ST.ATTEST_CERTIFY, q, scheme),
+      };
+    });
+  }
+
+  /**
+   * TPM2_CertifyCreation (Part 3 §18.3): `signKey` signs that `object` was created by this TPM
+   * with `creationHash` (the ticket from create/createPrimary proves it). Checks magic, type,
+   * extraData, that the attested creationHash is the one given, and the scheme.
+   */
+  certifyCreation(signKey: number, object: number, creationHash: Uint8Array, creationTicket: Ticket, qualifyingData: Uint8Array, options: AuthCallOptions & SchemeOption = {}): Promise<AttestResult> {
+    const title = "tpm.certifyCreation";
+    return this.#call(title, options, () => {
+      const k = assertHandle(signKey, title, "signKey");
+      const o = assertHandle(object, title, "object");
+      const ch = assertBytes(creationHash, title, "creationHash", 1, 64);
+      if (typeof creationTicket !== "object" || creationTicket === null || !(creationTicket.digest instanceof Uint8Array)) throw new TpmArgumentError(`${title}: creationTicket must be a TPMT_TK_CREATION, got ${describeValue(creationTicket)}`);
+      const q = assertBytes(qualifyingData, title, "qualifyingData", 0, 64);
+      const scheme = sigScheme(options, title);
+      return {
+        cc: TPM_CC.CertifyCreation,
+        handles: [k, o],
+        auths: [{ password: assertAuth(options?.auth, title, "options.auth") }],
+        params: (w) => {
+          w.tpm2b(q).tpm2b(ch);
+          writeScheme(w, scheme);
+          writeTicket(w, creationTicket);
+        },
+        response: (r) => {
+          const res = readAttestResult(r, title, TPM_ST.ATTEST_CREATION, q, scheme);
+          const a = res.attest;
+          if (a.type !== TPM_ST.ATTEST_CREATION || !bytesEqual(a.attested.creationHash, ch)) throw new TpmFormatError(`${title}: the attested creationHash is not the one given`);
+          return res;
+        },
+      };
+    });
+  }
+
+  /**
+   * TPM2_NV_Certify (Part 3 §18.6): `signKey` signs `size` bytes at `offset` of NV index `index`,
+   * read with `options.nvAuthHandle`'s authorization (the index by default, `options.nvAuth`).
+   * Checks magic, type, extraData, offset and the contents' size.
+   */
+  nvCertify(signKey: number, index: number, qualifyingData: Uint8Array, options: AuthCallOptions & SchemeOption & { nvAuth?: Uint8Array | string; nvAuthHandle?: "index" | Hierarchy; size: number; offset?: number }): Promise<AttestResult> {
+    const title = "tpm.nvCertify";
+    return this.#call(title, options, () => {
+      if (typeof options !== "object" || options === null) throw new TpmArgumentError(`${title}: options must be an object with size, got ${describeValue(options)}`);
+      const k = assertHandle(signKey, title, "signKey");
+      const i = nvIndex(index, title);
+      const q = assertBytes(qualifyingData, title, "qualifyingData", 0, 64);
+      const size = assertInteger(options.size, title, "options.size", 0, 0xffff);
+      const offset = assertInteger(options.offset ?? 0, title, "options.offset", 0, 0xffff);
+      const { ah, password } = nvAuth(i, { auth: options.nvAuth, authHandle: options.nvAuthHandle }, title);
+      const scheme = sigScheme(options, title);
+      return {
+        cc: TPM_CC.NV_Certify,
+        handles: [k, ah, i],
+        auths: [{ password: assertAuth(options.auth, title, "options.auth") }, { password }],
+        params: (w) => {
+          w.tpm2b(q);
+          writeScheme(w, scheme);
+          w.u16(size).u16(offset);
+        },
+        response: (r) => {
+          const res = readAttestResult(r, title, TPM_ST.ATTEST_NV, q, scheme);
+          const a = res.attest;
+          if (a.type !== TPM_ST.ATTEST_NV || a.attested.offset !== offset || a.attested.nvContents.length !== size) throw new TpmFormatError(`${title}: the attested NV range is not offset ${offset}, ${size} bytes`);
+          return res;
+        },
+      };
+    });
+  }
+
+  /**
+   * TPM2_GetTime (Part 3 §18.7): `signKey` signs the TPM's time and clock. `options.privacyAuth`
+   * is the endorsement hierarchy's password, `options.auth` the key's. Checks magic, type,
+   * extraData and the scheme.
+   */
+  getTime(signKey: number, qualifyingData: Uint8Array, options: AuthCallOptions & SchemeOption & { privacyAuth?: Uint8Array | string } = {}): Promise<AttestResult> {
+    const title = "tpm.getTime";
+    return this.#call(title, options, () => {
+      const k = assertHandle(signKey, title, "signKey");
+      const q = assertBytes(qualifyingData, title, "qualifyingData", 0, 64);
+      const scheme = sigScheme(options, title);
+      return {
+        cc: TPM_CC.GetTime,
+        handles: [TPM_RH.ENDORSEMENT, k],
+        auths: [{ password: assertAuth(options?.privacyAuth, title, "options.privacyAuth") }, { password: assertAuth(options?.auth, title, "options.auth") }],
+        params: (w) => {
+          w.tpm2b(q);
+          writeScheme(w, scheme);
+        },
+        response: (r) => readAttestResult(r, title, TPM_ST.ATTEST_TIME, q, scheme),
+      };
+    });
+  }
+
+  /**
+   * TPM2_MakeCredential (Part 3 §12.6): wraps `credential` for the object named `objectName`,
+   * protected by the loaded public key `key` (an EK, typically); no authorization. Returns the
+   * TPM2B_ID_OBJECT and TPM2B_ENCRYPTED_SECRET contents for {@link Tpm.activateCredential}.
+   */
+  makeCredential(key: number, credential: Uint8Array, objectName: Uint8Array, options?: CallOptions): Promise<{ credentialBlob: Uint8Array; secret: Uint8Array }> {
+    const title = "tpm.makeCredential";
+    return this.#call(title, options, () => {
+      const k = assertHandle(key, title, "key");
+      const c = assertBytes(credential, title, "credential", 1, 64);
+      const n = assertBytes(objectName, title, "objectName", 1, NAME_MAX);
+      return {
+        cc: TPM_CC.MakeCredential,
+        handles: [k],
+        params: (w) => {
+          w.tpm2b(c).tpm2b(n);
+        },
+        response: (r) => {
+          const credentialBlob = r.tpm2b("credentialBlob", 2 + 64 + 2 + 64).slice();
+          const secret = r.tpm2b("secret", 512).slice();
+          if (credentialBlob.length === 0 || secret.length === 0) throw new TpmFormatError(`${title}: the TPM returned an empty credential blob or secret`);
+          return { credentialBlob, secret };
+        },
+      };
+    });
+  }
+
+  /**
+   * TPM2_ActivateCredential (Part 3 §12.5): recovers the credential of {@link Tpm.makeCredential}
+   * when `activate` (the object it names; `options.auth`, ADMIN role) and `key` (the protecting
+   * key; `options.keyAuth`) are loaded here.
+   */
+  activateCredential(activate: number, key: number, credentialBlob: Uint8Array, secret: Uint8Array, options: AuthCallOptions & { keyAuth?: Uint8Array | string } = {}): Promise<Uint8Array> {
+    const title = "tpm.activateCredential";
+    return this.#call(title, options, () => {
+      const a = assertHandle(activate, title, "activate");
+      const k = assertHandle(key, title, "key");
+      const cb = assertBytes(credentialBlob, title, "credentialBlob", 1, 0xffff);
+      const s = assertBytes(secret, title, "secret", 1, 0xffff);
+      return {
+        cc: TPM_CC.ActivateCredential,
+        handles: [a, k],
+        auths: [{ password: assertAuth(options?.auth, title, "options.auth") }, { password: assertAuth(options?.keyAuth, title, "options.keyAuth") }],
+        params: (w) => {
+          w.tpm2b(cb).tpm2b(s);
+        },
+        response: (r) => r.tpm2b("certInfo", 64).slice(),
+      };
+    });
+  }
+
   /** Closes the chip and its transport. */
   close(): Promise<void> {
     return this.chip.close();
@@ -708,4 +1397,204 @@ function u32Ascii(v: number): string {
   let s = "";
   for (const b of [(v >>> 24) & 0xff, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff]) if (b >= 0x20 && b < 0x7f) s += String.fromCharCode(b);
   return s;
+}
+
+// ------------------------------------------------------------------ objects, crypto, attestation: types and checks
+
+/** Options of the creating calls ({@link Tpm.createPrimary}, {@link Tpm.create}, {@link Tpm.createLoaded}). */
+export interface CreateOptions extends AuthCallOptions {
+  /** The new object's password (TPMS_SENSITIVE_CREATE userAuth); a string is taken as UTF-8. */
+  userAuth?: Uint8Array | string;
+  /** The sensitive data: what a sealed data object seals, or an HMAC key's bits (at most 128 bytes). */
+  data?: Uint8Array;
+  /** outsideInfo, copied into the creation data (at most 64 bytes). */
+  outsideInfo?: Uint8Array;
+  /** PCRs whose digest goes into the creation data. */
+  creationPcrs?: PcrSelection;
+}
+
+/** The creation data and ticket of a created object (Part 3 §12.1, §24.1). */
+export interface CreationResult {
+  /** The object's public area as the TPM returned it. */
+  public: TpmtPublic;
+  creationData: CreationData;
+  /** H_nameAlg(creationData), checked. */
+  creationHash: Uint8Array;
+  /** TPMT_TK_CREATION, for {@link Tpm.certifyCreation}. */
+  creationTicket: Ticket;
+}
+
+/** What {@link Tpm.createPrimary} returns. */
+export interface CreatePrimaryResult extends CreationResult {
+  /** The transient handle. */
+  handle: number;
+  /** nameAlg ‖ H(public), checked. */
+  name: Uint8Array;
+}
+
+/** What {@link Tpm.create} returns. */
+export interface CreateResult extends CreationResult {
+  /** The TPM2B_PRIVATE contents, for {@link Tpm.load}. */
+  private: Uint8Array;
+}
+
+/** A loaded object: its transient handle and checked Name. */
+export interface LoadedObject {
+  handle: number;
+  name: Uint8Array;
+}
+
+/** What {@link Tpm.createLoaded} returns. */
+export interface CreateLoadedResult extends LoadedObject {
+  private: Uint8Array;
+  public: TpmtPublic;
+}
+
+/** A TPMS_ECC_POINT (Part 2 §11.2.5.2). */
+export interface EccPoint {
+  x: Uint8Array;
+  y: Uint8Array;
+}
+
+/** A signing scheme option: `scheme` with `hashAlg` (sha256 by default), or the key's own scheme when absent. */
+export interface SchemeOption {
+  scheme?: "rsassa" | "rsapss" | "ecdsa" | "hmac";
+  hashAlg?: HashAlgName;
+}
+
+/** An RSA encryption scheme option: OAEP (with `hashAlg`, sha256 by default) or RSAES, or the key's own; `label` for OAEP. */
+export interface RsaSchemeOption {
+  scheme?: "oaep" | "rsaes";
+  hashAlg?: HashAlgName;
+  label?: Uint8Array;
+}
+
+/** A signed attestation: the TPMS_ATTEST bytes as signed, the parsed structure and the signature. */
+export interface AttestResult {
+  /** The content of TPM2B_ATTEST: what the signature covers (as H(quoted)). */
+  quoted: Uint8Array;
+  attest: TpmsAttest;
+  signature: TpmtSignature;
+}
+
+/** Longest TPM2B_NAME: a hash algorithm and a SHA-512 digest. */
+const NAME_MAX = 2 + 64;
+
+const SIG_SCHEMES = { rsassa: TPM_ALG.RSASSA, rsapss: TPM_ALG.RSAPSS, ecdsa: TPM_ALG.ECDSA, hmac: TPM_ALG.HMAC } as const;
+const MODES = { cfb: TPM_ALG.CFB, cbc: TPM_ALG.CBC, ctr: TPM_ALG.CTR, ofb: TPM_ALG.OFB, ecb: TPM_ALG.ECB } as const;
+
+function hx32(v: number): string {
+  return `0x${(v >>> 0).toString(16).padStart(8, "0")}`;
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** A template or public area the caller passed: it must marshal (Part 2 §12.2.4). */
+function checkTemplate(t: unknown, title: string, name = "template"): TpmtPublic {
+  if (typeof t !== "object" || t === null || typeof (t as TpmtPublic).type !== "number") throw new TpmArgumentError(`${title}: ${name} must be a TPMT_PUBLIC (see rsaStorageTemplate and friends), got ${describeValue(t)}`);
+  try {
+    readPublic(new TpmReader(marshalPublic(t as TpmtPublic)));
+  } catch (e) {
+    throw new TpmArgumentError(`${title}: ${name} is not a valid TPMT_PUBLIC: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+  return t as TpmtPublic;
+}
+
+function creationParams(o: CreateOptions, title: string): { sensitive: SensitiveCreate; outsideInfo: Uint8Array; pcrs: PcrSelect[] } {
+  const userAuth = authBytes(assertAuth(o.userAuth, title, "options.userAuth"));
+  if (userAuth.length > 64) throw new TpmArgumentError(`${title}: options.userAuth must be at most 64 bytes, got ${userAuth.length}`);
+  const data = o.data === undefined ? new Uint8Array(0) : assertBytes(o.data, title, "options.data", 0, 128);
+  const outsideInfo = o.outsideInfo === undefined ? new Uint8Array(0) : assertBytes(o.outsideInfo, title, "options.outsideInfo", 0, 64);
+  const pcrs = o.creationPcrs === undefined ? [] : assertPcrSelection(o.creationPcrs, title, "options.creationPcrs");
+  return { sensitive: { userAuth, data }, outsideInfo, pcrs };
+}
+
+function expectTransient(title: string, handle: number): void {
+  if (handle >>> 24 !== TPM_HT.TRANSIENT) throw new TpmFormatError(`${title}: the TPM returned handle ${hx32(handle)}, not a transient handle (0x80xxxxxx)`);
+}
+
+/** The Name the TPM returned must be nameAlg ‖ H_nameAlg(TPMT_PUBLIC) (Part 1 §16). */
+function expectName(title: string, pub: TpmtPublic, name: Uint8Array): void {
+  const want = objectName(pub, (alg, d) => hashById(alg, d) ?? new Uint8Array(0));
+  if (!bytesEqual(want, name)) throw new TpmFormatError(`${title}: the TPM returned a Name that is not nameAlg ‖ H(public)`);
+}
+
+/** The returned public area must be the template but for `unique` (Part 3 §12.1, §24.1). */
+function expectShape(title: string, tpl: TpmtPublic, pub: TpmtPublic): void {
+  const strip = (p: TpmtPublic): Uint8Array => marshalPublic(p.type === TPM_ALG.ECC ? { ...p, unique: { x: new Uint8Array(0), y: new Uint8Array(0) } } : ({ ...p, unique: new Uint8Array(0) } as TpmtPublic));
+  if (!bytesEqual(strip(tpl), strip(pub))) throw new TpmFormatError(`${title}: the public area the TPM returned differs from the template (type, nameAlg, attributes, policy or parameters)`);
+}
+
+function readPrivate(r: TpmReader, title: string): Uint8Array {
+  const p = r.tpm2b("TPM2B_PRIVATE", 4096).slice();
+  if (p.length === 0) throw new TpmFormatError(`${title}: the TPM returned an empty private area`);
+  return p;
+}
+
+/** TPM2B_CREATION_DATA, creationHash (checked = H_nameAlg(creationData)) and TPMT_TK_CREATION. */
+function readCreationOut(r: TpmReader, title: string, pub: TpmtPublic): { creationData: CreationData; creationHash: Uint8Array; creationTicket: Ticket } {
+  const raw = r.tpm2b("TPM2B_CREATION_DATA", 0xffff);
+  const inner = new TpmReader(raw);
+  const creationData = readCreationData(inner);
+  inner.expectEnd("TPMS_CREATION_DATA");
+  const creationHash = r.tpm2b("creationHash", 64).slice();
+  const creationTicket = readTicket(r, TPM_ST.CREATION);
+  const want = hashById(pub.nameAlg, raw);
+  if (want && !bytesEqual(want, creationHash)) throw new TpmFormatError(`${title}: creationHash is not H_nameAlg(creationData)`);
+  return { creationData, creationHash, creationTicket };
+}
+
+function sigScheme(o: SchemeOption | undefined, title: string): Scheme {
+  if (o?.scheme === undefined) {
+    if (o?.hashAlg !== undefined) throw new TpmArgumentError(`${title}: options.hashAlg needs options.scheme`);
+    return { scheme: TPM_ALG.NULL, hashAlg: 0 };
+  }
+  const s = SIG_SCHEMES[assertOneOf(o.scheme, title, "options.scheme", ["rsassa", "rsapss", "ecdsa", "hmac"])];
+  return { scheme: s, hashAlg: HASH_ALGS[assertHashAlg(o.hashAlg ?? "sha256", title, "options.hashAlg")].id };
+}
+
+function rsaScheme(o: RsaSchemeOption | undefined, title: string): { scheme: Scheme; label: Uint8Array } {
+  const label = o?.label === undefined ? new Uint8Array(0) : assertBytes(o.label, title, "options.label", 0, 64);
+  if (o?.scheme === undefined) return { scheme: { scheme: TPM_ALG.NULL, hashAlg: 0 }, label };
+  const s = assertOneOf(o.scheme, title, "options.scheme", ["oaep", "rsaes"]);
+  if (s === "rsaes") return { scheme: { scheme: TPM_ALG.RSAES, hashAlg: 0 }, label };
+  return { scheme: { scheme: TPM_ALG.OAEP, hashAlg: HASH_ALGS[assertHashAlg(o.hashAlg ?? "sha256", title, "options.hashAlg")].id }, label };
+}
+
+/** The signature must be of the scheme and hash asked for, or any non-NULL one when none was asked (Part 3 §20.2). */
+function expectSignature(title: string, sig: TpmtSignature, asked: Scheme): TpmtSignature {
+  if (sig.sigAlg === TPM_ALG.NULL) throw new TpmFormatError(`${title}: the TPM returned a NULL signature`);
+  if (asked.scheme !== TPM_ALG.NULL && (sig.sigAlg !== asked.scheme || sig.hash !== asked.hashAlg)) {
+    throw new TpmFormatError(`${title}: signature scheme 0x${sig.sigAlg.toString(16)}/hash 0x${sig.hash.toString(16)}, asked 0x${asked.scheme.toString(16)}/0x${asked.hashAlg.toString(16)}`);
+  }
+  return sig;
+}
+
+/** TPM2B_ATTEST and TPMT_SIGNATURE of an attestation command, checked: magic, type, extraData, scheme (Part 3 §18). */
+function readAttestResult(r: TpmReader, title: string, type: number, extraData: Uint8Array, scheme: Scheme): AttestResult {
+  const quoted = r.tpm2b("TPM2B_ATTEST", 0xffff).slice();
+  const signature = expectSignature(title, readSignature(r), scheme);
+  const attest = unmarshalAttest(quoted); // refuses a magic other than TPM_GENERATED_VALUE
+  if (attest.type !== type) throw new TpmFormatError(`${title}: attest.type 0x${attest.type.toString(16)}, expected 0x${type.toString(16)}`);
+  if (!bytesEqual(attest.extraData, extraData)) throw new TpmFormatError(`${title}: attest.extraData is not the qualifyingData sent`);
+  return { quoted, attest, signature };
+}
+
+function readEccPoint(r: TpmReader, what: string): EccPoint {
+  const size = r.u16(`${what}.size`);
+  const inner = new TpmReader(r.bytesN(size, what));
+  const x = inner.tpm2b(`${what}.x`, 66).slice();
+  const y = inner.tpm2b(`${what}.y`, 66).slice();
+  inner.expectEnd(what);
+  return { x, y };
+}
+
+function writeEccPoint(w: TpmWriter, p: EccPoint): void {
+  const inner = new TpmWriter(140);
+  inner.tpm2b(p.x).tpm2b(p.y);
+  w.tpm2b(inner.finish());
 }

@@ -29,11 +29,14 @@ export const PEER_TESTS: Readonly<Record<string, readonly Peer[]>> = {
   "test/integration/differential.test.ts": ["swtpm"],
   "test/integration/mssim-conformance.test.ts": ["swtpm"],
   "test/integration/mssim.test.ts": ["swtpm", "tpm2-tools"],
+  "test/integration/policy-swtpm.test.ts": ["swtpm"],
   "test/integration/policy-trial.test.ts": ["swtpm", "tpm2-tools"],
+  "test/integration/rm-tools.test.ts": ["tpm2-tools"],
   "test/integration/swtpm-conformance.test.ts": ["swtpm"],
   "test/integration/swtpm-server.test.ts": ["swtpm", "tpm2-tools"],
   "test/integration/swtpm-transport.test.ts": ["swtpm"],
   "test/integration/tools-softtpm.test.ts": ["tpm2-tools"],
+  "test/integration/typed-keys.test.ts": ["swtpm"],
 };
 
 const cache = new Map<Peer, boolean>();
