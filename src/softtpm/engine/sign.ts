@@ -16,7 +16,7 @@ import { concatBytes, u32be } from "../../wire/bytes.js";
 import { TPM_ALG, TPM_RC, TPM_RH, TPM_ST, TPMA_OBJECT } from "../../wire/constants.js";
 import { type TpmtSignature, writeSignature } from "../../wire/structures.js";
 import { type HashImpl, hashImpl } from "../tables.js";
-import { type RsaKey, fromBig, modPow, toBig } from "./crypto.js";
+import { type RsaKey, fromBig, modPow, rsaFromPrime, toBig } from "./crypto.js";
 import { CURVES, ecdsaSign, ecdsaVerify } from "./ecc.js";
 import type { Engine } from "./engine.js";
 import { P, Rc } from "./marshal.js";
@@ -193,12 +193,24 @@ const publicKeys = new WeakMap<TpmObject, KeyObject>();
 
 const b64u = (v: bigint): string => Buffer.from(fromBig(v, Math.ceil(v.toString(16).length / 2))).toString("base64url");
 
-/** The RSA numbers of an RSA key (public-only keys have n and e only). */
+/**
+ * The RSA numbers of an RSA key (public-only keys have n and e only). An object that came back
+ * from a context blob (TPM2_ContextLoad, Part 3 §28.3) or from persistent storage carries only
+ * its TPMT_SENSITIVE: the private exponent is rebuilt from the stored prime p and the modulus,
+ * as the reference code's CryptRsaLoadPrivateExponent does when an object is used, and kept on
+ * the object.
+ */
 export function rsaNumbers(key: TpmObject): RsaKey {
   if (key.rsa) return key.rsa;
   if (key.pub.type !== TPM_ALG.RSA) throw new Rc(TPM_RC.KEY);
   const n = toBig(key.pub.unique);
   const e = BigInt(key.pub.exponent === 0 ? 65537 : key.pub.exponent);
+  if (key.sensitive.sensitiveType === TPM_ALG.RSA && key.sensitive.sensitive.length > 0) {
+    const k = rsaFromPrime(n, e, toBig(key.sensitive.sensitive));
+    if (!k) throw new Rc(TPM_RC.BINDING);
+    key.rsa = k;
+    return k;
+  }
   return { n, e, d: 0n, p: 0n, q: 0n };
 }
 
