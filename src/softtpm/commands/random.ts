@@ -30,6 +30,7 @@ function stirRandom(t: Engine, inp: In): void {
 
 /** Part 3 §16 in the dispatch table. */
 export const randomCommands: CommandEntries = [
-  [TPM_CC.GetRandom, { handles: [], auth: 0, run: (t, _h, i, o) => getRandom(t, i, o) }],
-  [TPM_CC.StirRandom, { handles: [], auth: 0, run: (t, _h, i) => stirRandom(t, i) }],
+  // randomBytes and inData are TPM2Bs: a session may encrypt / decrypt them (Part 3 §16.1, §16.2)
+  [TPM_CC.GetRandom, { encrypt: true, handles: [], auth: 0, run: (t, _h, i, o) => getRandom(t, i, o) }],
+  [TPM_CC.StirRandom, { decrypt: true, handles: [], auth: 0, run: (t, _h, i) => stirRandom(t, i) }],
 ];

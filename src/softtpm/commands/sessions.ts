@@ -1,14 +1,14 @@
 /**
  * Session commands (TPM 2.0 Part 3 §11): TPM2_StartAuthSession, for unsalted HMAC, policy and
  * trial sessions (bound or unbound), with parameter encryption by AES-CFB or XOR (Part 1 §21).
- * Salted sessions with an RSA tpmKey (OAEP); ECC salting is not implemented. How a session
+ * Salted sessions with an RSA tpmKey (OAEP) or an ECC tpmKey (one-pass ECDH and KDFe). How a session
  * authorizes a command is the engine's authorization step; the policy assertions are the policy
  * chapter's commands (Part 3 §23).
  *
  * @packageDocumentation
  */
 import { TPM_ALG, TPM_CC, TPM_HR, TPM_HT, TPM_RC, TPM_RH, TPM_SE, TPMA_NV, TPMA_OBJECT } from "../../wire/constants.js";
-import { type PolicyState, bindAuthValue, kdfa, resetPolicy, trimZeros } from "../engine/auth.js";
+import { type PolicyState, bindAuthValue, kdfa, kdfe, resetPolicy, trimZeros } from "../engine/auth.js";
 import type { CommandEntries } from "../engine/dispatch.js";
 import type { Engine } from "../engine/engine.js";
 import { MAX_ENCRYPTED_SECRET, MAX_SESSIONS, SESSION_HANDLE_RANGE } from "../engine/limits.js";
@@ -17,6 +17,8 @@ import { hashImpl } from "../tables.js";
 import { concatBytes } from "../../wire/bytes.js";
 import { type TpmObject, findObject } from "../engine/objects.js";
 import { mgf1, rsaBytes, rsaPrivate } from "../engine/sign.js";
+import { CURVES, eccMultiply } from "../engine/ecc.js";
+import { fromBig, toBig } from "../engine/crypto.js";
 
 /** Shortest nonceCaller TPM2_StartAuthSession takes (Part 3 §11.1: 16 bytes). */
 const MIN_NONCE = 16;
@@ -56,6 +58,37 @@ function decryptSalt(key: TpmObject, encrypted: Uint8Array): Uint8Array {
   const saltValue = db.slice(i + 1);
   if (saltValue.length > MAX_NONCE) throw bad; // at most a digest (TPMU_HA)
   return saltValue;
+}
+
+/**
+ * The salt of a session salted with an ECC key (Part 1 §19.6.13, Annex C.6.2; reference code,
+ * CryptSecretDecrypt): encryptedSalt holds the caller's ephemeral public point Qe as a
+ * TPMS_ECC_POINT (Part 2 §11.2.5.2); Z is the x coordinate of d·Qe (d the tpmKey's private
+ * scalar), and the salt is KDFe(nameAlg, Z, "SECRET", Qe.x, tpmKey.x) of the nameAlg's digest
+ * size. A point that does not unmarshal or is not on the curve is TPM_RC_VALUE + P2, as every
+ * failure of the secret decryption is in the reference code's StartAuthSession.c.
+ */
+function eccSalt(key: TpmObject, encrypted: Uint8Array): Uint8Array {
+  const bad = new Rc(P(TPM_RC.VALUE, 2));
+  const a = hashImpl(key.pub.nameAlg);
+  const c = key.pub.type === TPM_ALG.ECC ? CURVES.get(key.pub.curveId) : undefined;
+  if (!a || !c || key.pub.type !== TPM_ALG.ECC) throw bad;
+  // TPMS_ECC_POINT: x and y, each a TPM2B_ECC_PARAMETER no longer than the curve's coordinates
+  let at = 0;
+  const coordinate = (): Uint8Array => {
+    if (encrypted.length - at < 2) throw bad;
+    const n = (encrypted[at]! << 8) | encrypted[at + 1]!;
+    if (n > c.size || encrypted.length - at - 2 < n) throw bad;
+    const v = encrypted.slice(at + 2, at + 2 + n);
+    at += 2 + n;
+    return v;
+  };
+  const qe = { x: coordinate(), y: coordinate() };
+  const d = key.sensitive.sensitive;
+  if (d.length === 0 || d.length > c.size) throw bad;
+  const z = eccMultiply(c, fromBig(toBig(d), c.size), qe);
+  if (!z) throw bad; // not on the curve (reference code: TPM_RC_ECC_POINT, reported as VALUE + P2)
+  return kdfe(a, z.x, "SECRET", qe.x, key.pub.unique.x, a.size * 8);
 }
 
 /** The OAEP label of a session salt: "SECRET" with its terminating zero (Part 1 §C.6.1). */
@@ -105,12 +138,14 @@ function startAuthSession(t: Engine, h: number[], inp: In, out: Out): void {
   if (tpmKey !== TPM_RH.NULL) {
     key = findObject(t, tpmKey);
     if (!key) throw new Rc(H(TPM_RC.KEY, 1)); // a sequence object is not a key
-    // reference code, StartAuthSession.c: a public-only key cannot decrypt, nor one without decrypt
+    // reference code, StartAuthSession.c, in its order (swtpm 0.7.1, measured: a keyed-hash key is
+    // TPM_RC_KEY + H1 even without decrypt; a signing ECC key with an empty salt TPM_RC_VALUE + P2):
+    // only an asymmetric key salts, RSA (OAEP) or ECC (ECDH), Part 1 §19.6.13; the salt is not
+    // empty; a public-only key cannot decrypt, nor one without decrypt
+    if (key.pub.type !== TPM_ALG.RSA && key.pub.type !== TPM_ALG.ECC) throw new Rc(H(TPM_RC.KEY, 1));
+    if (salt.length === 0) throw new Rc(P(TPM_RC.VALUE, 2));
     if (key.publicOnly) throw new Rc(H(TPM_RC.HANDLE, 1));
     if (!(key.pub.objectAttributes & TPMA_OBJECT.DECRYPT)) throw new Rc(H(TPM_RC.ATTRIBUTES, 1));
-    // ECC salting (ECDH, Part 1 §C.6.2) is not implemented: only RSA keys salt
-    if (key.pub.type !== TPM_ALG.RSA) throw new Rc(H(TPM_RC.KEY, 1));
-    if (salt.length === 0) throw new Rc(P(TPM_RC.VALUE, 2));
   } else if (salt.length !== 0) {
     throw new Rc(P(TPM_RC.VALUE, 2)); // no tpmKey: a salt cannot be decrypted
   }
@@ -122,7 +157,7 @@ function startAuthSession(t: Engine, h: number[], inp: In, out: Out): void {
   const nonceTPM = new Uint8Array(nonceCaller.length);
   t.random.fill(nonceTPM, 0, nonceTPM.length);
   // the salt, decrypted before anything changes (TPM_RC_VALUE + P2 when it does not decrypt)
-  const saltValue = key ? decryptSalt(key, salt) : EMPTY;
+  const saltValue = !key ? EMPTY : key.pub.type === TPM_ALG.ECC ? eccSalt(key, salt) : decryptSalt(key, salt);
   let sessionKey: Uint8Array = EMPTY;
   if (tpmKey !== TPM_RH.NULL || bind !== TPM_RH.NULL) {
     // sessionKey = KDFa(authHash, bind authValue ‖ salt, "ATH", nonceTPM, nonceCaller), Part 1 §19.6.8

@@ -88,6 +88,22 @@ export function kdfa(a: HashImpl, key: Uint8Array, label: string, contextU: Uint
 }
 
 /**
+ * KDFe (Part 1 §11.4.10.3; NIST SP 800-56A §5.8.1 one-step KDF):
+ * H(counter ‖ Z ‖ label ‖ partyUInfo ‖ partyVInfo) for counter = 1, 2, … truncated to `bits`.
+ * `label` is a string and gets its terminating zero, as in KDFa (Part 1 §11.4.10.3: a label
+ * that does not end in 0 has one appended).
+ */
+export function kdfe(a: HashImpl, z: Uint8Array, label: string, partyU: Uint8Array, partyV: Uint8Array, bits: number): Uint8Array {
+  const labelBytes = new TextEncoder().encode(label + "\0");
+  const out = new Uint8Array(Math.ceil(bits / 8));
+  for (let i = 1, off = 0; off < out.length; i++, off += a.size) {
+    const block = a.hash(concatBytes(u32be(i), z, labelBytes, partyU, partyV));
+    out.set(block.subarray(0, Math.min(a.size, out.length - off)), off);
+  }
+  return out;
+}
+
+/**
  * Reads the authorization area (Part 1 §18.6) into the engine's session buffers, each field
  * checked as it is read (libtpms order).
  *
@@ -166,6 +182,7 @@ export function parseSessions(t: Engine, inp: In, spec: CommandSpec): number {
     t.emptyHmac[n - 1] = false;
   }
   inp.end = saveEnd;
+  t.sessionObjs.length = n; // this command's sessions only (cryptNonces looks at all of them)
   return n;
 }
 
@@ -311,6 +328,30 @@ function cpHashOf(a: HashImpl, t: Engine, code: number, handles: number[], nh: n
 }
 
 /** Checks session i's command HMAC under `key` (an empty HMAC under an empty key passes, as libtpms). */
+/**
+ * nonceTPMdecrypt and nonceTPMencrypt of the command HMAC of session i (Part 1 §19.6.5; reference
+ * code, SessionProcess.c ComputeCommandHMAC): only the first session's HMAC takes them, the
+ * nonceTPM of the session that decrypts the command parameter and of the one that encrypts the
+ * response parameter, each when that is another session (and the encrypt nonce only once when one
+ * other session does both). tpm2-tools does this with an authorizing HMAC session first and a
+ * salted parameter-encryption session second.
+ */
+function cryptNonces(t: Engine, i: number): Uint8Array[] {
+  if (i !== 0) return [];
+  const n = t.sessionObjs.length;
+  let dec = -1;
+  let enc = -1;
+  for (let j = 0; j < n; j++) {
+    if (!t.sessionObjs[j]) continue;
+    if (dec < 0 && t.sessionAttrs[j]! & TPMA_SESSION.DECRYPT) dec = j;
+    if (enc < 0 && t.sessionAttrs[j]! & TPMA_SESSION.ENCRYPT) enc = j;
+  }
+  const out: Uint8Array[] = [];
+  if (dec > 0) out.push(t.sessionObjs[dec]!.nonceTPM);
+  if (enc > 0 && enc !== dec) out.push(t.sessionObjs[enc]!.nonceTPM);
+  return out;
+}
+
 function checkHmac(t: Engine, sess: HmacSession, code: number, handles: number[], nh: number, i: number, cmd: Uint8Array, paramAt: number, key: Uint8Array): boolean {
   let ok: boolean;
   {
@@ -322,7 +363,7 @@ function checkHmac(t: Engine, sess: HmacSession, code: number, handles: number[]
     if (t.emptyHmac[i]) {
       ok = true;
     } else {
-      const expected = a.mac(key, cpHash, t.sessionNonces[i]!, sess.nonceTPM, Uint8Array.of(t.sessionAttrs[i]!));
+      const expected = a.mac(key, cpHash, t.sessionNonces[i]!, sess.nonceTPM, ...cryptNonces(t, i), Uint8Array.of(t.sessionAttrs[i]!));
       ok = constantTimeEqual(expected, t.sessionAuths[i]!);
     }
   }
