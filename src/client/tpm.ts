@@ -702,12 +702,7 @@ export class Tpm {
         cc: TPM_CC.CreatePrimary,
         handles: [h],
         auths: [{ password: assertAuth(options.auth, title, "options.auth") }],
-        params: (w) => {
-          writeSensitiveCreate(w, inParams.sensitive);
-          writePublic2b(w, tpl);
-          w.tpm2b(inParams.outsideInfo);
-          writePcrSelection(w, inParams.pcrs);
-        },
+        params: (w) => writeCreateParams(w, inParams, tpl),
         responseHandles: 1,
         response: (r, [handle]) => {
           expectTransient(title, handle!);
@@ -739,12 +734,7 @@ export class Tpm {
         cc: TPM_CC.Create,
         handles: [ph],
         auths: [{ password: assertAuth(options.auth, title, "options.auth") }],
-        params: (w) => {
-          writeSensitiveCreate(w, inParams.sensitive);
-          writePublic2b(w, tpl);
-          w.tpm2b(inParams.outsideInfo);
-          writePcrSelection(w, inParams.pcrs);
-        },
+        params: (w) => writeCreateParams(w, inParams, tpl),
         response: (r) => {
           const priv = readPrivate(r, title);
           const pub = readPublic2b(r);
@@ -1502,6 +1492,14 @@ function checkTemplate(t: unknown, title: string, name = "template"): TpmtPublic
     throw new TpmArgumentError(`${title}: ${name} is not a valid TPMT_PUBLIC: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
   }
   return t as TpmtPublic;
+}
+
+/** The parameter area TPM2_CreatePrimary and TPM2_Create share: inSensitive, inPublic, outsideInfo, creationPCR (Part 3 §12.1.2, §24.1.2). */
+function writeCreateParams(w: TpmWriter, inParams: ReturnType<typeof creationParams>, tpl: TpmtPublic): void {
+  writeSensitiveCreate(w, inParams.sensitive);
+  writePublic2b(w, tpl);
+  w.tpm2b(inParams.outsideInfo);
+  writePcrSelection(w, inParams.pcrs);
 }
 
 function creationParams(o: CreateOptions, title: string): { sensitive: SensitiveCreate; outsideInfo: Uint8Array; pcrs: PcrSelect[] } {
