@@ -1,6 +1,7 @@
 /**
  * Capability commands (TPM 2.0 Part 3 §30): TPM2_GetCapability for every TPM_CAP (Part 2 §6.12),
- * with the paging (property, count, moreData) swtpm 0.7.1 / libtpms 0.9 give (measured).
+ * with the paging (property, count, moreData) swtpm 0.7.1 / libtpms 0.9 give (measured), and
+ * TPM2_TestParms.
  *
  * @packageDocumentation
  */
@@ -36,7 +37,10 @@ import { type In, type Out, P, Rc } from "../engine/marshal.js";
 import { NV_DATA_MAX, NV_INDICES_MAX, PERSISTENT_OBJECTS_MAX, nvType } from "../state.js";
 import { objectSlotsUsed } from "../engine/objects.js";
 import { MAX_OBJECT_CONTEXT_BYTES, MAX_SESSION_CONTEXT_BYTES } from "../engine/contexts.js";
-import { COMMAND_ATTRIBUTES, HASH_IMPLS, PCR_COUNT, PCR_PROPERTIES, PCR_SELECT_SIZE } from "../tables.js";
+import { COMMAND_ATTRIBUTES, HASH_IMPLS, PCR_COUNT, PCR_PROPERTIES, PCR_SELECT_SIZE, hashImpl } from "../tables.js";
+import { AES_KEY_SIZES, RSA_KEY_SIZES, SYM_MODES } from "../engine/objects.js";
+import { CURVES } from "../engine/ecc.js";
+import { hierarchyState } from "./hierarchy.js";
 
 /** The permanent handles TPM_CAP_HANDLES lists (TPM_HT_PERMANENT). */
 const PERMANENT_HANDLES = [TPM_RH.OWNER, TPM_RH.NULL, TPM_RS.PW, TPM_RH.LOCKOUT, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM, TPM_RH.PLATFORM_NV];
@@ -150,12 +154,16 @@ function getCapability(t: Engine, inp: In, out: Out): void {
       break;
     }
     case TPM_CAP.AUTH_POLICIES: {
-      // TPML_TAGGED_POLICY; no hierarchy has a policy (TPM_ALG_NULL)
+      // TPML_TAGGED_POLICY: each hierarchy's TPMT_HA (TPM_ALG_NULL while its policy is the Empty
+      // Buffer; the TPM2_SetPrimaryPolicy hash and digest otherwise; swtpm 0.7.1, measured)
       if (property >>> 24 !== TPM_HT.PERMANENT) throw new Rc(P(TPM_RC.VALUE, 2));
       const list = [TPM_RH.OWNER, TPM_RH.LOCKOUT, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM].filter((x) => x >= property);
+      const policies = hierarchyState(t).policies;
       more = emit(out, list, count, MAX_TAGGED_POLICIES, (x) => {
         out.u32(x);
-        out.u16(TPM_ALG.NULL);
+        const p = policies.get(x);
+        out.u16(p ? p.alg : TPM_ALG.NULL);
+        if (p) out.bytes(p.policy);
       });
       break;
     }
@@ -243,7 +251,12 @@ function variableProperties(t: Engine): [number, number][] {
     (t.inLockout() ? TPMA_PERMANENT.INLOCKOUT : 0) |
     TPMA_PERMANENT.TPMGENERATEDEPS;
   const counters = ps.nv.filter((x) => nvType(x.attributes) === TPM_NT.COUNTER).length;
-  const enabled = TPMA_STARTUP_CLEAR.PHENABLE | TPMA_STARTUP_CLEAR.SHENABLE | TPMA_STARTUP_CLEAR.EHENABLE | TPMA_STARTUP_CLEAR.PHENABLENV;
+  const hs = hierarchyState(t);
+  const enabled =
+    (hs.phEnable ? TPMA_STARTUP_CLEAR.PHENABLE : 0) |
+    (hs.shEnable ? TPMA_STARTUP_CLEAR.SHENABLE : 0) |
+    (hs.ehEnable ? TPMA_STARTUP_CLEAR.EHENABLE : 0) |
+    (hs.phEnableNV ? TPMA_STARTUP_CLEAR.PHENABLENV : 0);
   return [
     [TPM_PT.PERMANENT, permanent],
     // orderly when the last Startup followed an orderly Shutdown (it stays so until the next
@@ -271,5 +284,80 @@ function variableProperties(t: Engine): [number, number][] {
   ];
 }
 
+// TPM2_TestParms checks everything as it unmarshals TPMT_PUBLIC_PARMS (reference code: the action
+// does nothing), so every refusal is an unmarshal code about parameter 1: an algorithm, mode,
+// scheme or size SoftTpm does not implement is refused as a TPM that lacks it refuses it.
+
+/** A hash algorithm of a scheme (TPMI_ALG_HASH, NULL not allowed): TPM_RC_HASH. */
+function testHash(inp: In): void {
+  if (!hashImpl(inp.u16())) throw new Rc(P(TPM_RC.HASH, 1));
+}
+
+/**
+ * TPMT_SYM_DEF_OBJECT (Part 2 §11.1.7): AES with 128/192/256 bits (else TPM_RC_VALUE) and a mode
+ * SoftTpm implements (else TPM_RC_MODE); another algorithm is TPM_RC_SYMMETRIC, and so is
+ * TPM_ALG_NULL where `allowNull` is false (a symmetric cipher object).
+ */
+function testSymDef(inp: In, allowNull: boolean): void {
+  const alg = inp.u16();
+  if (alg === TPM_ALG.NULL && allowNull) return;
+  if (alg !== TPM_ALG.AES) throw new Rc(P(TPM_RC.SYMMETRIC, 1));
+  if (!AES_KEY_SIZES.includes(inp.u16())) throw new Rc(P(TPM_RC.VALUE, 1));
+  if (!SYM_MODES.includes(inp.u16())) throw new Rc(P(TPM_RC.MODE, 1));
+}
+
+/** A scheme from `withHash` (details: a hash), `bare` (no details) or NULL; another is TPM_RC_VALUE. */
+function testScheme(inp: In, withHash: readonly number[], bare: readonly number[]): void {
+  const scheme = inp.u16();
+  if (scheme === TPM_ALG.NULL || bare.includes(scheme)) return;
+  if (!withHash.includes(scheme)) throw new Rc(P(TPM_RC.VALUE, 1));
+  testHash(inp);
+}
+
+/**
+ * TPM2_TestParms, Part 3 §30.3: TPM_RC_SUCCESS when SoftTpm supports the parameter set (RSA
+ * 1024/2048/3072, ECC NIST P-256/P-384 without a KDF, AES-128/192/256, keyed-hash with HMAC or XOR
+ * over SHA-1/256/384/512). Codes as swtpm 0.7.1 gives them (measured) where SoftTpm implements
+ * the same; a curve, KDF or key size swtpm has and SoftTpm lacks gets TPM_RC_CURVE, TPM_RC_KDF or
+ * TPM_RC_VALUE.
+ */
+function testParms(inp: In): void {
+  const type = inp.u16(); // TPMI_ALG_PUBLIC
+  switch (type) {
+    case TPM_ALG.RSA:
+      testSymDef(inp, true);
+      testScheme(inp, [TPM_ALG.RSASSA, TPM_ALG.RSAPSS, TPM_ALG.OAEP], [TPM_ALG.RSAES]);
+      if (!RSA_KEY_SIZES.includes(inp.u16())) throw new Rc(P(TPM_RC.VALUE, 1)); // TPMI_RSA_KEY_BITS
+      inp.u32(); // exponent: any value unmarshals
+      break;
+    case TPM_ALG.ECC:
+      testSymDef(inp, true);
+      testScheme(inp, [TPM_ALG.ECDSA, TPM_ALG.ECDH], []);
+      if (!CURVES.has(inp.u16())) throw new Rc(P(TPM_RC.CURVE, 1)); // TPMI_ECC_CURVE
+      // the NIST curves need no KDF; SoftTpm's objects refuse one (Part 2 §12.2.3.6)
+      if (inp.u16() !== TPM_ALG.NULL) throw new Rc(P(TPM_RC.KDF, 1));
+      break;
+    case TPM_ALG.SYMCIPHER:
+      testSymDef(inp, false);
+      break;
+    case TPM_ALG.KEYEDHASH: {
+      const scheme = inp.u16(); // TPMI_ALG_KEYEDHASH_SCHEME+
+      if (scheme === TPM_ALG.HMAC) testHash(inp);
+      else if (scheme === TPM_ALG.XOR) {
+        testHash(inp);
+        // TPMI_ALG_KDF: SoftTpm's KDF is KDFa (SP800-108, Part 1 §11.4.10.2)
+        if (inp.u16() !== TPM_ALG.KDF1_SP800_108) throw new Rc(P(TPM_RC.KDF, 1));
+      } else if (scheme !== TPM_ALG.NULL) throw new Rc(P(TPM_RC.VALUE, 1));
+      break;
+    }
+    default:
+      throw new Rc(P(TPM_RC.TYPE, 1));
+  }
+  inp.done();
+}
+
 /** Part 3 §30 in the dispatch table. */
-export const capabilityCommands: CommandEntries = [[TPM_CC.GetCapability, { handles: [], auth: 0, run: (t, _h, i, o) => getCapability(t, i, o) }]];
+export const capabilityCommands: CommandEntries = [
+  [TPM_CC.GetCapability, { handles: [], auth: 0, run: (t, _h, i, o) => getCapability(t, i, o) }],
+  [TPM_CC.TestParms, { handles: [], auth: 0, run: (_t, _h, i) => testParms(i) }],
+];

@@ -1,22 +1,22 @@
 /**
  * Hashing: TPM2_Hash (TPM 2.0 Part 3 §15.4) and the hash and event sequences of Part 3 §17
  * (TPM2_HashSequenceStart, TPM2_SequenceUpdate, TPM2_SequenceComplete,
- * TPM2_EventSequenceComplete), with TPMT_TK_HASHCHECK tickets.
+ * TPM2_EventSequenceComplete, TPM2_HMAC_Start), with TPMT_TK_HASHCHECK tickets.
  *
  * @packageDocumentation
  */
 import { hmac } from "@noble/hashes/hmac.js";
 import { sha512 } from "@noble/hashes/sha2.js";
 import { concatBytes, u32be } from "../../wire/bytes.js";
-import { TPM_ALG, TPM_CC, TPM_GENERATED_VALUE, TPM_RC, TPM_RH, TPM_ST } from "../../wire/constants.js";
+import { TPM_ALG, TPM_CC, TPM_GENERATED_VALUE, TPM_RC, TPM_RH, TPM_ST, TPMA_OBJECT } from "../../wire/constants.js";
 import { trimZeros } from "../engine/auth.js";
 import type { CommandEntries } from "../engine/dispatch.js";
 import type { Engine } from "../engine/engine.js";
 import { SOFTTPM_MAX_BUFFER } from "../engine/limits.js";
-import { allocTransient } from "../engine/objects.js";
+import { allocTransient, findObject } from "../engine/objects.js";
 import { H, type In, type Out, P, Rc } from "../engine/marshal.js";
 import { AUTH_MAX } from "../state.js";
-import { HASH_IMPLS, hashImpl } from "../tables.js";
+import { HASH_IMPLS, type HashImpl, hashImpl } from "../tables.js";
 import { checkExtendLocality, extendBank, extendTargets } from "./pcr.js";
 
 /** Does `d` start with TPM_GENERATED_VALUE? Such data gets no ticket (Part 3 §15.4). */
@@ -87,6 +87,62 @@ function hashSequenceStart(t: Engine, inp: In): void {
   t.rHandle = handle;
 }
 
+/**
+ * An incremental HMAC (RFC 2104) over one of the TPM's hashes: H((K ⊕ opad) ‖ H((K ⊕ ipad) ‖
+ * data)), a key longer than the hash's block first hashed. The block is 64 bytes for SHA-1 and
+ * SHA-256, 128 for SHA-384 and SHA-512 (FIPS 180-4 §1).
+ */
+function hmacHasher(a: HashImpl, key: Uint8Array): { update(d: Uint8Array): unknown; digest(): Uint8Array } {
+  const block = a.size > 32 ? 128 : 64;
+  const k = new Uint8Array(block);
+  k.set(key.length > block ? a.hash(key) : key);
+  const inner = a.create();
+  inner.update(k.map((x) => x ^ 0x36));
+  return {
+    update: (d: Uint8Array) => inner.update(d),
+    digest: () => {
+      const outer = a.create();
+      outer.update(k.map((x) => x ^ 0x5c));
+      outer.update(inner.digest());
+      return outer.digest();
+    },
+  };
+}
+
+/**
+ * TPM2_HMAC_Start, Part 3 §17.2: an HMAC sequence keyed by a loaded keyed-hash object that is
+ * unrestricted and has `sign` (checked in the order of the reference code, HMAC_Start.c:
+ * TPM_RC_TYPE, TPM_RC_ATTRIBUTES, TPM_RC_KEY on the handle), with the key's scheme hash, or
+ * hashAlg when the scheme is NULL (TPM_RC_VALUE + P2 when neither, or both and they differ).
+ * SequenceComplete of an HMAC sequence returns the HMAC with a NULL ticket (Part 3 §17.5).
+ */
+function hmacStart(t: Engine, h: number[], inp: In): void {
+  const auth = inp.tpm2b(AUTH_MAX);
+  inp.param = 2;
+  const inHash = inp.u16();
+  // hashAlg is a TPMI_ALG_MAC_SCHEME+ (Part 3 §17.2, rev 1.59): a hash, TPM_ALG_CMAC or NULL;
+  // anything else is TPM_RC_SYMMETRIC + P2 (swtpm 0.7.1, measured)
+  if (inHash !== TPM_ALG.NULL && inHash !== TPM_ALG.CMAC && !hashImpl(inHash)) throw new Rc(P(TPM_RC.SYMMETRIC, 2));
+  inp.done();
+  const key = findObject(t, h[0]!)!;
+  if (key.pub.type !== TPM_ALG.KEYEDHASH) throw new Rc(H(TPM_RC.TYPE, 1));
+  if (key.pub.objectAttributes & TPMA_OBJECT.RESTRICTED) throw new Rc(H(TPM_RC.ATTRIBUTES, 1));
+  if (!(key.pub.objectAttributes & TPMA_OBJECT.SIGN_ENCRYPT)) throw new Rc(H(TPM_RC.KEY, 1));
+  const own = key.pub.scheme.scheme === TPM_ALG.NULL ? TPM_ALG.NULL : key.pub.scheme.hashAlg;
+  const alg = own === TPM_ALG.NULL ? inHash : inHash === TPM_ALG.NULL || inHash === own ? own : TPM_ALG.NULL;
+  const a = hashImpl(alg); // CMAC with a keyed-hash key: TPM_RC_VALUE + P2 (swtpm 0.7.1, measured)
+  if (!a) throw new Rc(P(TPM_RC.VALUE, 2));
+  const handle = allocTransient(t); // TPM_RC_OBJECT_MEMORY when the object slots are full
+  t.sequences.set(handle, {
+    handle,
+    alg: a,
+    hashers: [hmacHasher(a, key.sensitive.sensitive)],
+    authValue: trimZeros(auth).slice(),
+    ticketSafe: false, // an HMAC is never given a ticket
+  });
+  t.rHandle = handle;
+}
+
 /** TPM2_SequenceUpdate, Part 3 §17.4. */
 function sequenceUpdate(t: Engine, h: number[], inp: In): void {
   const data = inp.tpm2b(SOFTTPM_MAX_BUFFER);
@@ -138,6 +194,7 @@ function eventSequenceComplete(t: Engine, h: number[], inp: In, out: Out, locali
 export const hashCommands: CommandEntries = [
   [TPM_CC.Hash, { handles: [], auth: 0, run: (t, _h, i, o) => hash(t, i, o) }],
   [TPM_CC.HashSequenceStart, { handles: [], auth: 0, rHandle: true, run: (t, _h, i) => hashSequenceStart(t, i) }],
+  [TPM_CC.HMAC_Start, { handles: ["object"], auth: 1, rHandle: true, run: (t, h, i) => hmacStart(t, h, i) }],
   [TPM_CC.SequenceUpdate, { decrypt: true, handles: ["sequence"], auth: 1, run: (t, h, i) => sequenceUpdate(t, h, i) }],
   [TPM_CC.SequenceComplete, { decrypt: true, encrypt: true, handles: ["sequence"], auth: 1, run: (t, h, i, o) => sequenceComplete(t, h, i, o) }],
   [TPM_CC.EventSequenceComplete, { decrypt: true, handles: ["pcr+null", "sequence"], auth: 2, run: (t, h, i, o, l) => eventSequenceComplete(t, h, i, o, l) }],

@@ -1,7 +1,11 @@
 /**
- * Hierarchy commands (TPM 2.0 Part 3 §24): TPM2_CreatePrimary, TPM2_Clear, TPM2_ClearControl
- * and TPM2_HierarchyChangeAuth. (HierarchyControl, SetPrimaryPolicy and ChangePPS/EPS are not
- * implemented yet.)
+ * Hierarchy commands (TPM 2.0 Part 3 §24): TPM2_CreatePrimary, TPM2_HierarchyControl,
+ * TPM2_SetPrimaryPolicy, TPM2_Clear, TPM2_ClearControl and TPM2_HierarchyChangeAuth.
+ * (ChangePPS/EPS are not implemented.)
+ *
+ * The hierarchy enables (phEnable, shEnable, ehEnable, phEnableNV) and the hierarchy policies are
+ * kept in memory, per engine, outside the state blob: the policies of the owner, endorsement and
+ * lockout hierarchies survive power cycles of the same SoftTpm but are not saved to its storage.
  *
  * @packageDocumentation
  */
@@ -9,7 +13,8 @@ import { TPM_ALG, TPM_CC, TPM_RC, TPM_RH, TPMA_NV } from "../../wire/constants.j
 import { trimZeros } from "../engine/auth.js";
 import type { CommandEntries } from "../engine/dispatch.js";
 import type { Engine } from "../engine/engine.js";
-import { EMPTY, type In, type Out, P, Rc } from "../engine/marshal.js";
+import { EMPTY, H, type In, type Out, P, Rc } from "../engine/marshal.js";
+import { hashImpl } from "../tables.js";
 import { allocTransient } from "../engine/objects.js";
 import { u32be } from "../../wire/bytes.js";
 import { createPrimaryObject, readCreateParams, writeCreation } from "./object.js";
@@ -17,12 +22,81 @@ import { AUTH_MAX, deriveSeed } from "../state.js";
 import { flushHierarchyObjects } from "../engine/objects.js";
 import { noteCounterGone } from "./nv.js";
 
+/** The volatile hierarchy state and the hierarchy policies of one engine. */
+export interface HierarchyState {
+  /** TPMA_STARTUP_CLEAR phEnable, shEnable, ehEnable, phEnableNV (Part 2 §8.7). */
+  phEnable: boolean;
+  shEnable: boolean;
+  ehEnable: boolean;
+  phEnableNV: boolean;
+  /** authPolicy and its hash per hierarchy handle (TPM2_SetPrimaryPolicy); absent: the Empty Buffer. */
+  policies: Map<number, { policy: Uint8Array; alg: number }>;
+  /** resetCount and restartCount when the enables were last valid (any Startup changes one). */
+  epoch: string;
+}
+
+const HIERARCHY_STATE = new WeakMap<Engine, HierarchyState>();
+
+function epochOf(t: Engine): string {
+  return `${t.ps.resetCount}/${t.ps.restartCount}`;
+}
+
+/**
+ * The hierarchy state of `t`. The enables are SET again and the platform policy is emptied by
+ * every TPM2_Startup (Part 1 §13.3-§13.4: phEnable, shEnable and ehEnable are set by TPM Reset
+ * and TPM Restart). SoftTpm notices a Startup by resetCount/restartCount changing, so it sets them
+ * on a TPM Resume too (a TPM keeps them there).
+ */
+export function hierarchyState(t: Engine): HierarchyState {
+  let s = HIERARCHY_STATE.get(t);
+  const epoch = epochOf(t);
+  if (!s) {
+    s = { phEnable: true, shEnable: true, ehEnable: true, phEnableNV: true, policies: new Map(), epoch };
+    HIERARCHY_STATE.set(t, s);
+  } else if (s.epoch !== epoch) {
+    s.phEnable = s.shEnable = s.ehEnable = s.phEnableNV = true;
+    s.policies.delete(TPM_RH.PLATFORM); // platformPolicy is volatile like platformAuth
+    s.epoch = epoch;
+  }
+  return s;
+}
+
+/**
+ * Is the hierarchy `h` enabled? TPM_RH_OWNER, _ENDORSEMENT, _PLATFORM and _PLATFORM_NV can be
+ * disabled by TPM2_HierarchyControl; every other handle is "enabled".
+ */
+export function hierarchyEnabled(t: Engine, h: number): boolean {
+  const s = hierarchyState(t);
+  if (h === TPM_RH.OWNER) return s.shEnable;
+  if (h === TPM_RH.ENDORSEMENT) return s.ehEnable;
+  if (h === TPM_RH.PLATFORM) return s.phEnable;
+  if (h === TPM_RH.PLATFORM_NV) return s.phEnable && s.phEnableNV;
+  return true;
+}
+
+/**
+ * A disabled hierarchy in handle `n`: TPM_RC_HIERARCHY + H + n (swtpm 0.7.1, measured, for
+ * CreatePrimary, HierarchyChangeAuth, SetPrimaryPolicy, HierarchyControl and ClockSet).
+ */
+export function checkHierarchyEnabled(t: Engine, h: number, n: number): void {
+  if (!hierarchyEnabled(t, h)) throw new Rc(H(TPM_RC.HIERARCHY, n));
+}
+
+/**
+ * The authPolicy of hierarchy `h` (TPM_RH_OWNER, _ENDORSEMENT, _PLATFORM, _LOCKOUT) set by
+ * TPM2_SetPrimaryPolicy, with its hash; undefined while it is the Empty Buffer.
+ */
+export function hierarchyPolicy(t: Engine, h: number): { policy: Uint8Array; alg: number } | undefined {
+  return hierarchyState(t).policies.get(h);
+}
+
 /**
  * TPM2_CreatePrimary, Part 3 §24.1: a primary object derived from the hierarchy's primary seed
  * and the template (Part 1 §27.3), loaded; the same template gives the same object until the
  * seed changes (TPM2_Clear for the owner hierarchy, every TPM Reset for TPM_RH_NULL).
  */
 function createPrimary(t: Engine, h: number[], inp: In, out: Out, locality: number): void {
+  checkHierarchyEnabled(t, h[0]!, 1);
   const p = readCreateParams(inp);
   const handle = allocTransient(t);
   const o = createPrimaryObject(t, h[0]!, p, handle);
@@ -34,8 +108,10 @@ function createPrimary(t: Engine, h: number[], inp: In, out: Out, locality: numb
 }
 
 /** TPM2_Clear, Part 3 §24.6. */
-function clear(t: Engine, inp: In): void {
+function clear(t: Engine, h: number[], inp: In): void {
   inp.done();
+  checkHierarchyEnabled(t, h[0]!, 1);
+  const hs = hierarchyState(t); // before the counters change below
   const ps = t.ps;
   if (ps.disableClear) throw new Rc(TPM_RC.DISABLED);
   ps.ownerAuth = EMPTY;
@@ -64,6 +140,11 @@ function clear(t: Engine, inp: In): void {
   ps.resetCount = 0;
   ps.restartCount = 0;
   ps.clockSafe = true;
+  // ... and empties the owner, endorsement and lockout policies (Part 3 §24.6); the enables stay
+  hs.policies.delete(TPM_RH.OWNER);
+  hs.policies.delete(TPM_RH.ENDORSEMENT);
+  hs.policies.delete(TPM_RH.LOCKOUT);
+  hs.epoch = epochOf(t);
   t.markDirty();
 }
 
@@ -79,6 +160,7 @@ function clearControl(t: Engine, h: number[], inp: In): void {
 
 /** TPM2_HierarchyChangeAuth, Part 3 §24.8. */
 function hierarchyChangeAuth(t: Engine, h: number[], inp: In): void {
+  checkHierarchyEnabled(t, h[0]!, 1);
   const auth = trimZeros(inp.tpm2b(AUTH_MAX)); // TPM2B_AUTH
   inp.done();
   const v = auth.slice();
@@ -102,10 +184,78 @@ function hierarchyChangeAuth(t: Engine, h: number[], inp: In): void {
   t.markDirty();
 }
 
+/**
+ * TPM2_HierarchyControl, Part 3 §24.2: enables or disables a hierarchy. Only the platform may
+ * touch phEnable / phEnableNV or enable a hierarchy that is disabled (its own handle is then
+ * disabled too); the owner and endorsement hierarchies may disable themselves. A disabled
+ * hierarchy's loaded objects are flushed. Codes as swtpm 0.7.1 gives them (measured).
+ */
+function hierarchyControl(t: Engine, h: number[], inp: In): void {
+  const auth = h[0]!;
+  if (auth === TPM_RH.NULL) throw new Rc(H(TPM_RC.VALUE, 1)); // TPMI_RH_HIERARCHY without NULL
+  checkHierarchyEnabled(t, auth, 1);
+  const enable = inp.u32(); // TPMI_RH_ENABLES
+  if (enable !== TPM_RH.OWNER && enable !== TPM_RH.ENDORSEMENT && enable !== TPM_RH.PLATFORM && enable !== TPM_RH.PLATFORM_NV) throw new Rc(P(TPM_RC.VALUE, 1));
+  inp.param = 2;
+  const state = inp.u8(); // TPMI_YES_NO
+  if (state > 1) throw new Rc(P(TPM_RC.VALUE, 2));
+  inp.done();
+  if (auth !== TPM_RH.PLATFORM) {
+    // the owner may only change shEnable, the endorsement hierarchy only ehEnable
+    if (enable !== auth) throw new Rc(TPM_RC.AUTH_TYPE);
+  }
+  const s = hierarchyState(t);
+  const on = state === 1;
+  let was: boolean;
+  switch (enable) {
+    case TPM_RH.OWNER:
+      was = s.shEnable;
+      s.shEnable = on;
+      break;
+    case TPM_RH.ENDORSEMENT:
+      was = s.ehEnable;
+      s.ehEnable = on;
+      break;
+    case TPM_RH.PLATFORM:
+      was = s.phEnable;
+      s.phEnable = on;
+      break;
+    default:
+      was = s.phEnableNV;
+      s.phEnableNV = on;
+  }
+  if (was === on) return;
+  // a disabled hierarchy's transient objects go (reference code, ObjectFlushHierarchy)
+  if (!on && enable !== TPM_RH.PLATFORM_NV) flushHierarchyObjects(t, (x) => x === enable);
+  // the state-clear data changed: a preceding Shutdown no longer counts (g_clearOrderly)
+  if (t.shutdownIssued) t.invalidateOrderly();
+}
+
+/**
+ * TPM2_SetPrimaryPolicy, Part 3 §24.3: sets the authPolicy of a hierarchy (TPM_RH_LOCKOUT,
+ * _OWNER, _ENDORSEMENT, _PLATFORM). The digest must have the size of hashAlg (TPM_ALG_NULL: empty),
+ * else TPM_RC_SIZE + P + 1 (swtpm 0.7.1, measured).
+ */
+function setPrimaryPolicy(t: Engine, h: number[], inp: In): void {
+  checkHierarchyEnabled(t, h[0]!, 1);
+  const policy = inp.tpm2b(AUTH_MAX); // TPM2B_DIGEST
+  inp.param = 2;
+  const alg = inp.u16(); // TPMI_ALG_HASH+
+  if (alg !== TPM_ALG.NULL && !hashImpl(alg)) throw new Rc(P(TPM_RC.HASH, 2));
+  inp.done();
+  const size = alg === TPM_ALG.NULL ? 0 : hashImpl(alg)!.size;
+  if (policy.length !== size) throw new Rc(P(TPM_RC.SIZE, 1));
+  const s = hierarchyState(t);
+  if (policy.length === 0) s.policies.delete(h[0]!);
+  else s.policies.set(h[0]!, { policy: policy.slice(), alg });
+}
+
 /** Part 3 §24 in the dispatch table. */
 export const hierarchyCommands: CommandEntries = [
   [TPM_CC.CreatePrimary, { decrypt: true, encrypt: true, handles: ["hierarchy"], auth: 1, rHandle: true, run: (t, h, i, o, l) => createPrimary(t, h, i, o, l) }],
-  [TPM_CC.Clear, { handles: ["clear"], auth: 1, changes: true, run: (t, _h, i) => clear(t, i) }],
+  [TPM_CC.HierarchyControl, { handles: ["hierarchy"], auth: 1, run: (t, h, i) => hierarchyControl(t, h, i) }],
+  [TPM_CC.SetPrimaryPolicy, { decrypt: true, handles: ["hierarchyAuth"], auth: 1, run: (t, h, i) => setPrimaryPolicy(t, h, i) }],
+  [TPM_CC.Clear, { handles: ["clear"], auth: 1, changes: true, run: (t, h, i) => clear(t, h, i) }],
   [TPM_CC.ClearControl, { handles: ["clear"], auth: 1, run: (t, h, i) => clearControl(t, h, i) }],
   [TPM_CC.HierarchyChangeAuth, { decrypt: true, handles: ["hierarchyAuth"], auth: 1, run: (t, h, i) => hierarchyChangeAuth(t, h, i) }],
 ];

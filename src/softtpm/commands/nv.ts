@@ -240,12 +240,29 @@ function nvReadPublic(t: Engine, h: number[], inp: In, out: Out): void {
   out.bytes(a.hash(pub));
 }
 
+/**
+ * TPM2_NV_ChangeAuth, Part 3 §31.8: the index's authValue becomes newAuth (trailing zeros
+ * dropped, Part 1 §19.8.4), at most the size of its nameAlg's digest (TPM_RC_SIZE + P1). The
+ * nvIndex is authorized in the ADMIN role, which for an NV index only a policy session can give
+ * (Part 1 §19.7.2; the engine's authorization checks it).
+ */
+function nvChangeAuth(t: Engine, h: number[], inp: In): void {
+  const newAuth = inp.tpm2b(AUTH_MAX);
+  inp.done();
+  const nv = t.nv(h[0]!)!;
+  const value = trimZeros(newAuth);
+  if (value.length > hashImpl(nv.nameAlg)!.size) throw new Rc(P(TPM_RC.SIZE, 1));
+  nv.authValue = value.slice();
+  t.markDirty();
+}
+
 /** Part 3 §31 in the dispatch table. */
 export const nvCommands: CommandEntries = [
   [TPM_CC.NV_DefineSpace, { decrypt: true, handles: ["provision"], auth: 1, run: (t, h, i) => nvDefineSpace(t, h, i) }],
   [TPM_CC.NV_UndefineSpace, { handles: ["provision", "nvIndex"], auth: 1, run: (t, h, i) => nvUndefineSpace(t, h, i) }],
   [TPM_CC.NV_Write, { decrypt: true, handles: ["nvAuth", "nvIndex"], auth: 1, run: (t, h, i) => nvWrite(t, h, i) }],
   [TPM_CC.NV_Read, { encrypt: true, handles: ["nvAuth", "nvIndex"], auth: 1, run: (t, h, i, o) => nvRead(t, h, i, o) }],
+  [TPM_CC.NV_ChangeAuth, { decrypt: true, handles: ["nvIndex"], auth: 1, run: (t, h, i) => nvChangeAuth(t, h, i) }],
   [TPM_CC.NV_ReadPublic, { handles: ["nvIndex"], auth: 0, run: (t, h, i, o) => nvReadPublic(t, h, i, o) }],
   [TPM_CC.NV_Increment, { handles: ["nvAuth", "nvIndex"], auth: 1, run: (t, h, i) => nvIncrement(t, h, i) }],
   [TPM_CC.NV_Extend, { decrypt: true, handles: ["nvAuth", "nvIndex"], auth: 1, run: (t, h, i) => nvExtend(t, h, i) }],

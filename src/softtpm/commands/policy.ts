@@ -326,6 +326,65 @@ function policyAuthorize(t: Engine, h: number[], inp: In): void {
   policyUpdate(sess, p, TPM_CC.PolicyAuthorize, keySign, policyRef);
 }
 
+/**
+ * TPM2_PolicyLocality, Part 3 §23.8: the command must come from one of the localities of the
+ * TPMA_LOCALITY (bits 0–4), or from the one extended locality (32–255). Zero is TPM_RC_RANGE
+ * + P1; a second assertion narrows lower localities to the intersection, which must not be
+ * empty, and an extended locality must repeat the earlier one (TPM_RC_RANGE + P1; reference
+ * code, PolicyLocality.c). The digest takes the locality as given.
+ */
+function policyLocality(t: Engine, h: number[], inp: In): void {
+  const locality = inp.u8();
+  inp.done();
+  const { sess, p } = policyOf(t, h[0]!);
+  if (locality === 0) throw new Rc(P(TPM_RC.RANGE, 1));
+  let next = locality;
+  const prev = p.locality ?? 0;
+  if (prev !== 0) {
+    if (locality <= 31) {
+      if (prev > 31) throw new Rc(P(TPM_RC.RANGE, 1));
+      next = locality & prev;
+      if (next === 0) throw new Rc(P(TPM_RC.RANGE, 1));
+    } else if (prev !== locality) {
+      throw new Rc(P(TPM_RC.RANGE, 1));
+    }
+  }
+  extend(sess, p, TPM_CC.PolicyLocality, Uint8Array.of(locality));
+  p.locality = next;
+}
+
+/**
+ * The digest of PolicyCpHash, PolicyNameHash and PolicyTemplate (Part 3 §23.13, §23.14,
+ * §23.21): the session hash's size (TPM_RC_SIZE + P1), and the session holds one such digest
+ * (reference code: one union): another kind, or the same kind with another digest, is
+ * TPM_RC_CPHASH.
+ */
+function setCpHash(t: Engine, h: number[], inp: In, cc: number, kind: "cpHash" | "nameHash" | "template"): void {
+  const digest = inp.tpm2b(MAX_DIGEST);
+  inp.done();
+  const { sess, p } = policyOf(t, h[0]!);
+  if (digest.length !== sess.authHash.size) throw new Rc(P(TPM_RC.SIZE, 1));
+  const c = p.cpHash;
+  if (c && (c.kind !== kind || kind === "nameHash" || !equal(c.digest, digest))) throw new Rc(TPM_RC.CPHASH);
+  extend(sess, p, cc, digest);
+  p.cpHash = { kind, digest: digest.slice() };
+}
+
+/**
+ * TPM2_PolicyNvWritten, Part 3 §23.20: the authorized NV index must (writtenSet YES) or must
+ * not (NO) have TPMA_NV_WRITTEN; writtenSet is a TPMI_YES_NO (TPM_RC_VALUE + P1), and a second
+ * assertion that contradicts the first is TPM_RC_VALUE + P1.
+ */
+function policyNvWritten(t: Engine, h: number[], inp: In): void {
+  const writtenSet = inp.u8();
+  if (writtenSet > 1) throw new Rc(P(TPM_RC.VALUE, 1));
+  inp.done();
+  const { sess, p } = policyOf(t, h[0]!);
+  if (p.nvWritten !== undefined && p.nvWritten !== (writtenSet === 1)) throw new Rc(P(TPM_RC.VALUE, 1));
+  extend(sess, p, TPM_CC.PolicyNvWritten, Uint8Array.of(writtenSet));
+  p.nvWritten = writtenSet === 1;
+}
+
 /** TPM2_PolicyGetDigest, Part 3 §23.19. */
 function policyGetDigest(t: Engine, h: number[], inp: In, out: Out): void {
   inp.done();
@@ -352,4 +411,9 @@ export const policyCommands: CommandEntries = [
   [TPM_CC.PolicyRestart, { handles: ["policySession"], auth: 0, run: (t, h, i) => policyRestart(t, h, i) }],
   [TPM_CC.PolicyGetDigest, { handles: ["policySession"], auth: 0, encrypt: true, run: (t, h, i, o) => policyGetDigest(t, h, i, o) }],
   [TPM_CC.PolicyPassword, { handles: ["policySession"], auth: 0, run: (t, h, i) => policyPassword(t, h, i) }],
+  [TPM_CC.PolicyLocality, { handles: ["policySession"], auth: 0, run: (t, h, i) => policyLocality(t, h, i) }],
+  [TPM_CC.PolicyCpHash, { handles: ["policySession"], auth: 0, decrypt: true, run: (t, h, i) => setCpHash(t, h, i, TPM_CC.PolicyCpHash, "cpHash") }],
+  [TPM_CC.PolicyNameHash, { handles: ["policySession"], auth: 0, decrypt: true, run: (t, h, i) => setCpHash(t, h, i, TPM_CC.PolicyNameHash, "nameHash") }],
+  [TPM_CC.PolicyTemplate, { handles: ["policySession"], auth: 0, decrypt: true, run: (t, h, i) => setCpHash(t, h, i, TPM_CC.PolicyTemplate, "template") }],
+  [TPM_CC.PolicyNvWritten, { handles: ["policySession"], auth: 0, run: (t, h, i) => policyNvWritten(t, h, i) }],
 ];

@@ -38,6 +38,15 @@ export interface PolicyState {
   authValueNeeded: boolean;
   /** TPM2_PolicyPassword: the HMAC field carries the entity's authValue in clear. */
   passwordNeeded: boolean;
+  /**
+   * The digest TPM2_PolicyCpHash, TPM2_PolicyNameHash or TPM2_PolicyTemplate set (one at a time:
+   * the reference code keeps them in one union, `u1`), and which one (undefined: none).
+   */
+  cpHash?: { kind: "cpHash" | "nameHash" | "template"; digest: Uint8Array } | undefined;
+  /** TPMA_LOCALITY from TPM2_PolicyLocality (0 or undefined: any locality). */
+  locality?: number | undefined;
+  /** TPM2_PolicyNvWritten: the TPMA_NV_WRITTEN state the NV index must have (undefined: no check). */
+  nvWritten?: boolean | undefined;
 }
 
 /** Fresh policy data (Part 3 §11.1 and §23.12 PolicyRestart): zero digest, nothing asserted. */
@@ -49,6 +58,9 @@ export function resetPolicy(p: PolicyState, size: number, now: number): void {
   p.commandCode = undefined;
   p.authValueNeeded = false;
   p.passwordNeeded = false;
+  p.cpHash = undefined;
+  p.locality = undefined;
+  p.nvWritten = undefined;
 }
 
 /** `b` without its trailing zero bytes. */
@@ -234,6 +246,9 @@ function entityAuth(t: Engine, code: number, h: number): { value: Uint8Array; da
       t.markDaUsed();
       throw new Rc(TPM_RC.RETRY);
     }
+    // the ADMIN role of an NV index (NV_ChangeAuth, Part 3 §31.8) takes a policy session only
+    // (Part 1 §19.7.2): a password or HMAC session is TPM_RC_AUTH_TYPE (swtpm 0.7.1, measured)
+    if (code === TPM_CC.NV_ChangeAuth) throw new Rc(TPM_RC.AUTH_TYPE);
     const isRead = code === TPM_CC.NV_Read || code === TPM_CC.NV_ReadLock || code === TPM_CC.PolicyNV || code === TPM_CC.NV_Certify;
     if (!(nv.attributes & (isRead ? TPMA_NV.AUTHREAD : TPMA_NV.AUTHWRITE))) throw new Rc(TPM_RC.AUTH_UNAVAILABLE);
     return { value: nv.authValue, daProtected, isLockout: false };
@@ -285,12 +300,12 @@ function sessionHmacKey(t: Engine, sess: HmacSession, code: number, h: number | 
  * session (Part 1 §19.6: HMAC(sessionKey ‖ authValue, cpHash ‖ nonceCaller ‖ nonceTPM ‖ attrs)).
  * A failure counts against dictionary-attack protection as Part 1 §19.8.6 says.
  */
-export function authorize(t: Engine, code: number, handles: number[], nh: number, i: number, cmd: Uint8Array, paramAt: number): void {
+export function authorize(t: Engine, code: number, handles: number[], nh: number, i: number, cmd: Uint8Array, paramAt: number, locality = 0): void {
   const h = handles[i]!;
   const n = i + 1;
   const sess = t.sessionObjs[i];
   if (sess?.policy) {
-    authorizePolicy(t, code, handles, nh, i, cmd, paramAt, sess, sess.policy);
+    authorizePolicy(t, code, handles, nh, i, cmd, paramAt, sess, sess.policy, locality);
     return;
   }
   const ent = entityAuth(t, code, h);
@@ -461,7 +476,8 @@ function entityPolicy(t: Engine, code: number, h: number): { policy: Uint8Array;
     const nv = t.nv(h);
     if (nv) {
       const isRead = code === TPM_CC.NV_Read || code === TPM_CC.NV_ReadLock || code === TPM_CC.PolicyNV || code === TPM_CC.NV_Certify;
-      if (nv.attributes & (isRead ? TPMA_NV.POLICYREAD : TPMA_NV.POLICYWRITE)) return { policy: nv.authPolicy, alg: nv.nameAlg };
+      // the ADMIN role (NV_ChangeAuth) always has the policy (reference code, IsAuthPolicyAvailable)
+      if (code === TPM_CC.NV_ChangeAuth || nv.attributes & (isRead ? TPMA_NV.POLICYREAD : TPMA_NV.POLICYWRITE)) return { policy: nv.authPolicy, alg: nv.nameAlg };
     }
     throw new Rc(TPM_RC.AUTH_UNAVAILABLE);
   }
@@ -478,7 +494,7 @@ function entityPolicy(t: Engine, code: number, h: number): { policy: Uint8Array;
  * the password (PolicyPassword) or the HMAC (keyed with sessionKey, and the authValue after
  * PolicyAuthValue).
  */
-function authorizePolicy(t: Engine, code: number, handles: number[], nh: number, i: number, cmd: Uint8Array, paramAt: number, sess: HmacSession, p: PolicyState): void {
+function authorizePolicy(t: Engine, code: number, handles: number[], nh: number, i: number, cmd: Uint8Array, paramAt: number, sess: HmacSession, p: PolicyState, locality: number): void {
   const h = handles[i]!;
   const n = i + 1;
   const includeAuth = p.authValueNeeded || p.passwordNeeded;
@@ -498,11 +514,52 @@ function authorizePolicy(t: Engine, code: number, handles: number[], nh: number,
   } else if (code === TPM_CC.ObjectChangeAuth && h >>> 24 !== TPM_HT.NV_INDEX) {
     throw new Rc(S(TPM_RC.POLICY_FAIL, n)); // the ADMIN role needs PolicyCommandCode
   }
+  checkPolicyRestrictions(t, code, handles, nh, i, cmd, paramAt, sess, p, locality);
   let ok: boolean;
   if (p.passwordNeeded) ok = authEqual(t.sessionAuths[i]!, ent.value);
   else ok = checkHmac(t, sess, code, handles, nh, i, cmd, paramAt, policyHmacKey(sess, p, ent.value));
   if (ok) return;
   authFailed(t, ent, ent.daProtected, n);
+}
+
+/**
+ * The restrictions PolicyLocality, PolicyCpHash, PolicyNameHash, PolicyTemplate and
+ * PolicyNvWritten put on the command (reference code, SessionProcess.c CheckPolicyAuthSession,
+ * in its order after the command code): the locality (TPM_RC_LOCALITY; an extended locality
+ * must equal it), the cpHash H(commandCode ‖ Names ‖ parameters) (Part 1 §18.7) or the nameHash
+ * H(Names of every handle) with the session hash, the template hash of a Create, CreatePrimary
+ * or CreateLoaded (H(inPublic's data), its second parameter), and the NV index's WRITTEN state;
+ * a mismatch is TPM_RC_POLICY_FAIL + the session.
+ */
+function checkPolicyRestrictions(t: Engine, code: number, handles: number[], nh: number, i: number, cmd: Uint8Array, paramAt: number, sess: HmacSession, p: PolicyState, locality: number): void {
+  const n = i + 1;
+  if (p.locality) {
+    const ok = locality < 5 ? p.locality <= 31 && ((p.locality >>> locality) & 1) === 1 : locality > 31 && p.locality === locality;
+    if (!ok) throw new Rc(TPM_RC.LOCALITY);
+  }
+  const c = p.cpHash;
+  if (c?.kind === "nameHash") {
+    const hh = sess.authHash.create();
+    for (let j = 0; j < nh; j++) hh.update(nameOf(t, handles[j]!));
+    if (!constantTimeEqual(hh.digest(), c.digest)) throw new Rc(S(TPM_RC.POLICY_FAIL, n));
+  } else if (c?.kind === "cpHash") {
+    if (!constantTimeEqual(cpHashOf(sess.authHash, t, code, handles, nh, cmd, paramAt), c.digest)) throw new Rc(S(TPM_RC.POLICY_FAIL, n));
+  } else if (c?.kind === "template") {
+    if (code !== TPM_CC.Create && code !== TPM_CC.CreatePrimary && code !== TPM_CC.CreateLoaded) throw new Rc(S(TPM_RC.POLICY_FAIL, n));
+    // skip inSensitive (a TPM2B), then inPublic's data; sizes from the caller are checked
+    let at = paramAt;
+    const size = (k: number) => (k + 2 <= cmd.length ? (cmd[k]! << 8) | cmd[k + 1]! : -1);
+    const s1 = size(at);
+    at += 2 + s1;
+    const s2 = s1 < 0 ? -1 : size(at);
+    if (s2 < 0 || at + 2 + s2 > cmd.length) throw new Rc(S(TPM_RC.POLICY_FAIL, n));
+    if (!constantTimeEqual(sess.authHash.hash(cmd.subarray(at + 2, at + 2 + s2)), c.digest)) throw new Rc(S(TPM_RC.POLICY_FAIL, n));
+  }
+  if (p.nvWritten !== undefined) {
+    const h = handles[i]!;
+    const nv = h >>> 24 === TPM_HT.NV_INDEX ? t.nv(h) : undefined;
+    if (!nv || ((nv.attributes & TPMA_NV.WRITTEN) !== 0) !== p.nvWritten) throw new Rc(S(TPM_RC.POLICY_FAIL, n));
+  }
 }
 
 /** An entity's authValue without the role checks of a password or HMAC authorization (a policy decides those). */

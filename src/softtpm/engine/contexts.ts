@@ -141,8 +141,13 @@ export function sessionContext(s: HmacSession): Uint8Array {
   if (!p) return w.u8(0).finish();
   const flags = F_POLICY | (p.trial ? F_TRIAL : 0) | (p.pcrCounter !== undefined ? F_PCR : 0) | (p.commandCode !== undefined ? F_CC : 0) | (p.authValueNeeded ? F_AUTHVALUE : 0) | (p.passwordNeeded ? F_PASSWORD : 0);
   w.u8(flags).tpm2b(p.digest).u32(p.pcrCounter ?? 0).u32(p.commandCode ?? 0).u64(BigInt(p.startTime)).u64(BigInt(p.timeout));
+  // PolicyCpHash / NameHash / Template, PolicyLocality, PolicyNvWritten (Part 3 §23.13, §23.14, §23.21, §23.8, §23.20)
+  w.u8(p.cpHash ? CP_KINDS.indexOf(p.cpHash.kind) + 1 : 0).tpm2b(p.cpHash?.digest ?? new Uint8Array(0)).u8(p.locality ?? 0).u8(p.nvWritten === undefined ? 0 : p.nvWritten ? 2 : 1);
   return w.finish();
 }
+
+/** Which of PolicyCpHash, PolicyNameHash, PolicyTemplate set a policy session's cpHash (saved as index + 1). */
+const CP_KINDS = ["cpHash", "nameHash", "template"] as const;
 
 /** The session in an opened context. */
 export function sessionFromContext(plain: Uint8Array): HmacSession {
@@ -176,6 +181,16 @@ export function sessionFromContext(plain: Uint8Array): HmacSession {
       authValueNeeded: (flags & F_AUTHVALUE) !== 0,
       passwordNeeded: (flags & F_PASSWORD) !== 0,
     };
+    if (r.remaining > 0) {
+      const kind = r.u8();
+      const digest = r.tpm2b().slice();
+      const locality = r.u8();
+      const written = r.u8();
+      const k = CP_KINDS[kind - 1];
+      if (k) policy.cpHash = { kind: k, digest };
+      if (locality !== 0) policy.locality = locality;
+      if (written !== 0) policy.nvWritten = written === 2;
+    }
   }
   r.expectEnd();
   const s: HmacSession = { handle, authHash, nonceTPM, sessionKey, bind: bind === 0 ? undefined : bind, daBound };

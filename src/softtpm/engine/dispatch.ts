@@ -125,7 +125,7 @@ function run(t: Engine, table: CommandTable, cmd: Uint8Array, locality: number):
     throw new Rc(TPM_RC.AUTH_MISSING);
   }
   const paramAt = inp.pos;
-  for (let i = 0; i < spec.auth; i++) authorize(t, code, handles, nh, i, cmd, paramAt);
+  for (let i = 0; i < spec.auth; i++) authorize(t, code, handles, nh, i, cmd, paramAt, locality);
   // a session beyond the authorizations is checked only after those were (libtpms order: a
   // lockout on session 1 comes first; swtpm 0.7.1, measured): it must encrypt, decrypt or audit
   for (let i = spec.auth; i < nSessions; i++) checkExtraSession(t, code, handles, nh, i, cmd, paramAt);
