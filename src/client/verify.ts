@@ -13,6 +13,7 @@ import { TPM_ALG, TPM_GENERATED_VALUE, TPM_ST } from "../wire/constants.js";
 import type { TpmtPublic, TpmtSignature } from "../wire/structures.js";
 import { HASH_ALGS, digestSize, hashName, type HashAlgName } from "../wire/types.js";
 import { hashById, nodeCrypto, publicKeyToCrypto } from "./templates.js";
+import { constantTimeEqual } from "../wire/bytes.js";
 
 /** The field of a quote that failed verification. */
 export type QuoteField = "format" | "magic" | "type" | "extraData" | "pcrSelect" | "pcrs" | "pcrDigest" | "signature.sigAlg" | "signature.hash" | "signature";
@@ -45,12 +46,6 @@ export interface VerifyQuoteOptions {
   pcrs: ExpectedPcrs;
 }
 
-function eq(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d |= a[i]! ^ b[i]!;
-  return d === 0;
-}
 
 function hex(b: Uint8Array): string {
   let s = "";
@@ -95,7 +90,7 @@ export function verifyQuote(o: VerifyQuoteOptions): TpmsAttest & { type: typeof 
     throw new QuoteVerificationError("format", e instanceof Error ? e.message : String(e), { cause: e });
   }
   if (a.type !== TPM_ST.ATTEST_QUOTE) throw new QuoteVerificationError("type", `0x${a.type.toString(16)} is not TPM_ST_ATTEST_QUOTE 0x8018`);
-  if (!eq(a.extraData, o.nonce)) throw new QuoteVerificationError("extraData", `${hex(a.extraData)} is not the nonce ${hex(o.nonce)}`);
+  if (!constantTimeEqual(a.extraData, o.nonce)) throw new QuoteVerificationError("extraData", `${hex(a.extraData)} is not the nonce ${hex(o.nonce)}`);
 
   // The selection: exactly the expected banks and indices.
   const sel = a.attested.pcrSelect;
@@ -140,7 +135,7 @@ export function verifyQuote(o: VerifyQuoteOptions): TpmsAttest & { type: typeof 
     off += p.length;
   }
   const want = hashById(sig.hash, concat)!;
-  if (!eq(a.attested.pcrDigest, want)) throw new QuoteVerificationError("pcrDigest", `${hex(a.attested.pcrDigest)} is not H(expected PCRs) ${hex(want)}`);
+  if (!constantTimeEqual(a.attested.pcrDigest, want)) throw new QuoteVerificationError("pcrDigest", `${hex(a.attested.pcrDigest)} is not H(expected PCRs) ${hex(want)}`);
 
   // The key and the signature.
   let key: KeyObject;

@@ -68,3 +68,15 @@ export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
 }
+
+/**
+ * Equality of two byte strings in time that depends only on their lengths, not on where they
+ * differ: for MACs, HMACs, tickets and auth values (the kernel moved its HMAC check from memcmp to
+ * crypto_memneq for this reason, drivers/char/tpm/tpm2-sessions.c).
+ */
+export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
+  let d = a.length ^ b.length;
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) d |= a[i]! ^ b[i]!;
+  return d === 0;
+}

@@ -29,6 +29,7 @@ import {
   splitRpmbFrames,
   type RpmbTarget,
 } from "../../bus/tee/rpmb.js";
+import { constantTimeEqual } from "../../wire/bytes.js";
 
 /** Faults a test arms on a {@link RpmbDevice}; counters decrement as they fire. */
 export interface RpmbDeviceFaults {
@@ -237,7 +238,7 @@ export class RpmbDevice implements RpmbTarget {
     );
     if (!consistent || frames.length > this.maxWriteBlocks) return this.#setResult(type, RPMB_RESULT.GENERAL_FAILURE);
     // §6.6.22.4.3: the MAC first, then the counter (expired counter: write refused), then the address.
-    if (!equal(rpmbMac(this.#key, list), last.keyMac)) return this.#setResult(type, RPMB_RESULT.AUTH_FAILURE);
+    if (!constantTimeEqual(rpmbMac(this.#key, list), last.keyMac)) return this.#setResult(type, RPMB_RESULT.AUTH_FAILURE);
     if (this.#counter === MAX_COUNTER) return this.#setResult(type, RPMB_RESULT.WRITE_FAILURE);
     if (first.writeCounter !== this.#counter) return this.#setResult(type, RPMB_RESULT.COUNTER_FAILURE);
     if (first.address + frames.length > this.blockCount) return this.#setResult(type, RPMB_RESULT.ADDRESS_FAILURE);
@@ -299,9 +300,3 @@ export class RpmbDevice implements RpmbTarget {
   }
 }
 
-function equal(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d |= a[i]! ^ b[i]!;
-  return d === 0;
-}

@@ -54,6 +54,7 @@ import {
 } from "../../bus/tee/rpmb.js";
 import type { SecureStorageBackend, SecureStorageContext } from "./secure-storage.js";
 import { RpmbDevice } from "./rpmb-device.js";
+import { constantTimeEqual } from "../../wire/bytes.js";
 
 /** Options of {@link createRpmbFs}. */
 export interface RpmbFsOptions {
@@ -116,12 +117,6 @@ function fail(code: number, message: string): TeeError {
   return new TeeError(`RPMB FS: ${message} (${teeResultName(code)})`, code, TEE_ORIGIN.TEE);
 }
 
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d |= a[i]! ^ b[i]!;
-  return d === 0;
-}
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -199,8 +194,8 @@ export function createRpmbFs(options: RpmbFsOptions): RpmbFs {
     if (expect.prevCounter !== undefined && last.writeCounter !== ((expect.prevCounter + 1) >>> 0)) {
       throw fail(TEE_RESULT.SECURITY, `write counter mismatch (${last.writeCounter} != ${expect.prevCounter + 1})`);
     }
-    if (expect.nonce && !equalBytes(expect.nonce, last.nonce)) throw fail(TEE_RESULT.SECURITY, "nonce mismatch");
-    if (expect.mac && !equalBytes(rpmbMac(key, frames), last.keyMac)) throw fail(TEE_RESULT.SECURITY, "MAC mismatch");
+    if (expect.nonce && !constantTimeEqual(expect.nonce, last.nonce)) throw fail(TEE_RESULT.SECURITY, "nonce mismatch");
+    if (expect.mac && !constantTimeEqual(rpmbMac(key, frames), last.keyMac)) throw fail(TEE_RESULT.SECURITY, "MAC mismatch");
     return last;
   }
 
@@ -351,7 +346,7 @@ export function createRpmbFs(options: RpmbFsOptions): RpmbFs {
   }
 
   function find(t: (Entry | undefined)[], ta: string, objectId: Uint8Array): Entry | undefined {
-    return t.find((e) => e !== undefined && e.ta === ta && equalBytes(e.objectId, objectId));
+    return t.find((e) => e !== undefined && e.ta === ta && constantTimeEqual(e.objectId, objectId));
   }
 
   const blocksOf = (size: number) => Math.ceil(size / RPMB_DATA_SIZE);

@@ -18,6 +18,7 @@ import type { CommandEntries } from "../engine/dispatch.js";
 import type { Engine, HmacSession } from "../engine/engine.js";
 import { EMPTY, type In, type Out, P, Rc } from "../engine/marshal.js";
 import { HASH_IMPLS, PCR_COUNT, hashImpl, hashIndex } from "../tables.js";
+import { constantTimeEqual } from "../../wire/bytes.js";
 
 /** Largest TPM2B_DIGEST / TPM2B_NONCE: the largest digest (SHA-512). */
 const MAX_DIGEST = 64;
@@ -141,7 +142,7 @@ function policyPcr(t: Engine, h: number[], inp: In, out: Out): void {
   }
   let digest = hh.digest();
   if (!p.trial) {
-    if (pcrDigest.length !== 0 && !equal(pcrDigest, digest)) throw new Rc(P(TPM_RC.VALUE, 1));
+    if (pcrDigest.length !== 0 && !constantTimeEqual(pcrDigest, digest)) throw new Rc(P(TPM_RC.VALUE, 1));
   } else if (pcrDigest.length !== 0) {
     digest = pcrDigest; // a trial session takes the caller's digest
   }
@@ -149,12 +150,6 @@ function policyPcr(t: Engine, h: number[], inp: In, out: Out): void {
   if (!p.trial) p.pcrCounter = t.pcrUpdateCounter;
 }
 
-function equal(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d |= a[i]! ^ b[i]!;
-  return d === 0;
-}
 
 /** TPM2_PolicyAuthValue, Part 3 §23.17. */
 function policyAuthValue(t: Engine, h: number[], inp: In): void {
@@ -194,7 +189,7 @@ function policyCommandCode(t: Engine, h: number[], inp: In): void {
  * @returns the timeout (TPM clock, ms), or 0
  */
 function parameterChecks(t: Engine, sess: HmacSession, p: PolicyState, nonce: Uint8Array, cpHashA: Uint8Array, expiration: number, nonceParam: number, cpParam: number, expParam: number): number {
-  if (nonce.length !== 0 && !equal(nonce, sess.nonceTPM)) throw new Rc(P(TPM_RC.NONCE, nonceParam));
+  if (nonce.length !== 0 && !constantTimeEqual(nonce, sess.nonceTPM)) throw new Rc(P(TPM_RC.NONCE, nonceParam));
   let timeout = 0;
   if (expiration !== 0) {
     timeout = p.startTime + Math.abs(expiration) * 1000;
@@ -233,7 +228,7 @@ function policyOr(t: Engine, h: number[], inp: In): void {
   inp.done();
   if (count < 2) throw new Rc(P(TPM_RC.SIZE, 1)); // TPML_DIGEST {2:} for PolicyOR (Part 2 §10.9.2)
   const { sess, p } = policyOf(t, h[0]!);
-  if (!p.trial && !list.some((d) => equal(d, p.digest))) throw new Rc(P(TPM_RC.VALUE, 1));
+  if (!p.trial && !list.some((d) => constantTimeEqual(d, p.digest))) throw new Rc(P(TPM_RC.VALUE, 1));
   p.digest = new Uint8Array(sess.authHash.size);
   extend(sess, p, TPM_CC.PolicyOR, ...list);
 }
@@ -314,13 +309,13 @@ function policyAuthorize(t: Engine, h: number[], inp: In): void {
   inp.done();
   const { sess, p } = policyOf(t, h[0]!);
   if (!p.trial) {
-    if (!equal(approvedPolicy, p.digest)) throw new Rc(P(TPM_RC.VALUE, 1));
+    if (!constantTimeEqual(approvedPolicy, p.digest)) throw new Rc(P(TPM_RC.VALUE, 1));
     const keyAlg = keySign.length >= 2 ? hashImpl((keySign[0]! << 8) | keySign[1]!) : undefined;
     if (!keyAlg) throw new Rc(P(TPM_RC.HASH, 3));
     if (keySign.length - 2 !== keyAlg.size) throw new Rc(P(TPM_RC.SIZE, 3));
     const aHash = sess.authHash.hash(concatBytes(approvedPolicy, policyRef));
     const want = verifiedTicket(t, hierarchy, aHash, keySign); // as TPM2_VerifySignature makes it
-    if (want.length === 0 || !equal(ticket, want)) throw new Rc(P(TPM_RC.VALUE, 4));
+    if (want.length === 0 || !constantTimeEqual(ticket, want)) throw new Rc(P(TPM_RC.VALUE, 4));
   }
   p.digest = new Uint8Array(sess.authHash.size);
   policyUpdate(sess, p, TPM_CC.PolicyAuthorize, keySign, policyRef);
@@ -365,7 +360,7 @@ function setCpHash(t: Engine, h: number[], inp: In, cc: number, kind: "cpHash" |
   const { sess, p } = policyOf(t, h[0]!);
   if (digest.length !== sess.authHash.size) throw new Rc(P(TPM_RC.SIZE, 1));
   const c = p.cpHash;
-  if (c && (c.kind !== kind || kind === "nameHash" || !equal(c.digest, digest))) throw new Rc(TPM_RC.CPHASH);
+  if (c && (c.kind !== kind || kind === "nameHash" || !constantTimeEqual(c.digest, digest))) throw new Rc(TPM_RC.CPHASH);
   extend(sess, p, cc, digest);
   p.cpHash = { kind, digest: digest.slice() };
 }

@@ -16,6 +16,7 @@ import type { Engine, HmacSession } from "./engine.js";
 import { LOCKOUT_RECOVERY_S, MAX_SESSION_NUM, SESSION_HANDLE_RANGE } from "./limits.js";
 import { EMPTY, type In, type Out, Rc, S, nvPublicBytes } from "./marshal.js";
 import { findObject } from "./objects.js";
+import { constantTimeEqual } from "../../wire/bytes.js";
 
 /**
  * What a policy or trial session has asserted so far (Part 1 §19.7; the reference code's SESSION
@@ -70,13 +71,6 @@ export function trimZeros(b: Uint8Array): Uint8Array {
   return b.subarray(0, n);
 }
 
-/** Constant-time equality of two byte strings. */
-function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
-  let diff = a.length ^ b.length;
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) diff |= a[i]! ^ b[i]!;
-  return diff === 0;
-}
 
 /** Constant-time comparison of a password with an auth value, trailing zeros ignored (Part 1 §19.8.4). */
 function authEqual(given: Uint8Array, expected: Uint8Array): boolean {

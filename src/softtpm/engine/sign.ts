@@ -21,6 +21,7 @@ import { CURVES, ecdsaSign, ecdsaVerify } from "./ecc.js";
 import type { Engine } from "./engine.js";
 import { P, Rc } from "./marshal.js";
 import type { TpmObject } from "./objects.js";
+import { constantTimeEqual } from "../../wire/bytes.js";
 
 /** A signing scheme as a command gives it (TPMT_SIG_SCHEME, Part 2 §11.2.1.5). */
 export interface SigScheme {
@@ -144,13 +145,8 @@ export function verifyDigest(key: TpmObject, digest: Uint8Array, sig: TpmtSignat
   if (!ok) throw new Rc(TPM_RC.SIGNATURE);
 }
 
-/** Constant-time-ish equality of two byte strings. */
-export function equal(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d |= a[i]! ^ b[i]!;
-  return d === 0;
-}
+/** Constant-time equality of two byte strings (the wire layer's `constantTimeEqual`). */
+export const equal: (a: Uint8Array, b: Uint8Array) => boolean = constantTimeEqual;
 
 /** proof(hierarchy): the secret value tickets of a hierarchy are keyed with (SHA-512 of the proof seed and the hierarchy). */
 export function hierarchyProof(t: Engine, hierarchy: number): Uint8Array {
