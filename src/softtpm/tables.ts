@@ -20,9 +20,9 @@ import { HASH_ALGS } from "../wire/types.js";
 /**
  * TPMA_CC of every implemented command (TPM 2.0 Part 2 §8.9: commandIndex 15:0, nv 22,
  * extensive 23, flushed 24, cHandles 27:25, rHandle 28, V 29), as swtpm 0.7.1 reports them.
- * Sorted by command code, as TPM2_GetCapability(TPM_CAP_COMMANDS) lists them.
+ * Sorted by command code (at load), as TPM2_GetCapability(TPM_CAP_COMMANDS) lists them.
  */
-export const COMMAND_ATTRIBUTES: readonly number[] = [
+export const COMMAND_ATTRIBUTES: readonly number[] = /* @__PURE__ */ [
   0x04400120, 0x02c00121, 0x04400122, 0x02c00126, 0x02400127, 0x02400128, 0x02400129, 0x0240012a, 0x0240012e, 0x02000130, 0x12000131, 0x04400134,
   0x04400135, 0x04400136, 0x04400137, 0x04400138, 0x0240013b, 0x0240013c, 0x0240013d, 0x0300013e, 0x00400142,
   0x00400143, 0x00400144, 0x00400145, 0x00400146, 0x04000147, 0x04000148, 0x06000149, 0x0400014a, 0x0400014c, 0x0400014e, 0x0440014f, 0x04000150,
@@ -30,7 +30,12 @@ export const COMMAND_ATTRIBUTES: readonly number[] = [
   0x10000167, 0x02000168, 0x02000169, 0x0200016a, 0x0200016b, 0x0200016c, 0x0200016e, 0x0200016f, 0x02000170, 0x02000171, 0x02000173, 0x02000174, 0x14000176, 0x02000177,
   0x0000017a, 0x0000017b, 0x0000017c, 0x0000017d, 0x0000017e, 0x0200017f, 0x02000180, 0x00000181,
   0x02400182, 0x06000184, 0x05400185, 0x10000186, 0x02000189, 0x0000018a, 0x0200018c, 0x0200018f, 0x02000190, 0x12000191, 0x02000193,
-];
+  // policy assertions (PolicyAuthorizeNV, PolicyCounterTimer, PolicyDuplicationSelect, PolicyTicket):
+  // hierarchy, NV and PCR administration (ChangePPS, ChangeEPS, NV_UndefineSpaceSpecial, PCR_Allocate):
+  // duplication (Duplicate, Import, Rewrap):
+  // audit (SetCommandCodeAuditStatus, GetCommandAuditDigest, GetSessionAuditDigest):
+  // ECC (EC_Ephemeral, Commit):
+].sort((a, b) => (a & 0xffff) - (b & 0xffff));
 
 /**
  * A hash algorithm SoftTpm implements (and its PCR bank): the TPM_ALG_ID and digest size from
