@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createPrivateKey, createPublicKey, sign, verify } from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey, sign, verify } from "node:crypto";
 import { HASH_IMPLS } from "../tables.js";
 import { KdfStream, aesCfb, fromBig, generateRsa, rsaFromPrime } from "./crypto.js";
 import { kdfa } from "./auth.js";
@@ -29,6 +29,15 @@ describe("SoftTpm crypto primitives", () => {
     const pub = createPublicKey(priv);
     const sig = sign("sha256", Buffer.from("hello"), priv);
     expect(verify("sha256", Buffer.from("hello"), pub, sig)).toBe(true);
+  });
+
+  it("the prime search draws the same bytes as the BigInt-only search did: the same seed gives the same key as before", () => {
+    // sha256 of the modulus (hex) that generateRsa(2048) gave from this stream with the BigInt
+    // Miller-Rabin of tpmkit 2026-12-03 (commit 47ed857), before the OpenSSL primality test:
+    // primary keys must not change across versions (a key sealed under a primary must still load)
+    const s = new KdfStream(HASH_IMPLS[1]!, new Uint8Array(32).fill(2), "RSA", Uint8Array.of(1), new Uint8Array(0));
+    const k = generateRsa(2048, 65537n, (n) => s.next(n));
+    expect(createHash("sha256").update(k.n.toString(16)).digest("hex")).toBe("4a9c7f9c8c27036ab61932c5222d8398247158e32b0e20780a637a77ce6d29d7");
   });
 
   it("AES-CFB round trip; the ciphertext has the plaintext's length", () => {
