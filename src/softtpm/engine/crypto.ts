@@ -2,7 +2,7 @@
  * Cryptographic primitives of the SoftTpm object store: a KDFa byte stream (the DRBG that
  * derives primary keys, TPM 2.0 Part 1 §11.4.10.2), AES-CFB with a zero IV (Part 1 §11.4.6,
  * protected storage and context blobs), and RSA key generation from such a stream (a
- * deterministic prime search with Miller-Rabin, FIPS 186-4 §B.3.3 style), in BigInt.
+ * deterministic prime search, FIPS 186-4 §B.3.3 style, the primality test from OpenSSL through node:crypto).
  *
  * AES comes from node:crypto; hashes and HMAC from @noble/hashes.
  *
