@@ -361,6 +361,10 @@ export { ftpmSupplicantBoot, FTPM_BOOT_VARIANTS, FTPM_BOOT_FIXES, FTPM_BOOT_CODE
 // Keys, crypto and attestation through the typed API (issue 12): templates, public keys for node:crypto / WebCrypto, the quote verifier
 export { type CreateOptions, type CreationResult, type CreatePrimaryResult, type CreateResult, type LoadedObject, type CreateLoadedResult, type EccPoint, type SchemeOption, type RsaSchemeOption, type AttestResult } from "./client/tpm.js";
 export { rsaStorageTemplate, eccStorageTemplate, rsaSigningTemplate, eccSigningTemplate, hmacKeyTemplate, sealedDataTemplate, ekRsa2048Template, ekEccP256Template, srkRsa2048Template, srkEccP256Template, publicKeyToCrypto, publicKeyJwk, AES_128_CFB, EK_POLICY_SHA256, type EccCurveName, type RsaKeyBits, type TemplateOptions, type SigningTemplateOptions, type CryptoPublicKey } from "./client/templates.js";
+// Sessions in the typed API (issue 12): HMAC, policy and trial sessions, bound and salted, parameter encryption
+export { AuthSession, TpmSessionError, type StartAuthSessionOptions, type SessionType, type SessionAttributes, type SessionAuthorization, type SessionHost } from "./client/session.js";
+export { type Authorization, type PolicyAssertionOptions } from "./client/tpm.js";
+export { type CommandAuth, type SessionAuth } from "./wire/command.js";
 export { verifyQuote, QuoteVerificationError, type QuoteField, type ExpectedPcrs, type VerifyQuoteOptions } from "./client/verify.js";
 export type { TpmtPublic, PublicBase, RsaPublic, EccPublic, KeyedHashPublic, SymCipherPublic, SymDef, Scheme, TpmtSensitive, TpmtSignature, Ticket, TpmsContext, CreationData } from "./wire/structures.js";
 export { TPM_ST_ATTEST_NV_DIGEST, type TpmsAttest, type Attested, type ClockInfo, type QuoteInfo, type CertifyInfo, type CreationInfo, type NvCertifyInfo, type NvDigestCertifyInfo, type TimeAttestInfo, type CommandAuditInfo, type SessionAuditInfo } from "./wire/attest.js";

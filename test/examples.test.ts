@@ -17,6 +17,7 @@ import { main as ffaImaMain } from "../examples/ffa-ima.js";
 import { main as ftpmBuiltinMain } from "../examples/ftpm-builtin-vs-module.js";
 import { main as ftpmPresentMain } from "../examples/ftpm-present-not-usable.js";
 import { main as ftpmRpmbMain } from "../examples/ftpm-rpmb-guests.js";
+import { main as typedSessionMain } from "../examples/typed-session.js";
 
 const EXAMPLES_DIR = fileURLToPath(new URL("../examples/", import.meta.url));
 
@@ -45,7 +46,15 @@ describe("examples", () => {
 
   it("every example file is run by this test", () => {
     const files = readdirSync(EXAMPLES_DIR).filter((f) => f.endsWith(".ts")).sort();
-    expect(files).toEqual(["backend-failure.ts", "basic.ts", "crb.ts", "faults.ts", "ffa-ima.ts", "ftpm-builtin-vs-module.ts", "ftpm-present-not-usable.ts", "ftpm-rpmb-guests.ts", "tis.ts", "trace.ts"]);
+    expect(files).toEqual(["backend-failure.ts", "basic.ts", "crb.ts", "faults.ts", "ffa-ima.ts", "ftpm-builtin-vs-module.ts", "ftpm-present-not-usable.ts", "ftpm-rpmb-guests.ts", "tis.ts", "trace.ts", "typed-session.ts"]);
+  });
+
+  it("typed-session.ts: a salted HMAC session keeps the secret off the wire, a policy session matches the offline digest, a changed response is a TpmSessionError", async () => {
+    const lines = await run(typedSessionMain);
+    expect(line(lines, "salted HMAC session")).toMatch(/^salted HMAC session 0x2[0-9a-f]{6}: unsealed "the launch codes", secret on the wire: no$/);
+    expect(line(lines, "policy digest")).toMatch(/^policy digest [0-9a-f]{16}…, as computed offline: yes$/);
+    expect(line(lines, "policy session unsealed:")).toBe('policy session unsealed: "the launch codes"');
+    expect(line(lines, "a changed response byte:")).toBe("a changed response byte: TpmSessionError");
   });
 
   it("basic.ts extends PCR 16 and is refused PCR 17 at locality 0", async () => {

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { TpmArgumentError } from "../errors/index.js";
+import { SoftTpm } from "../softtpm/softtpm.js";
 import { PolicyDigest, TPM_EO, pcrDigest, policy, policyAuthorizeAHash, policyOr } from "./policy.js";
 
 // Expected values follow the Part 3 §23 formulas with node:crypto, independent of the module.
@@ -29,6 +30,10 @@ const CC = {
   PolicyNameHash: 0x170,
   PolicyOR: 0x171,
   PolicyPCR: 0x17f,
+  PolicyCounterTimer: 0x16d,
+  PolicyPhysicalPresence: 0x187,
+  PolicyDuplicationSelect: 0x188,
+  PolicyAuthorizeNV: 0x192,
   Unseal: 0x15e,
   NV_Read: 0x14e,
 };
@@ -155,5 +160,86 @@ describe("arguments", () => {
   it("a start digest continues from there (a policy built across steps)", () => {
     const start = H("sha256", Buffer.from("s"));
     expect(new PolicyDigest("sha256", start).authValue().hex).toBe(H("sha256", start, be32(CC.PolicyAuthValue)).toString("hex"));
+  });
+});
+
+describe("PolicyCounterTimer, PolicyDuplicationSelect, PolicyAuthorizeNV, PolicyPhysicalPresence (§23.10, §23.15, §23.22, §23.12)", () => {
+  const nvName = Buffer.concat([be16(0x000b), H("sha256", Buffer.from("nv public"))]);
+  const objName = Buffer.concat([be16(0x000b), H("sha256", Buffer.from("object"))]);
+  const parentName = Buffer.concat([be16(0x000b), H("sha256", Buffer.from("parent"))]);
+
+  it("PolicyCounterTimer: H(old ‖ CC ‖ H(operandB ‖ offset ‖ operation)); operandB must fit in TPMS_TIME_INFO", () => {
+    const operandB = Buffer.from([0, 0, 0, 0, 0, 0, 0xea, 0x60]);
+    const want = H("sha256", Z32, be32(CC.PolicyCounterTimer), H("sha256", operandB, be16(0), be16(TPM_EO.UNSIGNED_LT)));
+    expect(policy().counterTimer(operandB, 0, TPM_EO.UNSIGNED_LT).hex).toBe(want.toString("hex"));
+    // the value tpm2-tools 5.4's abrmd_policycountertimer expects for `--ult 60000`
+    expect(policy().counterTimer(operandB, 0, TPM_EO.UNSIGNED_LT).hex).toBe("7f48cceb9fae31e1662d7f8306fdd1c4f81d2b8d3b0e9d82fdec42949ad5257e");
+    expect(() => policy().counterTimer(new Uint8Array(8), 20, TPM_EO.EQ)).toThrow(TpmArgumentError);
+    expect(() => policy().counterTimer(new Uint8Array(1), 0, 12)).toThrow(TpmArgumentError);
+    expect(policy().counterTimer(new Uint8Array(1), 24, TPM_EO.EQ).digest.length).toBe(32);
+  });
+
+  it("PolicyDuplicationSelect: objectName only with includeObject", () => {
+    expect(policy().duplicationSelect(objName, parentName).hex).toBe(H("sha256", Z32, be32(CC.PolicyDuplicationSelect), parentName, Buffer.from([0])).toString("hex"));
+    expect(policy().duplicationSelect(objName, parentName, true).hex).toBe(H("sha256", Z32, be32(CC.PolicyDuplicationSelect), objName, parentName, Buffer.from([1])).toString("hex"));
+  });
+
+  it("PolicyAuthorizeNV resets first: H(0…0 ‖ CC ‖ nvIndex name)", () => {
+    const want = H("sha256", Z32, be32(CC.PolicyAuthorizeNV), nvName).toString("hex");
+    expect(policy().authorizeNV(nvName).hex).toBe(want);
+    expect(policy().authValue().authorizeNV(nvName).hex).toBe(want);
+  });
+
+  it("PolicyPhysicalPresence: H(old ‖ CC)", () => {
+    expect(policy().physicalPresence().hex).toBe(H("sha256", Z32, be32(CC.PolicyPhysicalPresence)).toString("hex"));
+  });
+
+  it("each equals a SoftTpm trial session's digest (TPM2_PolicyGetDigest)", () => {
+    const t = new SoftTpm({ seed: "client-policy" });
+    const exec = (b: Uint8Array) => t.executeSync(b, 0);
+    const cmd = (tag: number, cc: number, body: Buffer) => {
+      const head = Buffer.alloc(10);
+      head.writeUInt16BE(tag);
+      head.writeUInt32BE(10 + body.length, 2);
+      head.writeUInt32BE(cc, 6);
+      return new Uint8Array(Buffer.concat([head, body]));
+    };
+    const rc = (r: Uint8Array) => Buffer.from(r).readUInt32BE(6);
+    const t2b = (b: Uint8Array) => Buffer.concat([be16(b.length), b]);
+    const pw = Buffer.concat([be32(9), be32(0x40000009), be16(0), Buffer.from([1]), be16(0)]); // one empty password session
+    expect(rc(exec(cmd(0x8001, 0x144, be16(0))))).toBe(0); // Startup(CLEAR)
+    const trial = (): Buffer => {
+      const r = Buffer.from(exec(cmd(0x8001, 0x176, Buffer.concat([be32(0x40000007), be32(0x40000007), t2b(Buffer.alloc(16, 1)), be16(0), Buffer.from([3]), be16(0x10), be16(0x0b)]))));
+      expect(r.readUInt32BE(6)).toBe(0);
+      return r.subarray(10, 14);
+    };
+    const digestOf = (s: Buffer): string => {
+      const r = Buffer.from(exec(cmd(0x8001, 0x189, s)));
+      expect(r.readUInt32BE(6)).toBe(0);
+      const d = r.subarray(12, 12 + r.readUInt16BE(10)).toString("hex");
+      expect(rc(exec(cmd(0x8001, 0x165, s)))).toBe(0); // FlushContext
+      return d;
+    };
+    // PolicyCounterTimer
+    let s = trial();
+    const operandB = Buffer.from([0, 0, 0, 0, 0, 0, 0x03, 0xe8]);
+    expect(rc(exec(cmd(0x8001, CC.PolicyCounterTimer, Buffer.concat([s, t2b(operandB), be16(8), be16(TPM_EO.UNSIGNED_GE)]))))).toBe(0);
+    expect(digestOf(s)).toBe(policy().counterTimer(operandB, 8, TPM_EO.UNSIGNED_GE).hex);
+    // PolicyDuplicationSelect, both ways
+    for (const include of [false, true]) {
+      s = trial();
+      expect(rc(exec(cmd(0x8001, CC.PolicyDuplicationSelect, Buffer.concat([s, t2b(objName), t2b(parentName), Buffer.from([include ? 1 : 0])]))))).toBe(0);
+      expect(digestOf(s)).toBe(policy().duplicationSelect(objName, parentName, include).hex);
+    }
+    // PolicyAuthorizeNV after PolicyAuthValue: an NV index (OWNER, AUTHREAD | AUTHWRITE | NO_DA, 34 bytes)
+    const nvPub = Buffer.concat([be32(0x01500010), be16(0x0b), be32(0x00040004 | 0x02000000), be16(0), be16(34)]);
+    expect(rc(exec(cmd(0x8002, 0x12a, Buffer.concat([be32(0x40000001), pw, be16(0), t2b(nvPub)]))))).toBe(0);
+    const rp = Buffer.from(exec(cmd(0x8001, 0x169, be32(0x01500010))));
+    const at = 12 + rp.readUInt16BE(10);
+    const name = rp.subarray(at + 2, at + 2 + rp.readUInt16BE(at));
+    s = trial();
+    expect(rc(exec(cmd(0x8001, CC.PolicyAuthValue, s)))).toBe(0);
+    expect(rc(exec(cmd(0x8002, CC.PolicyAuthorizeNV, Buffer.concat([be32(0x01500010), be32(0x01500010), s, pw]))))).toBe(0);
+    expect(digestOf(s)).toBe(policy().authValue().authorizeNV(name).hex);
   });
 });

@@ -161,6 +161,7 @@ export class PolicyDigest {
 
   /**
    * TPM2_PolicySecret, Part 3 §23.4: PolicyUpdate(TPM_CC_PolicySecret, authObject's Name, policyRef).
+   * TPM2_PolicyTicket with an AUTH_SECRET ticket (Part 3 §23.5) gives the same digest.
    *
    * @param authObjectName - The Name of the object or hierarchy whose authorization is required (a
    *   permanent handle's Name is the handle, 4 bytes).
@@ -169,7 +170,10 @@ export class PolicyDigest {
     return this.#update(TPM_CC.PolicySecret, bytesArg(authObjectName, "authObject name"), bytesArg(policyRef, "policyRef"));
   }
 
-  /** TPM2_PolicySigned, Part 3 §23.3: PolicyUpdate(TPM_CC_PolicySigned, authObject's Name, policyRef). */
+  /**
+   * TPM2_PolicySigned, Part 3 §23.3: PolicyUpdate(TPM_CC_PolicySigned, authObject's Name, policyRef).
+   * TPM2_PolicyTicket with an AUTH_SIGNED ticket (Part 3 §23.5) gives the same digest.
+   */
   signed(authObjectName: Uint8Array, policyRef: Uint8Array = new Uint8Array(0)): PolicyDigest {
     return this.#update(TPM_CC.PolicySigned, bytesArg(authObjectName, "authObject name"), bytesArg(policyRef, "policyRef"));
   }
@@ -210,6 +214,49 @@ export class PolicyDigest {
   /** TPM2_PolicyNameHash, Part 3 §23.14: `H(old ‖ TPM_CC_PolicyNameHash ‖ nameHash)`. */
   nameHash(nameHash: Uint8Array): PolicyDigest {
     return this.#extend(TPM_CC.PolicyNameHash, bytesArg(nameHash, "nameHash"));
+  }
+
+  /**
+   * TPM2_PolicyCounterTimer, Part 3 §23.10: `H(old ‖ TPM_CC_PolicyCounterTimer ‖ args)` with
+   * `args = H(operandB ‖ offset ‖ operation)` (offset and operation u16), operandB compared with
+   * the bytes of TPMS_TIME_INFO at offset (time 0, clock 8, resetCount 16, restartCount 20, safe 24).
+   *
+   * @throws `TpmArgumentError` when operandB from offset does not fit in the 25 bytes of
+   *   TPMS_TIME_INFO (the TPM refuses it even in a trial session) or operation is not a TPM_EO.
+   */
+  counterTimer(operandB: Uint8Array, offset: number, operation: number): PolicyDigest {
+    bytesArg(operandB, "operandB");
+    u16Arg(offset, "offset");
+    if (offset + operandB.length > 25) throw new TpmArgumentError(`policy: operandB at offset ${offset} runs past TPMS_TIME_INFO (25 bytes)`);
+    if (!Number.isInteger(operation) || operation < 0 || operation > TPM_EO.BITCLEAR) throw new TpmArgumentError(`policy: operation must be a TPM_EO (0..11), got ${operation}`);
+    const args = hasherOf(this.hashAlg)(new TpmWriter().bytes(operandB).u16(offset).u16(operation).finish());
+    return this.#extend(TPM_CC.PolicyCounterTimer, args);
+  }
+
+  /**
+   * TPM2_PolicyDuplicationSelect, Part 3 §23.15: `H(old ‖ TPM_CC_PolicyDuplicationSelect ‖
+   * [objectName] ‖ newParentName ‖ includeObject)`, objectName only when `includeObject`
+   * (includeObject one byte, YES 1 / NO 0). Without it the policy lets any object with this
+   * policy be duplicated to newParentName.
+   */
+  duplicationSelect(objectName: Uint8Array, newParentName: Uint8Array, includeObject = false): PolicyDigest {
+    bytesArg(objectName, "objectName");
+    bytesArg(newParentName, "newParentName");
+    return this.#extend(TPM_CC.PolicyDuplicationSelect, includeObject ? objectName : new Uint8Array(0), newParentName, Uint8Array.of(includeObject ? 1 : 0));
+  }
+
+  /**
+   * TPM2_PolicyAuthorizeNV, Part 3 §23.22: the digest is reset to zeros, then
+   * `H(0…0 ‖ TPM_CC_PolicyAuthorizeNV ‖ nvIndexName)`. The policy the index approves (a TPMT_HA,
+   * the hash algorithm then the digest, at its start) does not enter the digest.
+   */
+  authorizeNV(nvIndexName: Uint8Array): PolicyDigest {
+    return new PolicyDigest(this.hashAlg).#extend(TPM_CC.PolicyAuthorizeNV, bytesArg(nvIndexName, "nvIndex name"));
+  }
+
+  /** TPM2_PolicyPhysicalPresence, Part 3 §23.12: `H(old ‖ TPM_CC_PolicyPhysicalPresence)`. */
+  physicalPresence(): PolicyDigest {
+    return this.#extend(TPM_CC.PolicyPhysicalPresence);
   }
 }
 

@@ -26,7 +26,8 @@ import {
 import { Chip, type ChipOptions, type TransmitOptions } from "../core/chip.js";
 import { TpmArgumentError, TpmFormatError, abortErrorFrom } from "../errors/index.js";
 import type { Transport } from "../core/transport.js";
-import { authBytes, buildCommand, parseResponse, type CommandSpec } from "../wire/command.js";
+import { authBytes, buildCommand, hasSessionAuth, parseResponse, type CommandAuth, type CommandSpec } from "../wire/command.js";
+import { AuthSession, runWithSessions, startSession, type SessionAuthorization, type StartAuthSessionOptions } from "./session.js";
 import * as C from "../wire/commands.js";
 import { TPM_ALG, TPM_CAP, TPM_CC, TPM_HT, TPM_PT, TPM_RC, TPM_RH, TPM_ST, TPM_SU, TPMA_NV } from "../wire/constants.js";
 import { TpmReader, TpmWriter } from "../wire/buffer.js";
@@ -60,13 +61,27 @@ import { unmarshalAttest, type TpmsAttest } from "../wire/attest.js";
 import { TpmResponseError } from "../wire/rc.js";
 import { HASH_ALGS, HIERARCHIES, digestSize, hashName, writePcrSelection, type HashAlgName, type Hierarchy, type PcrSelect, type PcrSelection } from "../wire/types.js";
 
-/** Options every typed call accepts: cancellation, locality and a timeout override. */
-export type CallOptions = TransmitOptions;
+/**
+ * Options every typed call accepts: cancellation, locality, a timeout override, and sessions
+ * that only encrypt parameters or audit (Part 1 §18.6: they follow the authorizations).
+ */
+export interface CallOptions extends TransmitOptions {
+  /** Extra sessions for parameter encryption or audit (not authorization); see {@link AuthSession}. */
+  sessions?: readonly AuthSession[];
+}
 
-/** Options with a password for the authorized handle. */
+/**
+ * How a handle is authorized: a password (TPM_RS_PW; a string is UTF-8), a session
+ * ({@link AuthSession}, the entity's authValue empty), or a session with the entity's authValue
+ * (`{ session, password }`: the HMAC key of an HMAC session, and of a policy session after
+ * PolicyAuthValue; the value sent after PolicyPassword). Part 1 §19.6–§19.8.
+ */
+export type Authorization = Uint8Array | string | AuthSession | SessionAuthorization;
+
+/** Options with the authorization of the authorized handle. */
 export interface AuthCallOptions extends CallOptions {
-  /** Password for the authorizing entity (empty by default); a string is taken as UTF-8. */
-  auth?: Uint8Array | string;
+  /** The authorizing entity's password (empty by default; a string is taken as UTF-8) or a session. */
+  auth?: Authorization;
 }
 
 /** Options of {@link Tpm.open}. */
@@ -135,7 +150,8 @@ const DEFAULT_NV_ATTRIBUTES = TPMA_NV.OWNERWRITE | TPMA_NV.OWNERREAD | TPMA_NV.A
  * bytes: a `Uint8Array` (a Node `Buffer` is one); strings are refused, not encoded, so
  * `tpm.hash("hello")` is an error rather than a hash of something else (encode text yourself:
  * `new TextEncoder().encode("hello")`). Passwords (`auth`, `authValue`, `newAuth`) are the one
- * exception: a string there is taken as UTF-8.
+ * exception: a string there is taken as UTF-8. Every `auth` may also be a session
+ * ({@link Tpm.startAuthSession}): `auth: session` or `auth: { session, password }`.
  *
  * @example
  * ```ts
@@ -222,27 +238,37 @@ export class Tpm {
    * for a bad call.
    */
   #call<R>(title: string, options: CallOptions | undefined, make: () => CommandSpec<R>): Promise<R> {
-    let cmd: Uint8Array;
     let spec: CommandSpec<R>;
     try {
       assertCallOptions(options, title);
+      extraSessions(options, title);
       spec = make();
-      cmd = buildCommand(spec);
     } catch (e) {
       return Promise.reject(e);
     }
-    return this.chip.transmit(cmd, options).then((rsp) => parseResponse(spec, rsp));
+    return this.#exec(spec, options, title);
   }
 
   /** Runs a spec whose arguments were checked already (the inner steps of a multi-command call). */
-  #send<R>(spec: CommandSpec<R>, options: CallOptions | undefined): Promise<R> {
+  #send<R>(spec: CommandSpec<R>, options: CallOptions | undefined, title = "tpm.run"): Promise<R> {
+    return this.#exec(spec, options, title);
+  }
+
+  /**
+   * Sends a spec: with sessions (an authorization by a session, or `options.sessions`) through
+   * the session machinery of {@link AuthSession} (Names, HMACs, parameter encryption, response
+   * HMACs checked), else as password authorizations.
+   */
+  #exec<R>(spec: CommandSpec<R>, options: CallOptions | undefined, title: string): Promise<R> {
     let cmd: Uint8Array;
     try {
+      const extra = extraSessions(options, title);
+      if (extra.length > 0 || hasSessionAuth(spec)) return runWithSessions(this, spec, extra, transmitOnly(options), title);
       cmd = buildCommand(spec);
     } catch (e) {
       return Promise.reject(e);
     }
-    return this.chip.transmit(cmd, options).then((rsp) => parseResponse(spec, rsp));
+    return this.chip.transmit(cmd, transmitOnly(options)).then((rsp) => parseResponse(spec, rsp));
   }
 
   /** TPM2_Startup. Part 3 §9.3. */
@@ -453,7 +479,7 @@ export class Tpm {
     return this.#call(title, options, () => {
       const index = assertPcrIndex(pcr, title, "pcr", true);
       const list = assertPcrDigests(digests, title);
-      return C.pcrExtendCmd(index, list, { password: assertAuth(options?.auth, title, "options.auth") });
+      return C.pcrExtendCmd(index, list, authArg(options?.auth, title, "options.auth"));
     });
   }
   /**
@@ -462,13 +488,13 @@ export class Tpm {
    */
   async pcrEvent(pcr: number, data: Uint8Array, options?: AuthCallOptions): Promise<PcrDigests> {
     const title = "tpm.pcrEvent";
-    const r = await this.#call(title, options, () => C.pcrEventCmd(assertPcrIndex(pcr, title, "pcr", true), assertBytes(data, title, "data"), { password: assertAuth(options?.auth, title, "options.auth") }));
+    const r = await this.#call(title, options, () => C.pcrEventCmd(assertPcrIndex(pcr, title, "pcr", true), assertBytes(data, title, "data"), authArg(options?.auth, title, "options.auth")));
     return byBank(r);
   }
   /** TPM2_PCR_Reset. Part 3 §22.8. */
   pcrReset(pcr: number, options?: AuthCallOptions): Promise<void> {
     const title = "tpm.pcrReset";
-    return this.#call(title, options, () => C.pcrResetCmd(assertPcrIndex(pcr, title), { password: assertAuth(options?.auth, title, "options.auth") }));
+    return this.#call(title, options, () => C.pcrResetCmd(assertPcrIndex(pcr, title), authArg(options?.auth, title, "options.auth")));
   }
 
   /** TPM2_Hash (Part 3 §15.4) of `data` (bytes), up to the TPM's input buffer (1024 bytes typically). */
@@ -484,25 +510,25 @@ export class Tpm {
   /** TPM2_SequenceUpdate. Part 3 §17.4. */
   sequenceUpdate(handle: number, data: Uint8Array, options?: AuthCallOptions): Promise<void> {
     const title = "tpm.sequenceUpdate";
-    return this.#call(title, options, () => C.sequenceUpdateCmd(sequenceHandle(handle, title), assertBytes(data, title, "data"), { password: assertAuth(options?.auth, title, "options.auth") }));
+    return this.#call(title, options, () => C.sequenceUpdateCmd(sequenceHandle(handle, title), assertBytes(data, title, "data"), authArg(options?.auth, title, "options.auth")));
   }
   /** TPM2_SequenceComplete. Part 3 §17.5. */
   sequenceComplete(handle: number, data: Uint8Array = new Uint8Array(0), hierarchy: Hierarchy = "null", options?: AuthCallOptions): Promise<C.HashResult> {
     const title = "tpm.sequenceComplete";
     return this.#call(title, options, () =>
-      C.sequenceCompleteCmd(sequenceHandle(handle, title), assertBytes(data, title, "data"), assertHierarchy(hierarchy, title), { password: assertAuth(options?.auth, title, "options.auth") }),
+      C.sequenceCompleteCmd(sequenceHandle(handle, title), assertBytes(data, title, "data"), assertHierarchy(hierarchy, title), authArg(options?.auth, title, "options.auth")),
     );
   }
   /** TPM2_EventSequenceComplete: finishes an event sequence and extends `pcr`. Part 3 §17.6. */
-  async eventSequenceComplete(pcr: number, handle: number, data: Uint8Array = new Uint8Array(0), options?: AuthCallOptions & { sequenceAuth?: Uint8Array | string }): Promise<PcrDigests> {
+  async eventSequenceComplete(pcr: number, handle: number, data: Uint8Array = new Uint8Array(0), options?: AuthCallOptions & { sequenceAuth?: Authorization }): Promise<PcrDigests> {
     const title = "tpm.eventSequenceComplete";
     const r = await this.#call(title, options, () =>
       C.eventSequenceCompleteCmd(
         assertPcrIndex(pcr, title, "pcr", true),
         sequenceHandle(handle, title),
         assertBytes(data, title, "data"),
-        { password: assertAuth(options?.auth, title, "options.auth") },
-        { password: assertAuth(options?.sequenceAuth, title, "options.sequenceAuth") },
+        authArg(options?.auth, title, "options.auth"),
+        authArg(options?.sequenceAuth, title, "options.sequenceAuth"),
       ),
     );
     return byBank(r);
@@ -556,13 +582,13 @@ export class Tpm {
   /** TPM2_Clear (Part 3 §24.6), authorized by lockout (default) or platform. */
   clear(options: AuthCallOptions & { hierarchy?: "lockout" | "platform" } = {}): Promise<void> {
     const title = "tpm.clear";
-    return this.#call(title, options, () => C.clearCmd(assertHierarchy(options.hierarchy ?? "lockout", title, "options.hierarchy", ["lockout", "platform"]), { password: assertAuth(options.auth, title, "options.auth") }));
+    return this.#call(title, options, () => C.clearCmd(assertHierarchy(options.hierarchy ?? "lockout", title, "options.hierarchy", ["lockout", "platform"]), authArg(options.auth, title, "options.auth")));
   }
   /** TPM2_ClearControl (Part 3 §24.7): `disable` true blocks TPM2_Clear. */
   clearControl(disable: boolean, options: AuthCallOptions & { hierarchy?: "lockout" | "platform" } = {}): Promise<void> {
     const title = "tpm.clearControl";
     return this.#call(title, options, () =>
-      C.clearControlCmd(assertHierarchy(options.hierarchy ?? "lockout", title, "options.hierarchy", ["lockout", "platform"]), assertBoolean(disable, title, "disable"), { password: assertAuth(options.auth, title, "options.auth") }),
+      C.clearControlCmd(assertHierarchy(options.hierarchy ?? "lockout", title, "options.hierarchy", ["lockout", "platform"]), assertBoolean(disable, title, "disable"), authArg(options.auth, title, "options.auth")),
     );
   }
   /** TPM2_HierarchyChangeAuth (Part 3 §24.8); a string `newAuth` is UTF-8. */
@@ -571,7 +597,9 @@ export class Tpm {
     return this.#call(title, options, () => {
       const h = assertHierarchy(hierarchy, title);
       if (newAuth === undefined) throw new TpmArgumentError(`${title}: newAuth must be a Uint8Array or a string (UTF-8), got undefined`);
-      return C.hierarchyChangeAuthCmd(h, assertAuth(newAuth, title, "newAuth")!, { password: assertAuth(options?.auth, title, "options.auth") });
+      const na = assertAuth(newAuth, title, "newAuth")!;
+      // the response HMAC is keyed with the new authValue (Part 3 §24.8: the TPM changes it first)
+      return C.hierarchyChangeAuthCmd(h, na, withResponseAuth(authArg(options?.auth, title, "options.auth"), na));
     });
   }
 
@@ -587,14 +615,14 @@ export class Tpm {
         authPolicy: assertBytes(o.authPolicy ?? new Uint8Array(0), title, "authPolicy"),
         dataSize: assertInteger(o.size, title, "size", 0, 0xffff),
       };
-      return C.nvDefineSpaceCmd(assertHierarchy(o.hierarchy ?? "owner", title), assertAuth(o.authValue, title, "authValue"), pub, { password: assertAuth(o.auth, title, "auth") });
+      return C.nvDefineSpaceCmd(assertHierarchy(o.hierarchy ?? "owner", title), assertAuth(o.authValue, title, "authValue"), pub, authArg(o.auth, title, "auth"));
     });
   }
   /** TPM2_NV_UndefineSpace. Part 3 §31.4. */
   nvUndefineSpace(index: number, options: AuthCallOptions & { hierarchy?: Hierarchy } = {}): Promise<void> {
     const title = "tpm.nvUndefineSpace";
     return this.#call(title, options, () =>
-      C.nvUndefineSpaceCmd(assertHierarchy(options.hierarchy ?? "owner", title, "options.hierarchy"), nvIndex(index, title), { password: assertAuth(options.auth, title, "options.auth") }),
+      C.nvUndefineSpaceCmd(assertHierarchy(options.hierarchy ?? "owner", title, "options.hierarchy"), nvIndex(index, title), authArg(options.auth, title, "options.auth")),
     );
   }
   /** TPM2_NV_ReadPublic. Part 3 §31.6. */
@@ -604,7 +632,7 @@ export class Tpm {
   /** TPM2_NV_Write (Part 3 §31.7) of `data` (bytes) at `offset`, split into 1024-byte writes. */
   async nvWrite(index: number, data: Uint8Array, options: NvAuthOptions & { offset?: number } = {}): Promise<void> {
     const title = "tpm.nvWrite";
-    const { ah, password } = nvAuth(index, options, title);
+    const { ah, auth } = nvAuth(index, options, title);
     assertBytes(data, title, "data");
     const offset = assertInteger(options.offset ?? 0, title, "options.offset", 0, 0xffff);
     if (offset + data.length > 0x10000) throw new TpmArgumentError(`${title}: options.offset + data.length must be at most 65536, got ${offset + data.length}`);
@@ -612,14 +640,14 @@ export class Tpm {
     let off = 0;
     do {
       const chunk = data.subarray(off, off + step);
-      await this.#send(C.nvWriteCmd(ah, index, chunk, offset + off, { password }), options);
+      await this.#send(C.nvWriteCmd(ah, index, chunk, offset + off, auth), options);
       off += chunk.length;
     } while (off < data.length);
   }
   /** TPM2_NV_Read (Part 3 §31.13); reads the whole index when `size` is not given. */
   async nvRead(index: number, options: NvAuthOptions & { size?: number; offset?: number } = {}): Promise<Uint8Array> {
     const title = "tpm.nvRead";
-    const { ah, password } = nvAuth(index, options, title);
+    const { ah, auth } = nvAuth(index, options, title);
     const offset = assertInteger(options.offset ?? 0, title, "options.offset", 0, 0xffff);
     if (options.size !== undefined) assertInteger(options.size, title, "options.size", 0, 0xffff);
     const size = options.size ?? (await this.#send(C.nvReadPublicCmd(index), options)).nvPublic.dataSize - offset;
@@ -628,7 +656,7 @@ export class Tpm {
     const step = 1024;
     for (let off = 0; off < size; ) {
       const n = Math.min(step, size - off);
-      const part = await this.#send(C.nvReadCmd(ah, index, n, offset + off, { password }), options);
+      const part = await this.#send(C.nvReadCmd(ah, index, n, offset + off, auth), options);
       if (part.length !== n) throw new TpmFormatError(`NV_Read returned ${part.length} bytes, asked ${n}`);
       out.set(part, off);
       off += n;
@@ -639,40 +667,40 @@ export class Tpm {
   nvIncrement(index: number, options: NvAuthOptions = {}): Promise<void> {
     const title = "tpm.nvIncrement";
     return this.#call(title, options, () => {
-      const { ah, password } = nvAuth(index, options, title);
-      return C.nvIncrementCmd(ah, index, { password });
+      const { ah, auth } = nvAuth(index, options, title);
+      return C.nvIncrementCmd(ah, index, auth);
     });
   }
   /** TPM2_NV_Extend (extend indices) with `data` (bytes). Part 3 §31.9. */
   nvExtend(index: number, data: Uint8Array, options: NvAuthOptions = {}): Promise<void> {
     const title = "tpm.nvExtend";
     return this.#call(title, options, () => {
-      const { ah, password } = nvAuth(index, options, title);
-      return C.nvExtendCmd(ah, index, assertBytes(data, title, "data"), { password });
+      const { ah, auth } = nvAuth(index, options, title);
+      return C.nvExtendCmd(ah, index, assertBytes(data, title, "data"), auth);
     });
   }
   /** TPM2_NV_SetBits (bit-field indices); `bits` is a bigint (UINT64). Part 3 §31.10. */
   nvSetBits(index: number, bits: bigint, options: NvAuthOptions = {}): Promise<void> {
     const title = "tpm.nvSetBits";
     return this.#call(title, options, () => {
-      const { ah, password } = nvAuth(index, options, title);
-      return C.nvSetBitsCmd(ah, index, assertU64(bits, title, "bits"), { password });
+      const { ah, auth } = nvAuth(index, options, title);
+      return C.nvSetBitsCmd(ah, index, assertU64(bits, title, "bits"), auth);
     });
   }
   /** TPM2_NV_ReadLock. Part 3 §31.14. */
   nvReadLock(index: number, options: NvAuthOptions = {}): Promise<void> {
     const title = "tpm.nvReadLock";
     return this.#call(title, options, () => {
-      const { ah, password } = nvAuth(index, options, title);
-      return C.nvReadLockCmd(ah, index, { password });
+      const { ah, auth } = nvAuth(index, options, title);
+      return C.nvReadLockCmd(ah, index, auth);
     });
   }
   /** TPM2_NV_WriteLock. Part 3 §31.11. */
   nvWriteLock(index: number, options: NvAuthOptions = {}): Promise<void> {
     const title = "tpm.nvWriteLock";
     return this.#call(title, options, () => {
-      const { ah, password } = nvAuth(index, options, title);
-      return C.nvWriteLockCmd(ah, index, { password });
+      const { ah, auth } = nvAuth(index, options, title);
+      return C.nvWriteLockCmd(ah, index, auth);
     });
   }
   /** Reads a counter index as a bigint. */
@@ -701,7 +729,7 @@ export class Tpm {
       return {
         cc: TPM_CC.CreatePrimary,
         handles: [h],
-        auths: [{ password: assertAuth(options.auth, title, "options.auth") }],
+        auths: [authArg(options.auth, title, "options.auth")],
         params: (w) => writeCreateParams(w, inParams, tpl),
         responseHandles: 1,
         response: (r, [handle]) => {
@@ -733,7 +761,7 @@ export class Tpm {
       return {
         cc: TPM_CC.Create,
         handles: [ph],
-        auths: [{ password: assertAuth(options.auth, title, "options.auth") }],
+        auths: [authArg(options.auth, title, "options.auth")],
         params: (w) => writeCreateParams(w, inParams, tpl),
         response: (r) => {
           const priv = readPrivate(r, title);
@@ -760,7 +788,7 @@ export class Tpm {
       return {
         cc: TPM_CC.Load,
         handles: [ph],
-        auths: [{ password: assertAuth(options?.auth, title, "options.auth") }],
+        auths: [authArg(options?.auth, title, "options.auth")],
         params: (w) => {
           w.tpm2b(p);
           writePublic2b(w, pb);
@@ -793,7 +821,7 @@ export class Tpm {
       return {
         cc: TPM_CC.CreateLoaded,
         handles: [ph],
-        auths: [{ password: assertAuth(options.auth, title, "options.auth") }],
+        auths: [authArg(options.auth, title, "options.auth")],
         params: (w) => {
           writeSensitiveCreate(w, inParams.sensitive);
           w.tpm2b(marshalPublic(tpl)); // TPM2B_TEMPLATE, Part 2 §12.2.6
@@ -914,7 +942,7 @@ export class Tpm {
     return this.#call(title, options, () => ({
       cc: TPM_CC.EvictControl,
       handles: [assertHierarchy(options.hierarchy ?? "owner", title, "options.hierarchy", ["owner", "platform"]), assertHandle(object, title, "object")],
-      auths: [{ password: assertAuth(options.auth, title, "options.auth") }],
+      auths: [authArg(options.auth, title, "options.auth")],
       params: (w) => w.u32(assertHandle(persistent, title, "persistent", TPM_HT.PERSISTENT, "a persistent handle")),
       response: () => undefined,
     }));
@@ -933,7 +961,7 @@ export class Tpm {
       return {
         cc: TPM_CC.ObjectChangeAuth,
         handles: [assertHandle(object, title, "object"), assertHandle(parent, title, "parent")],
-        auths: [{ password: assertAuth(options?.auth, title, "options.auth") }],
+        auths: [authArg(options?.auth, title, "options.auth")],
         params: (w) => w.tpm2b(na),
         response: (r) => readPrivate(r, title),
       };
@@ -946,7 +974,7 @@ export class Tpm {
     return this.#call(title, options, () => ({
       cc: TPM_CC.Unseal,
       handles: [assertHandle(handle, title, "handle")],
-      auths: [{ password: assertAuth(options?.auth, title, "options.auth") }],
+      auths: [authArg(options?.auth, title, "options.auth")],
       response: (r) => r.tpm2b("outData", 128).slice(),
     }));
   }
@@ -969,7 +997,7 @@ export class Tpm {
       return {
         cc: TPM_CC.Sign,
         handles: [k],
-        auths: [{ password: assertAuth(options?.auth, title, "options.auth") }],
+        auths: [authArg(options?.auth, title, "options.auth")],
         params: (w) => {
           w.tpm2b(d);
           writeScheme(w, scheme);
@@ -1037,7 +1065,7 @@ export class Tpm {
       return {
         cc: TPM_CC.RSA_Decrypt,
         handles: [k],
-        auths: [{ password: assertAuth(options?.auth, title, "options.auth") }],
+        auths: [authArg(options?.auth, title, "options.auth")],
         params: (w) => {
           w.tpm2b(c);
           writeScheme(w, scheme);
@@ -1064,7 +1092,7 @@ export class Tpm {
       return {
         cc: TPM_CC.EncryptDecrypt2,
         handles: [k],
-        auths: [{ password: assertAuth(options?.auth, title, "options.auth") }],
+        auths: [authArg(options?.auth, title, "options.auth")],
         params: (w) => {
           w.tpm2b(d).u8(decrypt ? 1 : 0).u16(mode).tpm2b(iv);
         },
@@ -1088,7 +1116,7 @@ export class Tpm {
       return {
         cc: TPM_CC.HMAC,
         handles: [k],
-        auths: [{ password: assertAuth(options?.auth, title, "options.auth") }],
+        auths: [authArg(options?.auth, title, "options.auth")],
         params: (w) => {
           w.tpm2b(d).u16(alg);
         },
@@ -1122,7 +1150,7 @@ export class Tpm {
       return {
         cc: TPM_CC.ECDH_ZGen,
         handles: [k],
-        auths: [{ password: assertAuth(options?.auth, title, "options.auth") }],
+        auths: [authArg(options?.auth, title, "options.auth")],
         params: (w) => writeEccPoint(w, { x, y }),
         response: (r) => readEccPoint(r, "outPoint"),
       };
@@ -1148,7 +1176,7 @@ export class Tpm {
       return {
         cc: TPM_CC.Quote,
         handles: [k],
-        auths: [{ password: assertAuth(options?.auth, title, "options.auth") }],
+        auths: [authArg(options?.auth, title, "options.auth")],
         params: (w) => {
           w.tpm2b(q);
           writeScheme(w, scheme);
@@ -1170,7 +1198,7 @@ export class Tpm {
    * `options.objectAuth` authorizes the object (ADMIN role), `options.auth` the signing key.
    * Checks magic, type TPM_ST_ATTEST_CERTIFY, extraData and the signature scheme.
    */
-  certify(object: number, signKey: number, qualifyingData: Uint8Array, options: AuthCallOptions & SchemeOption & { objectAuth?: Uint8Array | string } = {}): Promise<AttestResult> {
+  certify(object: number, signKey: number, qualifyingData: Uint8Array, options: AuthCallOptions & SchemeOption & { objectAuth?: Authorization } = {}): Promise<AttestResult> {
     const title = "tpm.certify";
     return this.#call(title, options, () => {
       const o = assertHandle(object, title, "object");
@@ -1180,7 +1208,7 @@ export class Tpm {
       return {
         cc: TPM_CC.Certify,
         handles: [o, k],
-        auths: [{ password: assertAuth(options?.objectAuth, title, "options.objectAuth") }, { password: assertAuth(options?.auth, title, "options.auth") }],
+        auths: [authArg(options?.objectAuth, title, "options.objectAuth"), authArg(options?.auth, title, "options.auth")],
         params: (w) => {
           w.tpm2b(q);
           writeScheme(w, scheme);
@@ -1207,7 +1235,7 @@ export class Tpm {
       return {
         cc: TPM_CC.CertifyCreation,
         handles: [k, o],
-        auths: [{ password: assertAuth(options?.auth, title, "options.auth") }],
+        auths: [authArg(options?.auth, title, "options.auth")],
         params: (w) => {
           w.tpm2b(q).tpm2b(ch);
           writeScheme(w, scheme);
@@ -1228,7 +1256,7 @@ export class Tpm {
    * read with `options.nvAuthHandle`'s authorization (the index by default, `options.nvAuth`).
    * Checks magic, type, extraData, offset and the contents' size.
    */
-  nvCertify(signKey: number, index: number, qualifyingData: Uint8Array, options: AuthCallOptions & SchemeOption & { nvAuth?: Uint8Array | string; nvAuthHandle?: "index" | Hierarchy; size: number; offset?: number }): Promise<AttestResult> {
+  nvCertify(signKey: number, index: number, qualifyingData: Uint8Array, options: AuthCallOptions & SchemeOption & { nvAuth?: Authorization; nvAuthHandle?: "index" | Hierarchy; size: number; offset?: number }): Promise<AttestResult> {
     const title = "tpm.nvCertify";
     return this.#call(title, options, () => {
       if (typeof options !== "object" || options === null) throw new TpmArgumentError(`${title}: options must be an object with size, got ${describeValue(options)}`);
@@ -1237,12 +1265,12 @@ export class Tpm {
       const q = assertBytes(qualifyingData, title, "qualifyingData", 0, 64);
       const size = assertInteger(options.size, title, "options.size", 0, 0xffff);
       const offset = assertInteger(options.offset ?? 0, title, "options.offset", 0, 0xffff);
-      const { ah, password } = nvAuth(i, { auth: options.nvAuth, authHandle: options.nvAuthHandle }, title);
+      const { ah, auth } = nvAuth(i, { auth: options.nvAuth, authHandle: options.nvAuthHandle }, title);
       const scheme = sigScheme(options, title);
       return {
         cc: TPM_CC.NV_Certify,
         handles: [k, ah, i],
-        auths: [{ password: assertAuth(options.auth, title, "options.auth") }, { password }],
+        auths: [authArg(options.auth, title, "options.auth"), auth],
         params: (w) => {
           w.tpm2b(q);
           writeScheme(w, scheme);
@@ -1263,7 +1291,7 @@ export class Tpm {
    * is the endorsement hierarchy's password, `options.auth` the key's. Checks magic, type,
    * extraData and the scheme.
    */
-  getTime(signKey: number, qualifyingData: Uint8Array, options: AuthCallOptions & SchemeOption & { privacyAuth?: Uint8Array | string } = {}): Promise<AttestResult> {
+  getTime(signKey: number, qualifyingData: Uint8Array, options: AuthCallOptions & SchemeOption & { privacyAuth?: Authorization } = {}): Promise<AttestResult> {
     const title = "tpm.getTime";
     return this.#call(title, options, () => {
       const k = assertHandle(signKey, title, "signKey");
@@ -1272,7 +1300,7 @@ export class Tpm {
       return {
         cc: TPM_CC.GetTime,
         handles: [TPM_RH.ENDORSEMENT, k],
-        auths: [{ password: assertAuth(options?.privacyAuth, title, "options.privacyAuth") }, { password: assertAuth(options?.auth, title, "options.auth") }],
+        auths: [authArg(options?.privacyAuth, title, "options.privacyAuth"), authArg(options?.auth, title, "options.auth")],
         params: (w) => {
           w.tpm2b(q);
           writeScheme(w, scheme);
@@ -1314,7 +1342,7 @@ export class Tpm {
    * when `activate` (the object it names; `options.auth`, ADMIN role) and `key` (the protecting
    * key; `options.keyAuth`) are loaded here.
    */
-  activateCredential(activate: number, key: number, credentialBlob: Uint8Array, secret: Uint8Array, options: AuthCallOptions & { keyAuth?: Uint8Array | string } = {}): Promise<Uint8Array> {
+  activateCredential(activate: number, key: number, credentialBlob: Uint8Array, secret: Uint8Array, options: AuthCallOptions & { keyAuth?: Authorization } = {}): Promise<Uint8Array> {
     const title = "tpm.activateCredential";
     return this.#call(title, options, () => {
       const a = assertHandle(activate, title, "activate");
@@ -1324,13 +1352,227 @@ export class Tpm {
       return {
         cc: TPM_CC.ActivateCredential,
         handles: [a, k],
-        auths: [{ password: assertAuth(options?.auth, title, "options.auth") }, { password: assertAuth(options?.keyAuth, title, "options.keyAuth") }],
+        auths: [authArg(options?.auth, title, "options.auth"), authArg(options?.keyAuth, title, "options.keyAuth")],
         params: (w) => {
           w.tpm2b(cb).tpm2b(s);
         },
         response: (r) => r.tpm2b("certInfo", 64).slice(),
       };
     });
+  }
+
+  // ------------------------------------------------------------------ sessions and policy (Part 3 §11.1, §23)
+
+  /**
+   * TPM2_StartAuthSession (Part 3 §11.1): an HMAC, policy or trial session, bound
+   * (`options.bind`: an entity's handle and authValue enter the session key) and / or salted
+   * (`options.salt`: a loaded RSA or ECC decryption key; the client reads its public area and
+   * encrypts the salt itself), with AES-128-CFB parameter encryption unless `options.symmetric`
+   * is null. Use the session as a call's `auth` (or `{ session, password }`), in
+   * `options.sessions` for encryption or audit only, or with the policy commands; see
+   * {@link AuthSession} for how it computes and checks HMACs (Part 1 §19.6).
+   *
+   * @example
+   * ```ts
+   * await using s = await tpm.startAuthSession({ salt: srk, attributes: { encrypt: true } });
+   * const bytes = await tpm.unseal(sealed, { auth: { session: s, password: "pw" } });
+   * ```
+   */
+  startAuthSession(options: StartAuthSessionOptions = {}): Promise<AuthSession> {
+    const title = "tpm.startAuthSession";
+    try {
+      assertOptions(options, title);
+      assertCallOptions(options, title);
+      extraSessions(options, title);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return startSession(this, options, title);
+  }
+
+  /** A policy or trial session of this Tpm, not closed (the policy commands' policySession). */
+  #policySession(session: unknown, title: string): number {
+    if (!(session instanceof AuthSession)) throw new TpmArgumentError(`${title}: session must be an AuthSession from tpm.startAuthSession, got ${describeValue(session)}`);
+    if (session.type === "hmac") throw new TpmArgumentError(`${title}: session must be a policy or trial session, got an HMAC session`);
+    if (session.host !== this) throw new TpmArgumentError(`${title}: session belongs to another Tpm`);
+    if (session.closed) throw new TpmArgumentError(`${title}: session 0x${session.handle.toString(16)} is closed`);
+    return session.handle;
+  }
+
+  /**
+   * TPM2_PolicyPCR (Part 3 §23.7): the PCRs of `pcrs` must have the values whose digest is
+   * `options.pcrDigest` (the TPM's current values when absent, as a trial session takes them).
+   */
+  policyPCR(session: AuthSession, pcrs: PcrSelection, options: CallOptions & { pcrDigest?: Uint8Array } = {}): Promise<void> {
+    const title = "tpm.policyPCR";
+    return this.#call(title, options, () => {
+      const h = this.#policySession(session, title);
+      const sel = assertPcrSelection(pcrs, title, "pcrs");
+      const d = assertBytes(options?.pcrDigest ?? new Uint8Array(0), title, "options.pcrDigest", 0, 64);
+      return { cc: TPM_CC.PolicyPCR, handles: [h], params: (w) => { w.tpm2b(d); writePcrSelection(w, sel); }, response: () => undefined };
+    });
+  }
+
+  /**
+   * TPM2_PolicyPassword (Part 3 §23.18): the command the session authorizes then carries the
+   * entity's authValue in clear (`auth: { session, password }`), and its response has no HMAC.
+   */
+  async policyPassword(session: AuthSession, options?: CallOptions): Promise<void> {
+    const title = "tpm.policyPassword";
+    await this.#call(title, options, () => ({ cc: TPM_CC.PolicyPassword, handles: [this.#policySession(session, title)], response: () => undefined }));
+    session.passwordNeeded = true;
+    session.authValueNeeded = false;
+  }
+
+  /**
+   * TPM2_PolicyAuthValue (Part 3 §23.17): the entity's authValue keys the HMAC of the command the
+   * session authorizes (`auth: { session, password }`).
+   */
+  async policyAuthValue(session: AuthSession, options?: CallOptions): Promise<void> {
+    const title = "tpm.policyAuthValue";
+    await this.#call(title, options, () => ({ cc: TPM_CC.PolicyAuthValue, handles: [this.#policySession(session, title)], response: () => undefined }));
+    session.authValueNeeded = true;
+    session.passwordNeeded = false;
+  }
+
+  /** TPM2_PolicyCommandCode (Part 3 §23.11): the session authorizes only command `code` (a TPM_CC). */
+  policyCommandCode(session: AuthSession, code: number, options?: CallOptions): Promise<void> {
+    const title = "tpm.policyCommandCode";
+    return this.#call(title, options, () => {
+      const h = this.#policySession(session, title);
+      const c = assertInteger(code, title, "code", 0, 0xffffffff);
+      return { cc: TPM_CC.PolicyCommandCode, handles: [h], params: (w) => w.u32(c), response: () => undefined };
+    });
+  }
+
+  /**
+   * TPM2_PolicySecret (Part 3 §23.4): `authHandle` (a hierarchy, object or NV index) authorizes
+   * the assertion with `options.auth` (a password or an HMAC session). `options.includeNonce`
+   * (default true) binds it to the session's nonceTPM; `expiration` (seconds, negative for a
+   * ticket), `cpHashA` and `policyRef` as the Part says. Returns the timeout and the ticket.
+   */
+  policySecret(authHandle: number | Hierarchy, session: AuthSession, options: AuthCallOptions & PolicyAssertionOptions = {}): Promise<{ timeout: Uint8Array; ticket: Ticket }> {
+    const title = "tpm.policySecret";
+    return this.#call(title, options, () => {
+      const ah = typeof authHandle === "string" ? assertHierarchy(authHandle, title, "authHandle") : assertHandle(authHandle, title, "authHandle");
+      const h = this.#policySession(session, title);
+      const a = assertionArgs(options, title);
+      return {
+        cc: TPM_CC.PolicySecret,
+        handles: [ah, h],
+        auths: [authArg(options?.auth, title, "options.auth")],
+        params: (w) => {
+          w.tpm2b(a.includeNonce ? session.nonceTPM : new Uint8Array(0)).tpm2b(a.cpHashA).tpm2b(a.policyRef).u32(a.expiration >>> 0);
+        },
+        response: (r) => ({ timeout: r.tpm2b("timeout", 8).slice(), ticket: readTicket(r) }),
+      };
+    });
+  }
+
+  /**
+   * TPM2_PolicySigned (Part 3 §23.3): `signature` by the loaded key `authObject` over
+   * aHash = H(nonceTPM ‖ expiration ‖ cpHashA ‖ policyRef) ({@link AuthSession.policySignedDigest}
+   * computes it with the same options). Returns the timeout and the ticket.
+   */
+  policySigned(authObject: number, session: AuthSession, signature: TpmtSignature, options: CallOptions & PolicyAssertionOptions = {}): Promise<{ timeout: Uint8Array; ticket: Ticket }> {
+    const title = "tpm.policySigned";
+    return this.#call(title, options, () => {
+      const k = assertHandle(authObject, title, "authObject");
+      const h = this.#policySession(session, title);
+      if (typeof signature !== "object" || signature === null || typeof signature.sigAlg !== "number") throw new TpmArgumentError(`${title}: signature must be a TPMT_SIGNATURE, got ${describeValue(signature)}`);
+      const a = assertionArgs(options, title);
+      return {
+        cc: TPM_CC.PolicySigned,
+        handles: [k, h],
+        params: (w) => {
+          w.tpm2b(a.includeNonce ? session.nonceTPM : new Uint8Array(0)).tpm2b(a.cpHashA).tpm2b(a.policyRef).u32(a.expiration >>> 0);
+          writeSignature(w, signature);
+        },
+        response: (r) => ({ timeout: r.tpm2b("timeout", 8).slice(), ticket: readTicket(r) }),
+      };
+    });
+  }
+
+  /** TPM2_PolicyOR (Part 3 §23.6): the session's digest must be one of `digests` (2 to 8); it becomes H(0 ‖ CC ‖ digests). */
+  policyOR(session: AuthSession, digests: readonly Uint8Array[], options?: CallOptions): Promise<void> {
+    const title = "tpm.policyOR";
+    return this.#call(title, options, () => {
+      const h = this.#policySession(session, title);
+      const list = assertArray(digests, title, "digests", (d, n) => assertBytes(d, title, n, 1, 64));
+      if (list.length < 2 || list.length > 8) throw new TpmArgumentError(`${title}: digests must hold 2 to 8 digests, got ${list.length}`);
+      return {
+        cc: TPM_CC.PolicyOR,
+        handles: [h],
+        params: (w) => {
+          w.u32(list.length);
+          for (const d of list) w.tpm2b(d);
+        },
+        response: () => undefined,
+      };
+    });
+  }
+
+  /**
+   * TPM2_PolicyNV (Part 3 §23.9): the contents of NV index `index` at `options.offset` compared
+   * with `operandB` by `options.operation` (a TPM_EO, EQ by default), read with the authorization
+   * of `options.authHandle` (the index by default) and `options.auth`.
+   */
+  policyNV(session: AuthSession, index: number, operandB: Uint8Array, options: NvAuthOptions & { offset?: number; operation?: number } = {}): Promise<void> {
+    const title = "tpm.policyNV";
+    return this.#call(title, options, () => {
+      const h = this.#policySession(session, title);
+      const { ah, auth } = nvAuth(index, options, title);
+      const b = assertBytes(operandB, title, "operandB", 0, 64);
+      const offset = assertInteger(options?.offset ?? 0, title, "options.offset", 0, 0xffff);
+      const op = assertInteger(options?.operation ?? 0, title, "options.operation", 0, 0xffff);
+      return {
+        cc: TPM_CC.PolicyNV,
+        handles: [ah, index, h],
+        auths: [auth],
+        params: (w) => {
+          w.tpm2b(b).u16(offset).u16(op);
+        },
+        response: () => undefined,
+      };
+    });
+  }
+
+  /**
+   * TPM2_PolicyAuthorize (Part 3 §23.16): the session's digest `approvedPolicy` was approved by
+   * the key named `keySignName`: `checkTicket` is the TPMT_TK_VERIFIED of its signature over
+   * H(approvedPolicy ‖ policyRef) ({@link Tpm.verifySignature}).
+   */
+  policyAuthorize(session: AuthSession, approvedPolicy: Uint8Array, keySignName: Uint8Array, checkTicket: Ticket, options: CallOptions & { policyRef?: Uint8Array } = {}): Promise<void> {
+    const title = "tpm.policyAuthorize";
+    return this.#call(title, options, () => {
+      const h = this.#policySession(session, title);
+      const ap = assertBytes(approvedPolicy, title, "approvedPolicy", 0, 64);
+      const kn = assertBytes(keySignName, title, "keySignName", 0, NAME_MAX);
+      const ref = assertBytes(options?.policyRef ?? new Uint8Array(0), title, "options.policyRef", 0, 64);
+      if (typeof checkTicket !== "object" || checkTicket === null || !(checkTicket.digest instanceof Uint8Array)) throw new TpmArgumentError(`${title}: checkTicket must be a TPMT_TK_VERIFIED, got ${describeValue(checkTicket)}`);
+      return {
+        cc: TPM_CC.PolicyAuthorize,
+        handles: [h],
+        params: (w) => {
+          w.tpm2b(ap).tpm2b(ref).tpm2b(kn);
+          writeTicket(w, checkTicket);
+        },
+        response: () => undefined,
+      };
+    });
+  }
+
+  /** TPM2_PolicyGetDigest (Part 3 §23.19): the session's current policy digest. */
+  policyGetDigest(session: AuthSession, options?: CallOptions): Promise<Uint8Array> {
+    const title = "tpm.policyGetDigest";
+    return this.#call(title, options, () => ({ cc: TPM_CC.PolicyGetDigest, handles: [this.#policySession(session, title)], response: (r) => r.tpm2b("policyDigest", 64).slice() }));
+  }
+
+  /** TPM2_PolicyRestart (Part 3 §11.2): the session's policy starts over (zero digest, nothing asserted). */
+  async policyRestart(session: AuthSession, options?: CallOptions): Promise<void> {
+    const title = "tpm.policyRestart";
+    await this.#call(title, options, () => ({ cc: TPM_CC.PolicyRestart, handles: [this.#policySession(session, title)], response: () => undefined }));
+    session.resetPolicy();
   }
 
   /** Closes the chip and its transport. */
@@ -1341,6 +1583,62 @@ export class Tpm {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/** The per-call options without `sessions` (what the chip's transmit takes). */
+function transmitOnly(options: CallOptions | undefined): TransmitOptions | undefined {
+  if (options?.sessions === undefined) return options;
+  const o: CallOptions = { ...options };
+  delete o.sessions;
+  return o;
+}
+
+/** `options.sessions`, checked: AuthSession objects (at most 3 sessions per command, Part 1 §18.6). */
+function extraSessions(options: CallOptions | undefined, title: string): readonly AuthSession[] {
+  const s = options?.sessions;
+  if (s === undefined) return [];
+  if (!Array.isArray(s) || s.length > 3 || !s.every((x) => x instanceof AuthSession)) throw new TpmArgumentError(`${title}: options.sessions must be an array of at most 3 AuthSession, got ${describeValue(s)}`);
+  return s;
+}
+
+/**
+ * An authorization argument as a {@link CommandAuth}: a password (bytes or UTF-8 string), an
+ * {@link AuthSession}, or `{ session, password }`.
+ */
+function authArg(value: unknown, title: string, name: string): CommandAuth {
+  if (value instanceof AuthSession) return { session: value };
+  if (typeof value === "object" && value !== null && !(value instanceof Uint8Array)) {
+    const v = value as Partial<SessionAuthorization>;
+    if (!(v.session instanceof AuthSession)) throw new TpmArgumentError(`${title}: ${name} must be a password (Uint8Array or string), an AuthSession or { session, password }, got ${describeValue(value)}`);
+    return { session: v.session, password: assertAuth(v.password, title, `${name}.password`) };
+  }
+  return { password: assertAuth(value, title, name) };
+}
+
+/** A session authorization whose response HMAC is keyed with `newAuth` (the ChangeAuth commands). */
+function withResponseAuth(a: CommandAuth, newAuth: Uint8Array | string): CommandAuth {
+  return "session" in a ? { ...a, responseAuth: newAuth } : a;
+}
+
+/** Options of TPM2_PolicySecret and TPM2_PolicySigned (Part 3 §23.3, §23.4). */
+export interface PolicyAssertionOptions {
+  /** Include the session's nonceTPM (default true): the assertion is then good for this session only. */
+  includeNonce?: boolean;
+  /** cpHashA: the command the assertion is limited to (empty by default). */
+  cpHashA?: Uint8Array;
+  /** policyRef (empty by default). */
+  policyRef?: Uint8Array;
+  /** expiration in seconds (INT32; 0 by default: none; negative: a ticket is returned). */
+  expiration?: number;
+}
+
+function assertionArgs(o: PolicyAssertionOptions | undefined, title: string): { includeNonce: boolean; cpHashA: Uint8Array; policyRef: Uint8Array; expiration: number } {
+  return {
+    includeNonce: assertBoolean(o?.includeNonce ?? true, title, "options.includeNonce"),
+    cpHashA: assertBytes(o?.cpHashA ?? new Uint8Array(0), title, "options.cpHashA", 0, 64),
+    policyRef: assertBytes(o?.policyRef ?? new Uint8Array(0), title, "options.policyRef", 0, 64),
+    expiration: assertInteger(o?.expiration ?? 0, title, "options.expiration", -0x80000000, 0x7fffffff),
+  };
 }
 
 /** An NV index handle (TPM_HT_NV_INDEX, 0x01000000–0x01FFFFFF; Part 2 §7.2). */
@@ -1361,17 +1659,17 @@ function sequenceAlg(alg: unknown, title: string): number {
 }
 
 /** Checks an NV call's index, options and authorization; returns the authorizing handle and password. */
-function nvAuth(index: unknown, o: NvAuthOptions, title: string): { ah: number; password: Uint8Array | string | undefined } {
+function nvAuth(index: unknown, o: NvAuthOptions, title: string): { ah: number; auth: CommandAuth } {
   const i = nvIndex(index, title);
   assertCallOptions(o, title);
-  const password = assertAuth(o.auth, title, "options.auth");
+  const auth = authArg(o.auth, title, "options.auth");
   const a = o.authHandle;
-  if (a === undefined || a === "index") return { ah: i, password };
+  if (a === undefined || a === "index") return { ah: i, auth };
   const named = typeof a === "string" && Object.hasOwn(HIERARCHIES, a);
   if (!named && !(typeof a === "number" && Number.isInteger(a) && a >= 0 && a <= 0xffffffff)) {
     throw new TpmArgumentError(`${title}: options.authHandle must be "index" or one of ${Object.keys(HIERARCHIES).join(", ")} or a handle, got ${describeValue(a)}`);
   }
-  return { ah: assertHierarchy(a, title, "options.authHandle"), password };
+  return { ah: assertHierarchy(a, title, "options.authHandle"), auth };
 }
 
 function byBank(list: C.TaggedDigest[]): PcrDigests {

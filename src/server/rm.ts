@@ -410,7 +410,8 @@ class SpaceImpl implements RmSpace {
   /**
    * tpm2_commit_space / tpm2_save_space: objects the command loaded are saved and flushed,
    * sessions saved; a session the command ended (continueSession clear) no longer saves and
-   * leaves the space. An object whose context the TPM cannot save (a sequence object) stays loaded.
+   * leaves the space. An object whose context the TPM cannot save stays loaded (SoftTpm saves
+   * every object, sequences included; other TPMs may refuse some).
    */
   async #commit(touched: { objects: ObjectEntry[]; sessions: SessionEntry[] }, locality: number): Promise<void> {
     for (const o of touched.objects) {

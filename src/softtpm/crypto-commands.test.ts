@@ -403,9 +403,11 @@ describe("TPM2_EncryptDecrypt2 (Part 3 §15.3) and TPM2_HMAC (§15.5)", () => {
       const h2 = params(ok(t.executeSync(ed2(key.handle, data.subarray(32), false, mode, iv1), 0))).tpm2b();
       expect(hex(h1) + hex(h2), name).toBe(hex(c));
     }
-    // CFB ending in a partial block: ivOut is that block's cipher text padded with zeros, both ways
+    // CFB ending in a partial block: ivOut is that block's cipher text followed by the rest of its
+    // key-stream block E(previous cipher block), both ways (swtpm 0.7.1, measured; fixes-diff.test.ts)
     const a = aesMode(aesKey, TPM_ALG.CFB, false, iv, data.subarray(0, 20));
-    expect(hex(a.iv)).toBe(hex(a.out.subarray(16, 20)) + "00".repeat(12));
+    const ks = createCipheriv("aes-128-ecb", aesKey, null).setAutoPadding(false).update(a.out.subarray(0, 16));
+    expect(hex(a.iv)).toBe(hex(a.out.subarray(16, 20)) + hex(ks.subarray(4)));
     expect(hex(aesMode(aesKey, TPM_ALG.CFB, true, iv, a.out).iv)).toBe(hex(a.iv));
   });
 

@@ -33,6 +33,9 @@ export {
   type PersistentState,
   type PersistentObjectState,
   type SavedState,
+  type HierarchyPolicyState,
+  type DaParameters,
+  type PendingPcrAllocation,
 } from "./state.js";
 export {
   COMMAND_ATTRIBUTES as SOFTTPM_COMMAND_ATTRIBUTES,

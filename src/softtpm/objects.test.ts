@@ -7,7 +7,9 @@ import { TpmReader } from "../wire/buffer.js";
 import { TPM_ALG, TPMA_OBJECT } from "../wire/constants.js";
 import { type TpmtPublic, marshalPublic, readPublic } from "../wire/structures.js";
 import { SoftTpm } from "./softtpm.js";
-import { decodeState, encodeState } from "./state.js";
+import { STATE_VERSION, decodeState, encodeState } from "./state.js";
+import { savableHmac, sequenceContext, sequenceFromContext } from "./engine/contexts.js";
+import { HASH_IMPLS } from "./tables.js";
 import { STARTUP_CLEAR, authCmd, cmd, hex, rcOf, startedTpm, t2b, u16, u32, u32At, unhex } from "./test-helpers.js";
 
 const OWNER = 0x40000001;
@@ -147,7 +149,8 @@ describe("TPM2_CreatePrimary (Part 3 §24.1): keys derived from the hierarchy se
     expect(bad(sealed(A.SENSITIVEDATAORIGIN), [], [1])).toBe(0x2c2);
     expect(bad(unhex("0023000b00040072000000100018000b0099001000000000"))).toBe(0x2e6); // ECC on an unknown curve: TPM_RC_CURVE + P2 (swtpm 0.7.1 too)
     expect(bad(unhex("0099000b"))).toBe(0x2ca); // TPM_RC_TYPE + P2
-    expect(bad(sealed(), new Array(33).fill(1))).toBe(0x1d5); // userAuth longer than the nameAlg digest: TPM_RC_SIZE + P1
+    expect(bad(sealed(), new Array(33).fill(1), [1])).toBe(0x1d5); // userAuth longer than the nameAlg digest: TPM_RC_SIZE + P1
+    expect(bad(sealed(), new Array(33).fill(1))).toBe(0x2c2); // the template first: sealed data without data is TPM_RC_ATTRIBUTES + P2 (swtpm 0.7.1)
     expect(rcOf(t.executeSync(authCmd(CC.CreatePrimary, [0x40000000 + 0x0a], [[]], createParams(sealed())), 0))).toBe(0x184); // lockout is no hierarchy: TPM_RC_VALUE + H1
   });
 });
@@ -342,12 +345,103 @@ describe("state file: version 2 with seeds and persistent objects, version 1 mig
     expect(hex(decodeState(v1).storageSeed)).toBe(hex(s.storageSeed));
     expect(hex(s.storageSeed)).not.toBe(hex(s.endorsementSeed));
     const v2 = encodeState(s);
-    expect(v2[5]).toBe(2);
+    expect(v2[5]).toBe(STATE_VERSION); // re-encoded in the current version (3 since TPM2_SetPrimaryPolicy)
     expect(decodeState(v2)).toEqual(s);
     const t = new SoftTpm({ storage: new MemoryStorage(v1) });
     await t.start();
     ok(t.executeSync(STARTUP_CLEAR, 0));
     const r = ok(t.executeSync(authCmd(0x14e, [0x01500000, 0x01500000], [[0x61]], [...u16(4), ...u16(0)]), 0));
     expect(hex(r.subarray(r.length - 5 - 4, r.length - 5))).toBe("deadbeef");
+  });
+});
+
+describe("TPM2_ContextSave / ContextLoad of sequence objects (Part 3 §28.2, §28.3)", () => {
+  const SEQ = { SequenceUpdate: 0x15c, SequenceComplete: 0x13e, EventSequenceComplete: 0x185 };
+  const update = (h: number, data: number[]) => authCmd(SEQ.SequenceUpdate, [h], [[0x73]], t2b(data));
+  const save = (h: number) => cmd(0x8001, CC.ContextSave, u32(h));
+  const load = (ctx: Uint8Array) => cmd(0x8001, CC.ContextLoad, [...ctx.subarray(10)]);
+  const part1 = Array.from({ length: 100 }, (_, i) => i); // more than a SHA-256 block, a partial one left over
+  const part2 = [...new TextEncoder().encode("and the rest")];
+
+  it("a hash sequence saved mid-way (savedHandle 0x80000001, TPM_RH_NULL, as swtpm 0.7.1), flushed and loaded back hashes on", () => {
+    const t = startedTpm();
+    const h = u32At(ok(t.executeSync(cmd(0x8001, CC.HashSequenceStart, [...t2b([0x73]), ...u16(0x0b)]), 0)), 10);
+    ok(t.executeSync(update(h, part1), 0));
+    const ctx = ok(t.executeSync(save(h), 0));
+    expect(u32At(ctx, 18)).toBe(0x80000001); // savedHandle of a sequence object (Part 2 §14.5)
+    expect(u32At(ctx, 22)).toBe(0x40000007); // hierarchy
+    // the saved sequence stays loaded (Part 3 §28.2) and goes on independently
+    ok(t.executeSync(update(h, [1, 2, 3]), 0));
+    ok(t.executeSync(flush(h), 0));
+    const h2 = u32At(ok(t.executeSync(load(ctx), 0)), 10);
+    ok(t.executeSync(update(h2, part2.slice(0, 4)), 0));
+    const r = ok(t.executeSync(authCmd(SEQ.SequenceComplete, [h2], [[0x73]], [...t2b(part2.slice(4)), ...u32(0x40000007)]), 0));
+    expect(hex(fields(r, false, 1)[0]!)).toBe(hex(sha256(Uint8Array.from([...part1, ...part2]))));
+    // its authValue came back too: a wrong one fails
+    const h3 = u32At(ok(t.executeSync(load(ctx), 0)), 10);
+    expect(rcOf(t.executeSync(authCmd(SEQ.SequenceUpdate, [h3], [[0x74]], t2b([1])), 0))).toBe(0x9a2); // TPM_RC_BAD_AUTH + S1 (a sequence is not DA-protected)
+  });
+
+  it("an event sequence comes back with every bank's hash state", () => {
+    const t = startedTpm();
+    const h = u32At(ok(t.executeSync(cmd(0x8001, CC.HashSequenceStart, [...t2b([0x73]), ...u16(0x10)]), 0)), 10);
+    ok(t.executeSync(update(h, part1), 0));
+    const ctx = ok(t.executeSync(save(h), 0));
+    ok(t.executeSync(flush(h), 0));
+    const h2 = u32At(ok(t.executeSync(load(ctx), 0)), 10);
+    const r = ok(t.executeSync(cmd(0x8002, SEQ.EventSequenceComplete, [...u32(0x40000007), ...u32(h2), ...u32(19), ...u32(0x40000009), ...u16(0), 0, ...t2b([]), ...u32(0x40000009), ...u16(0), 0, ...t2b([0x73]), ...t2b(part2)]), 0));
+    // TPML_DIGEST_VALUES: count, then (alg, digest) per bank in TPM_ALG_ID order; SHA-256 second
+    const at = 14 + 4 + 2 + 20 + 2;
+    expect(u32At(r, 14)).toBe(4);
+    expect(hex(r.subarray(at, at + 32))).toBe(hex(sha256(Uint8Array.from([...part1, ...part2]))));
+  });
+
+  it("an HMAC sequence's state (inner hash and padded key) survives the context format (engine/contexts.ts savableHmac)", () => {
+    const key = Uint8Array.from({ length: 20 }, (_, i) => i + 1);
+    const a = HASH_IMPLS[1]!; // SHA-256
+    const seq = { handle: 0x80000000, alg: a, hashers: [savableHmac(a, key)], authValue: Uint8Array.of(1), ticketSafe: false };
+    seq.hashers[0]!.update(Uint8Array.from(part1));
+    const plain = sequenceContext(seq)!;
+    const back = sequenceFromContext(plain, 0x80000001);
+    back.hashers[0]!.update(Uint8Array.from(part2));
+    expect(hex(back.hashers[0]!.digest())).toBe(hex(hmac(sha256, key, Uint8Array.from([...part1, ...part2]))));
+    expect(back.ticketSafe).toBe(false);
+    expect(hex(back.authValue)).toBe("01");
+  });
+});
+
+describe("template checks that follow swtpm 0.7.1 (the tpm2-tools create / createprimary loops)", () => {
+  const symcipher = (attrs: number, mode: number) =>
+    marshalPublic({ type: TPM_ALG.SYMCIPHER, nameAlg: TPM_ALG.SHA1, objectAttributes: attrs, authPolicy: new Uint8Array(0), symmetric: { algorithm: TPM_ALG.AES, keyBits: 128, mode }, unique: new Uint8Array(0) });
+  const keyedHash = (attrs: number, scheme: number) =>
+    marshalPublic({ type: TPM_ALG.KEYEDHASH, nameAlg: TPM_ALG.SHA1, objectAttributes: attrs, authPolicy: new Uint8Array(0), scheme: { scheme, hashAlg: TPM_ALG.SHA1 }, unique: new Uint8Array(0) });
+  const DEFAULT = A.FIXEDTPM | A.FIXEDPARENT | A.SENSITIVEDATAORIGIN | A.USERWITHAUTH;
+
+  it("a restricted symmetric storage key may name any block mode or NULL (tpm2 createprimary -G aes), its children are still protected", () => {
+    const t = startedTpm();
+    for (const mode of [TPM_ALG.NULL, TPM_ALG.CBC, TPM_ALG.ECB, TPM_ALG.CTR, TPM_ALG.OFB]) {
+      const p = primary(t, OWNER, symcipher(DEFAULT | A.RESTRICTED | A.DECRYPT, mode));
+      const b = create(t, p.handle, sealed(), [], [1, 2, 3]);
+      const h = u32At(ok(t.executeSync(loadCmd(p.handle, b.priv, b.pub), 0)), 10);
+      expect(hex(fields(ok(t.executeSync(unsealCmd(h, []), 0)), false, 1)[0]!)).toBe("010203");
+      ok(t.executeSync(flush(h), 0));
+      ok(t.executeSync(flush(p.handle), 0));
+    }
+  });
+
+  it("a keyed-hash key with sign and decrypt takes the NULL scheme (tpm2 create -G keyedhash); a scheme there is TPM_RC_SCHEME + P2", () => {
+    const t = startedTpm();
+    const p = primary(t, OWNER, rsaStorage(1024));
+    expect(create(t, p.handle, keyedHash(DEFAULT | A.SIGN_ENCRYPT | A.DECRYPT, TPM_ALG.NULL)).pub.length).toBeGreaterThan(0);
+    expect(rcOf(t.executeSync(authCmd(CC.Create, [p.handle], [[]], createParams(keyedHash(DEFAULT | A.SIGN_ENCRYPT | A.DECRYPT, TPM_ALG.HMAC))), 0))).toBe(0x2d2);
+  });
+
+  it("under a fixedTPM parent fixedParent and fixedTPM must agree (TPM_RC_ATTRIBUTES + P2); Create needs a free object slot (TPM_RC_OBJECT_MEMORY)", () => {
+    const t = startedTpm();
+    const p = primary(t, OWNER, rsaStorage(1024));
+    const fixedParentOnly = marshalPublic({ type: TPM_ALG.KEYEDHASH, nameAlg: TPM_ALG.SHA256, objectAttributes: A.FIXEDPARENT | A.USERWITHAUTH, authPolicy: new Uint8Array(0), scheme: { scheme: TPM_ALG.NULL, hashAlg: 0 }, unique: new Uint8Array(0) });
+    expect(rcOf(t.executeSync(authCmd(CC.Create, [p.handle], [[]], createParams(fixedParentOnly, [], [1])), 0))).toBe(0x2c2);
+    for (const i of [1, 2]) ok(t.executeSync(authCmd(CC.CreatePrimary, [OWNER], [[]], createParams(sealed(), [], [i])), 0));
+    expect(rcOf(t.executeSync(authCmd(CC.Create, [p.handle], [[]], createParams(sealed(), [], [1])), 0))).toBe(0x902);
   });
 });

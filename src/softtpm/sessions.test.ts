@@ -140,6 +140,19 @@ describe("tpm2-tools 5.4 transcript (ESYS HMAC sessions) replays byte for byte",
     const transcript = JSON.parse(readFileSync(new URL("./vectors/tpm2-tools-hmac-sessions.json", import.meta.url), "utf8")) as [string, string][];
     const t = new SoftTpm({ seed: "tpm2-tools transcript" });
     expect(transcript.length).toBeGreaterThan(40);
-    for (const [c, r] of transcript) expect(hex(t.executeSync(unhex(c), 0)), c.slice(12, 20)).toBe(r);
+    // TPM2_GetCapability(TPM_CAP_ALGS) carries no session: its answer grew after the recording
+    // (SoftTpm now lists every algorithm it implements, not only the hashes), and only its
+    // success is compared; every other response, each HMAC included, byte for byte
+    const algs = (c: string) => c.slice(12, 20) === "0000017a" && c.slice(20, 28) === "00000000";
+    let compared = 0;
+    for (const [c, r] of transcript) {
+      const got = hex(t.executeSync(unhex(c), 0));
+      if (algs(c)) expect(got.slice(12, 20), c).toBe("00000000");
+      else {
+        expect(got, c.slice(12, 20)).toBe(r);
+        compared++;
+      }
+    }
+    expect(compared).toBeGreaterThan(40);
   });
 });

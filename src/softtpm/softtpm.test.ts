@@ -356,10 +356,11 @@ describe("SoftTpm password sessions (Part 1 §18.6, Part 2 §10.13)", () => {
 describe("SoftTpm GetCapability (Part 3 §30.2)", () => {
   const t = startedTpm();
   it("lists the implemented commands with their TPMA_CC, pages with moreData", () => {
-    const r = t.executeSync(getCap(2, 0, 100), 0);
+    const r = t.executeSync(getCap(2, 0, 200), 0);
     expect(r[10]).toBe(0);
     expect(u32At(r, 15)).toBe(COMMAND_ATTRIBUTES.length);
-    expect(u32At(r, 19)).toBe(0x04400120); // EvictControl: nv, 2 handles
+    expect(u32At(r, 19)).toBe(0x0440011f); // NV_UndefineSpaceSpecial: nv, 2 handles, the lowest command code
+    expect(COMMAND_ATTRIBUTES).toContain(0x04400120); // EvictControl: nv, 2 handles
     const page = t.executeSync(getCap(2, 0x17b, 2), 0);
     expect(hex(page)).toBe("80010000001b0000000001000000020000000200" + "00017b" + "0000017c");
   });
@@ -395,8 +396,21 @@ describe("SoftTpm GetCapability (Part 3 §30.2)", () => {
     const pcrs = t.executeSync(getCap(1, 0, 100), 0);
     expect(u32At(pcrs, 15)).toBe(24);
   });
-  it("lists the hash algorithms and rejects an unknown capability with TPM_RC_VALUE + P1", () => {
-    expect(hex(t.executeSync(getCap(0, 0, 100), 0))).toBe("80010000002b00000000000000000000000004000400000004000b00000004000c00000004000d00000004");
+  it("lists the implemented algorithms and rejects an unknown capability with TPM_RC_VALUE + P1", () => {
+    // TPML_ALG_PROPERTY: every algorithm SoftTpm implements with the TPMA_ALGORITHM swtpm 0.7.1
+    // reports for it (measured with tpm2_getcap algorithms), in TPM_ALG_ID order
+    const algs = t.executeSync(getCap(0, 0, 100), 0);
+    expect(rcOf(algs)).toBe(0);
+    expect(algs[10]).toBe(0); // moreData: NO
+    const n = u32At(algs, 15);
+    const listed = new Map(Array.from({ length: n }, (_, i) => [(algs[19 + 6 * i]! << 8) | algs[20 + 6 * i]!, u32At(algs, 21 + 6 * i)] as const));
+    expect(algs.length).toBe(19 + 6 * n);
+    expect([...listed.keys()]).toEqual([...listed.keys()].sort((a, b) => a - b));
+    for (const [alg, attrs] of [[0x0001, 0x009], [0x0004, 0x004], [0x000b, 0x004], [0x000c, 0x004], [0x000d, 0x004], [0x0006, 0x002], [0x0008, 0x30c], [0x0014, 0x101], [0x0017, 0x201], [0x0018, 0x101], [0x001a, 0x101], [0x0023, 0x009], [0x0043, 0x202]] as const) {
+      expect(listed.get(alg), `alg 0x${alg.toString(16)}`).toBe(attrs); // RSA, SHA-1/256/384/512, AES, KEYEDHASH, RSASSA, OAEP, ECDSA, ECDAA, ECC, CFB
+    }
+    expect(listed.has(0x0003)).toBe(false); // TDES: not implemented, not listed
+    expect(hex(t.executeSync(getCap(0, 0x000b, 2), 0))).toBe("80010000001f" + "00000000" + "01" + "00000000" + "00000002" + "000b00000004" + "000c00000004"); // from SHA-256 on, 2 of them, moreData YES
     expect(rcOf(t.executeSync(getCap(0x55, 0, 1), 0))).toBe(0x1c4);
     expect(rcOf(t.executeSync(getCap(1, 0x05000000, 1), 0))).toBe(0x2cb);
   });

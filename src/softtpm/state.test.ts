@@ -9,7 +9,7 @@ import { FileStorage } from "../node/file-storage.js";
 import { SoftTpm } from "./softtpm.js";
 import { type NvIndexState, type PersistentState, STATE_VERSION, decodeState, encodeState } from "./state.js";
 import { MemoryStorage, type Storage } from "../core/storage.js";
-import { SHUTDOWN_CLEAR, SHUTDOWN_STATE, STARTUP_CLEAR, STARTUP_STATE, authCmd, hex, nvPublic, pcrExtend, pcrRead, pcrReadDigests, rcOf, t2b, u16 } from "./test-helpers.js";
+import { SHUTDOWN_CLEAR, SHUTDOWN_STATE, STARTUP_CLEAR, STARTUP_STATE, authCmd, cmd, hex, nvPublic, pcrExtend, pcrRead, pcrReadDigests, rcOf, t2b, u16, u32, unhex } from "./test-helpers.js";
 
 const bytes = (max: number) => fc.uint8Array({ maxLength: max });
 const nvArb: fc.Arbitrary<NvIndexState> = fc
@@ -122,7 +122,7 @@ describe("state codec", () => {
     expect(() => decodeState(Uint8Array.from([...blob, 0]))).toThrow(/length mismatch/);
     const v2 = blob.slice();
     v2[5] = STATE_VERSION + 1;
-    expect(() => decodeState(reseal(v2))).toThrow(/version 3 is not supported/);
+    expect(() => decodeState(reseal(v2))).toThrow(new RegExp(`version ${STATE_VERSION + 1} is not supported`));
     const magic = blob.slice();
     magic[0] = 0x58;
     expect(() => decodeState(reseal(magic))).toThrow(/not a SoftTpm state blob/);
@@ -162,6 +162,98 @@ describe("state codec", () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+/**
+ * A version-2 blob written by the version-2 encoder (git HEAD before format 3): NV index
+ * 0x01500000 "deadbeef", owner auth 010203, lockout auth 09, failedTries 2, a persistent object.
+ */
+const V2_BLOB = unhex(
+    "544b535300020000000001390701000000000001e24000000007000000020000000000000005000000025a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a" +
+    "5a5a5a5a5a5a5a5a5a5a5a5a5a5a00030102030000000109000101500000000b0002000200016100000004deadbeef00010101010101010101010101" +
+    "010101010101010101010101010101010101010101010101010101010101010101010101010101010101010101010101010101010202020202020202" +
+    "020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020203030303" +
+    "030303030303030303030303030303030303030303030303030303030303030303030303030303030303030303030303030303030303030303030303" +
+    "01810000014000000100040008000b0004000800000000000093eec42ffeb0dca816ba3ddad85ec76e6e63addb97092852f5e9dd6ef7c45312",
+);
+
+describe("state format 3: hierarchy policies, DA parameters, PCR allocation", () => {
+  const v3 = (s: PersistentState): PersistentState => ({
+    ...s,
+    ownerPolicy: { alg: 0x000b, policy: new Uint8Array(32).fill(0x11) },
+    endorsementPolicy: { alg: 0x0004, policy: new Uint8Array(20).fill(0x22) },
+    lockoutPolicy: { alg: 0x000d, policy: new Uint8Array(64).fill(0x33) },
+    pcrPolicy: { alg: 0x000c, policy: new Uint8Array(48).fill(0x44) },
+    daParameters: { maxTries: 5, recoveryTime: 0, lockoutRecovery: 0xffffffff },
+    pcrAllocation: [0xffffff, 0x00ffff, 0, 0xffffff],
+    pcrAllocationPending: { resetCount: 9, banks: [0, 0xffffff, 0xffffff, 1] },
+  });
+
+  it("round-trips the version-3 fields; defaults are left out when decoded", () => {
+    const s = v3(sampleState());
+    const blob = encodeState(s);
+    expect(blob[5]).toBe(3);
+    expect(decodeState(blob)).toEqual(s);
+    const plain = sampleState();
+    const d = decodeState(encodeState({ ...plain, daParameters: { maxTries: 3, recoveryTime: 1000, lockoutRecovery: 1000 }, pcrAllocation: [0xffffff, 0xffffff, 0xffffff, 0xffffff] }));
+    expect(d).toEqual(plain);
+    expect("daParameters" in d || "pcrAllocation" in d || "ownerPolicy" in d).toBe(false);
+  });
+
+  it("migrates a version-2 blob: every field kept, the new ones at their defaults, written back as version 3", () => {
+    const s = decodeState(V2_BLOB);
+    expect(V2_BLOB[5]).toBe(2);
+    expect(s).toMatchObject({ disableClear: true, lockoutAuthDisabled: true, orderly: "clear", clock: 123456, resetCount: 7, restartCount: 2, maxCounter: 5n, failedTries: 2 });
+    expect(hex(s.ownerAuth)).toBe("010203");
+    expect(hex(s.lockoutAuth)).toBe("09");
+    expect(s.nv.map((n) => [n.handle, hex(n.data)])).toEqual([[0x01500000, "deadbeef"]]);
+    expect(s.persistent.map((o) => o.handle)).toEqual([0x81000001]);
+    expect(hex(s.platformSeed)).toBe("03".repeat(64));
+    for (const k of ["ownerPolicy", "endorsementPolicy", "lockoutPolicy", "pcrPolicy", "daParameters", "pcrAllocation", "pcrAllocationPending"]) expect(k in s, k).toBe(false);
+    const again = encodeState(s);
+    expect(again[5]).toBe(STATE_VERSION);
+    expect(decodeState(again)).toEqual(s);
+    // the version-2 body is the version-3 body without the fields format 3 appends
+    expect(hex(again.subarray(12, V2_BLOB.length - 32))).toBe(hex(V2_BLOB.subarray(12, V2_BLOB.length - 32)));
+  });
+
+  it("a SoftTpm starts from the version-2 blob with swtpm's DA parameters and every PCR allocated", async () => {
+    const t = new SoftTpm({ storage: new MemoryStorage(V2_BLOB.slice()) });
+    await t.start();
+    expect(rcOf(t.executeSync(STARTUP_CLEAR, 0))).toBe(0);
+    const r = t.executeSync(cmd(0x8001, 0x17a, [...u32(6), ...u32(0x20f), ...u32(3)]), 0);
+    // moreData YES, TPM_CAP_TPM_PROPERTIES, MAX_AUTH_FAIL 3, LOCKOUT_INTERVAL 1000, LOCKOUT_RECOVERY 1000
+    expect(hex(r.subarray(10))).toBe("010000000600000003" + "0000020f00000003" + "00000210000003e8" + "00000211000003e8");
+    const pcrs = t.executeSync(cmd(0x8001, 0x17a, [...u32(5), ...u32(0), ...u32(8)]), 0);
+    expect(hex(pcrs.subarray(10))).toBe("000000000500000004" + "000403ffffff000b03ffffff000c03ffffff000d03ffffff");
+    // the NV index is there (TPM2_NV_ReadPublic: handle, SHA-256, attributes 0x00020002)
+    const r2 = t.executeSync(cmd(0x8001, 0x169, u32(NVI)), 0);
+    expect(rcOf(r2)).toBe(0);
+    expect(hex(r2.subarray(12, 22))).toBe("01500000000b00020002");
+  });
+
+  it("refuses version-3 fields that lie: a policy of the wrong size or hash, an allocation without PCRs, a bad pending flag", () => {
+    const base = sampleState();
+    const tail = (s: PersistentState): Uint8Array => encodeState(s);
+    expect(() => encodeState({ ...base, ownerPolicy: { alg: 0x000b, policy: new Uint8Array(20) } })).toThrow(TpmStateFileError);
+    expect(() => encodeState({ ...base, pcrAllocation: [0, 0, 0, 0] })).toThrow(TpmStateFileError);
+    const blob = tail(base);
+    const end = blob.length - 32;
+    // layout of the tail: 4 × (u16 alg, u16 size), 3 × u32 DA, 4 × u32 allocation, u8 hasPending
+    const policyAlgAt = end - (4 * 4 + 12 + 16 + 1);
+    const badAlg = blob.slice();
+    badAlg[policyAlgAt + 1] = 0x0b; // TPM_ALG_SHA256 with an empty digest
+    expect(() => decodeState(reseal(badAlg))).toThrow(/ownerPolicy: policy digest is 0 bytes/);
+    const noPcr = blob.slice();
+    noPcr.fill(0, end - 17, end - 1);
+    expect(() => decodeState(reseal(noPcr))).toThrow(/PCR allocation has no PCR/);
+    const pending = blob.slice();
+    pending[end - 1] = 2;
+    expect(() => decodeState(reseal(pending))).toThrow(/hasPendingAllocation is 2/);
+    const bigMask = blob.slice();
+    bigMask[end - 17] = 0x01; // bit 24 of the first mask
+    expect(() => decodeState(reseal(bigMask))).toThrow(/mask out of range/);
   });
 });
 

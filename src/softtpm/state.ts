@@ -10,6 +10,11 @@
  * Version 2 appends the hierarchy primary seeds and the persistent objects to the version-1 body.
  * A version-1 blob still decodes: its seeds are derived from its proofSeed (KDFa with the labels
  * "SPS", "EPS", "PPS"), so the migration needs no randomness and gives the same seeds each time.
+ * Version 3 appends the owner, endorsement and lockout authPolicy (TPM2_SetPrimaryPolicy) and the
+ * PCR policy group's (TPM2_PCR_SetAuthPolicy), the
+ * dictionary-attack parameters (TPM2_DictionaryAttackParameters) and the PCR allocation, active
+ * and pending (TPM2_PCR_Allocate); a version-1 or -2 blob decodes with their defaults (empty
+ * policies, swtpm's DA parameters, every PCR of every bank allocated).
  * The decoder refuses, with {@link TpmStateFileError}, any blob whose magic, version, length,
  * checksum, field sizes or field values are wrong: a bad state file is never replaced by a fresh
  * TPM (the lesson of CVE-2021-3623, CVE-2022-23645 and libtpms #614/#616).
@@ -22,13 +27,14 @@ import { TpmReader, TpmWriter } from "../wire/buffer.js";
 import { TPM_HT, TPM_NT, TPMA_NV } from "../wire/constants.js";
 import { HASH_IMPLS, PCR_COUNT, hashImpl } from "./tables.js";
 import { hmac } from "@noble/hashes/hmac.js";
+import { LOCKOUT_INTERVAL_S, LOCKOUT_RECOVERY_S, MAX_AUTH_FAIL } from "./engine/limits.js";
 
 /** Magic bytes at the start of a state blob: "TKSS". */
 export const STATE_MAGIC = 0x544b5353;
 /** The format version this code writes and reads. */
-export const STATE_VERSION = 2;
+export const STATE_VERSION = 3;
 /** The older format versions the decoder migrates. */
-export const STATE_VERSIONS_MIGRATED: readonly number[] = [1];
+export const STATE_VERSIONS_MIGRATED: readonly number[] = [1, 2];
 /** Bytes of each hierarchy primary seed (TPM 2.0 Part 1 §14.3.2: at least twice the security strength; 64 = SHA-512). */
 export const PRIMARY_SEED_SIZE = 64;
 /** Persistent objects SoftTpm holds (TPM_PT_HR_PERSISTENT_MIN; libtpms MIN_EVICT_OBJECTS is 7). */
@@ -87,6 +93,40 @@ export interface PersistentObjectState {
   parentName?: Uint8Array;
 }
 
+/** A hierarchy's authPolicy (TPM2_SetPrimaryPolicy, Part 3 §24.3): its hash and a digest of that size. */
+export interface HierarchyPolicyState {
+  alg: number;
+  policy: Uint8Array;
+}
+
+/**
+ * The dictionary-attack parameters (TPM2_DictionaryAttackParameters, Part 3 §25.3; Part 1
+ * §19.8.6): maxTries (TPM_PT_MAX_AUTH_FAIL), recoveryTime and lockoutRecovery in seconds
+ * (TPM_PT_LOCKOUT_INTERVAL, TPM_PT_LOCKOUT_RECOVERY).
+ */
+export interface DaParameters {
+  maxTries: number;
+  recoveryTime: number;
+  lockoutRecovery: number;
+}
+
+/** The dictionary-attack parameters of a new TPM: the values swtpm 0.7.1 reports (measured; the limits module's MAX_AUTH_FAIL and lockout intervals). */
+export const DA_DEFAULTS: Readonly<DaParameters> = { maxTries: MAX_AUTH_FAIL, recoveryTime: LOCKOUT_INTERVAL_S, lockoutRecovery: LOCKOUT_RECOVERY_S };
+
+/** Every PCR of a bank (bit i: PCR i): the allocation of a new TPM, in each bank. */
+export const PCR_ALL = (1 << PCR_COUNT) - 1;
+
+/**
+ * A PCR allocation TPM2_PCR_Allocate accepted (Part 3 §22.5): applied at the next TPM Reset, that
+ * is the first Startup after which resetCount differs from the one recorded here.
+ */
+export interface PendingPcrAllocation {
+  /** resetCount when it was accepted (TPM2_Clear, which zeroes resetCount, zeroes it too). */
+  resetCount: number;
+  /** One mask per bank of HASH_IMPLS (bit i: PCR i). */
+  banks: number[];
+}
+
 /** Orderly state recorded by the last shutdown: none (power lost), CLEAR or STATE. */
 export type OrderlyState = "none" | "clear" | "state";
 
@@ -129,6 +169,39 @@ export interface PersistentState {
   platformSeed: Uint8Array;
   /** Persistent objects, sorted by handle. */
   persistent: PersistentObjectState[];
+  /** ownerPolicy (absent: the Empty Buffer, TPM_ALG_NULL). Version 3. */
+  ownerPolicy?: HierarchyPolicyState;
+  /** endorsementPolicy (absent: the Empty Buffer). Version 3. */
+  endorsementPolicy?: HierarchyPolicyState;
+  /** lockoutPolicy (absent: the Empty Buffer). Version 3. */
+  lockoutPolicy?: HierarchyPolicyState;
+  /** The authPolicy of the PCR policy group (TPM2_PCR_SetAuthPolicy; absent: the Empty Buffer). Version 3. */
+  pcrPolicy?: HierarchyPolicyState;
+  /** The dictionary-attack parameters (absent: the defaults, as swtpm 0.7.1 reports them: 3 tries, 1000 s recovery, 1000 s lockout recovery; see `daParameters`). Version 3. */
+  daParameters?: DaParameters;
+  /** The active PCR allocation, one mask per bank of HASH_IMPLS (absent: every PCR of every bank). Version 3. */
+  pcrAllocation?: number[];
+  /** An allocation waiting for the next TPM Reset. Version 3. */
+  pcrAllocationPending?: PendingPcrAllocation;
+}
+
+/** The dictionary-attack parameters of a state (its own, else the defaults). */
+export function daParameters(s: PersistentState): Readonly<DaParameters> {
+  return s.daParameters ?? DA_DEFAULTS;
+}
+
+function policyProblem(p: HierarchyPolicyState): string | undefined {
+  const a = hashImpl(p.alg);
+  if (!a) return `policy hash 0x${p.alg.toString(16)} is not implemented`;
+  if (p.policy.length !== a.size) return `policy digest is ${p.policy.length} bytes, ${a.name} needs ${a.size}`;
+  return undefined;
+}
+
+function allocationProblem(banks: number[]): string | undefined {
+  if (banks.length !== HASH_IMPLS.length) return `PCR allocation has ${banks.length} banks, expected ${HASH_IMPLS.length}`;
+  if (banks.some((m) => !Number.isInteger(m) || m < 0 || m > PCR_ALL)) return "PCR allocation mask out of range";
+  if (banks.every((m) => m === 0)) return "PCR allocation has no PCR";
+  return undefined;
 }
 
 /** The TPM_NT type of an NV index: TPMA_NV bits 7:4 (TPM 2.0 Part 2 §13.4). */
@@ -147,9 +220,9 @@ export function nvIndexProblem(nv: NvIndexState): string | undefined {
   const alg = hashImpl(nv.nameAlg);
   if (!alg) return `nameAlg 0x${nv.nameAlg.toString(16)} is not implemented`;
   const nt = nvType(nv.attributes);
-  if (nt !== TPM_NT.ORDINARY && nt !== TPM_NT.COUNTER && nt !== TPM_NT.BITS && nt !== TPM_NT.EXTEND) return `index type ${nt} is not implemented`;
+  if (nt !== TPM_NT.ORDINARY && nt !== TPM_NT.COUNTER && nt !== TPM_NT.BITS && nt !== TPM_NT.EXTEND && nt !== TPM_NT.PIN_FAIL && nt !== TPM_NT.PIN_PASS) return `index type ${nt} is not implemented`;
   if (nv.dataSize > NV_DATA_MAX) return `dataSize ${nv.dataSize} exceeds ${NV_DATA_MAX}`;
-  if ((nt === TPM_NT.COUNTER || nt === TPM_NT.BITS) && nv.dataSize !== 8) return `a counter or bits index must be 8 bytes, not ${nv.dataSize}`;
+  if ((nt === TPM_NT.COUNTER || nt === TPM_NT.BITS || nt === TPM_NT.PIN_FAIL || nt === TPM_NT.PIN_PASS) && nv.dataSize !== 8) return `a counter, bits or PIN index must be 8 bytes, not ${nv.dataSize}`;
   if (nt === TPM_NT.EXTEND && nv.dataSize !== alg.size) return `an extend index must be ${alg.size} bytes for its nameAlg, not ${nv.dataSize}`;
   if (nv.data.length !== nv.dataSize) return `data is ${nv.data.length} bytes, dataSize says ${nv.dataSize}`;
   if (nv.authValue.length > alg.size) return `authValue longer than the nameAlg digest`;
@@ -204,6 +277,31 @@ export function encodeState(s: PersistentState): Uint8Array {
     if (o.publicArea.length > OBJECT_AREA_MAX || o.sensitiveArea.length > OBJECT_AREA_MAX) throw new TpmStateFileError("persistent object area too large");
     w.u32(o.handle).u32(o.hierarchy >>> 0).tpm2b(o.publicArea).tpm2b(o.sensitiveArea);
     w.tpm2b(o.qualifiedName ?? new Uint8Array(0)).tpm2b(o.parentName ?? new Uint8Array(0));
+  }
+  // version 3: hierarchy policies, DA parameters, PCR allocation
+  for (const [name, p] of [["ownerPolicy", s.ownerPolicy], ["endorsementPolicy", s.endorsementPolicy], ["lockoutPolicy", s.lockoutPolicy], ["pcrPolicy", s.pcrPolicy]] as const) {
+    if (!p) {
+      w.u16(0x0010).u16(0); // TPM_ALG_NULL, the Empty Buffer
+      continue;
+    }
+    const problem = policyProblem(p);
+    if (problem) throw new TpmStateFileError(`${name}: ${problem}`);
+    w.u16(p.alg).tpm2b(p.policy);
+  }
+  const da = daParameters(s);
+  w.u32(da.maxTries >>> 0).u32(da.recoveryTime >>> 0).u32(da.lockoutRecovery >>> 0);
+  const active = s.pcrAllocation ?? HASH_IMPLS.map(() => PCR_ALL);
+  const problem = allocationProblem(active);
+  if (problem) throw new TpmStateFileError(problem);
+  for (const m of active) w.u32(m);
+  const pending = s.pcrAllocationPending;
+  if (pending) {
+    const pp = allocationProblem(pending.banks);
+    if (pp) throw new TpmStateFileError(`pending ${pp}`);
+    w.u8(1).u32(pending.resetCount >>> 0);
+    for (const m of pending.banks) w.u32(m);
+  } else {
+    w.u8(0);
   }
   const bodyLength = w.length - HEADER;
   w.patchU32(8, bodyLength);
@@ -354,6 +452,34 @@ function decodeBody(r: TpmReader, version: number): PersistentState {
       persistent.push({ handle, hierarchy, publicArea, sensitiveArea, ...(qualifiedName.length ? { qualifiedName } : {}), ...(parentName.length ? { parentName } : {}) });
     }
   }
+  const v3: Partial<PersistentState> = {};
+  if (version >= 3) {
+    for (const key of ["ownerPolicy", "endorsementPolicy", "lockoutPolicy", "pcrPolicy"] as const) {
+      const alg = r.u16(key);
+      const policy = r.tpm2b(key, AUTH_MAX).slice();
+      if (alg === 0x0010 && policy.length === 0) continue; // TPM_ALG_NULL: the Empty Buffer
+      const p = { alg, policy };
+      const problem = policyProblem(p);
+      if (problem) bad(r, `${key}: ${problem}`);
+      v3[key] = p;
+    }
+    const da = { maxTries: r.u32("maxTries"), recoveryTime: r.u32("recoveryTime"), lockoutRecovery: r.u32("lockoutRecovery") };
+    if (da.maxTries !== DA_DEFAULTS.maxTries || da.recoveryTime !== DA_DEFAULTS.recoveryTime || da.lockoutRecovery !== DA_DEFAULTS.lockoutRecovery) v3.daParameters = da;
+    const active = HASH_IMPLS.map(() => r.u32("pcrAllocation"));
+    const problem = allocationProblem(active);
+    if (problem) bad(r, problem);
+    if (active.some((m) => m !== PCR_ALL)) v3.pcrAllocation = active;
+    const hasPending = r.u8("hasPendingAllocation");
+    if (hasPending === 1) {
+      const resetCount = r.u32("pendingResetCount");
+      const banks = HASH_IMPLS.map(() => r.u32("pendingAllocation"));
+      const pp = allocationProblem(banks);
+      if (pp) bad(r, `pending ${pp}`);
+      v3.pcrAllocationPending = { resetCount, banks };
+    } else if (hasPending !== 0) {
+      bad(r, `hasPendingAllocation is ${hasPending}, must be 0 or 1`);
+    }
+  }
   if (r.remaining !== 0) bad(r, `${r.remaining} trailing bytes`);
   const orderly: OrderlyState = o === 0 ? "none" : o === 1 ? "clear" : "state";
   if (orderly === "state" && !saved) bad(r, "orderly state STATE without saved PCR state");
@@ -378,5 +504,6 @@ function decodeBody(r: TpmReader, version: number): PersistentState {
     endorsementSeed,
     platformSeed,
     persistent,
+    ...v3,
   };
 }

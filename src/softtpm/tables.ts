@@ -30,11 +30,17 @@ export const COMMAND_ATTRIBUTES: readonly number[] = /* @__PURE__ */ [
   0x10000167, 0x02000168, 0x02000169, 0x0200016a, 0x0200016b, 0x0200016c, 0x0200016e, 0x0200016f, 0x02000170, 0x02000171, 0x02000173, 0x02000174, 0x14000176, 0x02000177,
   0x0000017a, 0x0000017b, 0x0000017c, 0x0000017d, 0x0000017e, 0x0200017f, 0x02000180, 0x00000181,
   0x02400182, 0x06000184, 0x05400185, 0x10000186, 0x02000189, 0x0000018a, 0x0200018c, 0x0200018f, 0x02000190, 0x12000191, 0x02000193,
-  // policy assertions (PolicyAuthorizeNV, PolicyCounterTimer, PolicyDuplicationSelect, PolicyTicket):
+  // policy assertions (PolicyAuthorizeNV, PolicyCounterTimer, PolicyDuplicationSelect, PolicyTicket, PolicyPhysicalPresence):
+  0x0200016d, 0x02000172, 0x02000188, 0x06000192, 0x02000187,
   // hierarchy, NV and PCR administration (ChangePPS, ChangeEPS, NV_UndefineSpaceSpecial, PCR_Allocate):
+  0x0440011f, 0x02400132, // NV_UndefineSpaceSpecial, NV_GlobalWriteLock
+  0x02c00124, 0x02c00125, 0x0240012b, 0x0240012c, 0x02400139, 0x0240013a, 0x02000183, // ChangeEPS, ChangePPS, PCR_Allocate, PCR_SetAuthPolicy, DictionaryAttackLockReset, DictionaryAttackParameters, PCR_SetAuthValue
   // duplication (Duplicate, Import, Rewrap):
+  0x0400014b, 0x04000152, 0x02000156,
   // audit (SetCommandCodeAuditStatus, GetCommandAuditDigest, GetSessionAuditDigest):
+  0x02400140, 0x04400133, 0x0600014d,
   // ECC (EC_Ephemeral, Commit):
+  0x00000178, 0x0200018b, 0x0200018d, 0x0000018e, // ECC_Parameters, Commit, ZGen_2Phase, EC_Ephemeral
 ].sort((a, b) => (a & 0xffff) - (b & 0xffff));
 
 /**

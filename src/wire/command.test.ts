@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { buildCommand, parseResponse, type CommandSpec } from "./command.js";
+import { buildCommand, hasSessionAuth, parseResponse, type CommandSpec } from "./command.js";
 import * as C from "./commands.js";
 import { TpmReader, TpmWriter, fromHex, toHex, readHeader } from "./buffer.js";
 import { TpmFormatError, TpmArgumentError } from "../errors/index.js";
@@ -150,5 +150,17 @@ describe("TpmWriter refuses what is not bytes", () => {
     expect(() => new TpmWriter().bytes("hello" as unknown as Uint8Array)).toThrow(TpmArgumentError);
     expect(() => new TpmWriter().tpm2b("hello" as unknown as Uint8Array)).toThrow(/TpmWriter\.tpm2b: expected a Uint8Array, got string/);
     expect(toHex(new TpmWriter().tpm2b(Uint8Array.of(1, 2)).finish())).toBe("00020102");
+  });
+});
+
+describe("authorizations by a session (run by Tpm, which computes the HMACs)", () => {
+  it("hasSessionAuth tells a session authorization from passwords, and buildCommand refuses one instead of sending a password session", () => {
+    const withPassword: CommandSpec<void> = { cc: 0x15e, handles: [0x80000000], auths: [{ password: "x" }], response: () => undefined };
+    const withSession: CommandSpec<void> = { cc: 0x15e, handles: [0x80000000], auths: [{ session: {}, password: "x" }], response: () => undefined };
+    expect(hasSessionAuth(withPassword)).toBe(false);
+    expect(hasSessionAuth({ cc: 0x17b, response: () => undefined })).toBe(false);
+    expect(hasSessionAuth(withSession)).toBe(true);
+    expect(toHex(buildCommand(withPassword))).toBe("80020000001c0000015e80000000" + "0000000a40000009000001000178");
+    expect(() => buildCommand(withSession)).toThrow(TpmArgumentError);
   });
 });

@@ -17,6 +17,28 @@ export interface PasswordAuth {
   password?: Uint8Array | string;
 }
 
+/**
+ * An authorization by a session (the typed client's `AuthSession`, Part 1 §19.6) with the
+ * entity's authValue. Such a spec is run by `Tpm` (it computes the HMACs), not by
+ * {@link buildCommand}.
+ */
+export interface SessionAuth {
+  /** The session (an `AuthSession` of the Tpm that runs the command). */
+  session: object;
+  /** The authorized entity's authValue (UTF-8 if a string). */
+  password?: Uint8Array | string;
+  /** The entity's authValue after the command, for commands that change it (HierarchyChangeAuth, NV_ChangeAuth). */
+  responseAuth?: Uint8Array | string;
+}
+
+/** One authorization: a password (TPM_RS_PW) or a session. */
+export type CommandAuth = PasswordAuth | SessionAuth;
+
+/** True when any authorization of `spec` is a session. */
+export function hasSessionAuth(spec: CommandSpec<unknown>): boolean {
+  return (spec.auths ?? []).some((a) => (a as Partial<SessionAuth>).session !== undefined);
+}
+
 /** What a command needs: its code, handles, parameters and how to read the response. */
 export interface CommandSpec<R> {
   /** TPM_CC of the command. */
@@ -24,7 +46,7 @@ export interface CommandSpec<R> {
   /** The handle area, in order. */
   handles?: readonly number[];
   /** One authorization per authorized handle (the first `auths.length` handles). */
-  auths?: readonly PasswordAuth[];
+  auths?: readonly CommandAuth[];
   /** Writes the parameter area. */
   params?: (w: TpmWriter) => void;
   /** Number of handles in the response's handle area. */
@@ -52,6 +74,7 @@ export function buildCommand(spec: CommandSpec<unknown>): Uint8Array {
   const auths = spec.auths ?? [];
   const handles = spec.handles ?? [];
   if (auths.length > handles.length) throw new TpmArgumentError(`${auths.length} authorizations for ${handles.length} handles`);
+  if (hasSessionAuth(spec)) throw new TpmArgumentError("an authorization by a session needs its Tpm (tpm.run), which computes the HMACs");
   // One scratch writer for every command: building is synchronous, and finish() copies out.
   const w = scratch.reset();
   w.u16(auths.length ? TPM_ST.SESSIONS : TPM_ST.NO_SESSIONS).u32(0).u32(spec.cc);
@@ -60,7 +83,7 @@ export function buildCommand(spec: CommandSpec<unknown>): Uint8Array {
     const at = w.length;
     w.u32(0);
     for (const a of auths) {
-      w.u32(TPM_RS.PW).u16(0).u8(0x01).tpm2b(authBytes(a.password));
+      w.u32(TPM_RS.PW).u16(0).u8(0x01).tpm2b(authBytes((a as PasswordAuth).password));
     }
     w.patchU32(at, w.length - at - 4);
   }

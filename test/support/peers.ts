@@ -27,6 +27,8 @@ export const PEER_TESTS: Readonly<Record<string, readonly Peer[]>> = {
   "test/integration/cli-output-swtpm.test.ts": ["swtpm", "tpm2-tools"],
   "test/integration/cli-serve.test.ts": ["tpm2-tools"],
   "test/integration/differential.test.ts": ["swtpm"],
+  "test/integration/differential-objects.test.ts": ["swtpm"],
+  "test/integration/duplication-swtpm.test.ts": ["swtpm"],
   "test/integration/mssim-conformance.test.ts": ["swtpm"],
   "test/integration/mssim.test.ts": ["swtpm", "tpm2-tools"],
   "test/integration/policy-swtpm.test.ts": ["swtpm"],
@@ -37,6 +39,7 @@ export const PEER_TESTS: Readonly<Record<string, readonly Peer[]>> = {
   "test/integration/swtpm-transport.test.ts": ["swtpm"],
   "test/integration/tools-softtpm.test.ts": ["tpm2-tools"],
   "test/integration/typed-keys.test.ts": ["swtpm"],
+  "test/integration/typed-sessions.test.ts": ["swtpm"],
 };
 
 const cache = new Map<Peer, boolean>();

@@ -1,18 +1,21 @@
 /**
  * Asymmetric primitives (TPM 2.0 Part 3 §14): TPM2_RSA_Encrypt (§14.2) and TPM2_RSA_Decrypt
  * (§14.3) with OAEP (and its label), RSAES-PKCS1-v1_5 and NULL (raw RSA), TPM2_ECDH_KeyGen
- * (§14.4) and TPM2_ECDH_ZGen (§14.5) on the curves SoftTpm implements.
+ * (§14.4), TPM2_ECDH_ZGen (§14.5), TPM2_ECC_Parameters (§14.7) and TPM2_ZGen_2Phase (§14.8,
+ * ECDH) on the curves SoftTpm implements; and the ephemeral EC keys of Part 3 §19, TPM2_Commit
+ * (§19.2) and TPM2_EC_Ephemeral (§19.3), whose commitments ECDAA signing and ZGen_2Phase use.
  *
  * @packageDocumentation
  */
 import { concatBytes } from "../../wire/bytes.js";
 import { TPM_ALG, TPM_CC, TPM_RC, TPMA_OBJECT } from "../../wire/constants.js";
-import type { EccPublic } from "../../wire/structures.js";
+import { type EccPublic, MAX_SYM_DATA } from "../../wire/structures.js";
 import type { CommandEntries } from "../engine/dispatch.js";
-import { CURVES, type Curve, type EccPoint, eccMultiply, eccPublic, eccScalar } from "../engine/ecc.js";
+import { CURVES, type Curve, type EccPoint, commitEnd, commitNext, commitR, committedR, curveDetail, eccMultiply, eccPublic, eccScalar, toPoint } from "../engine/ecc.js";
+import { fromBig, toBig } from "../engine/crypto.js";
 import type { Engine } from "../engine/engine.js";
-import { H, type In, type Out, P, Rc } from "../engine/marshal.js";
-import { type TpmObject, findObject } from "../engine/objects.js";
+import { EMPTY, H, type In, type Out, P, Rc } from "../engine/marshal.js";
+import { type TpmObject, findObject, hashOf } from "../engine/objects.js";
 import { equal, mgf1, rsaBytes, rsaPrivate, rsaPublic } from "../engine/sign.js";
 import { type HashImpl, hashImpl } from "../tables.js";
 import { MAX_ECC } from "./signature.js";
@@ -242,10 +245,134 @@ function ecdhZGen(t: Engine, h: number[], inp: In, out: Out): void {
   writeEccPoint(out, z);
 }
 
-/** Part 3 §14 in the dispatch table. */
+/** Reads a TPMI_ECC_CURVE as parameter `n`: a curve SoftTpm does not implement is TPM_RC_CURVE (Part 2 §11.2.5.5). */
+function readCurve(inp: In, n: number): Curve {
+  inp.param = n;
+  const curve = CURVES.get(inp.u16());
+  if (!curve) throw new Rc(P(TPM_RC.CURVE, n));
+  return curve;
+}
+
+/** A point with both coordinates empty (what TPM2_Commit returns for a point it does not compute). */
+const NO_POINT: EccPoint = { x: EMPTY, y: EMPTY };
+
+/**
+ * TPM2_ECC_Parameters, Part 3 §14.7: TPMS_ALGORITHM_DETAIL_ECC (Part 2 §11.2.5.3) of a curve,
+ * byte for byte as swtpm 0.7.1 gives it (measured): curveID, keySize, kdf (KDF1_SP800_56A with
+ * the curve's hash), sign (NULL), p, a, b, gX, gY, n, h. A curve SoftTpm does not implement is
+ * TPM_RC_CURVE + P1 (swtpm, which has more curves, answers so for an unknown one).
+ */
+function eccParameters(_t: Engine, _h: number[], inp: In, out: Out): void {
+  const curve = readCurve(inp, 1);
+  inp.done();
+  const d = curveDetail(curve);
+  out.u16(curve.id);
+  out.u16(d.keyBits);
+  out.u16(TPM_ALG.KDF1_SP800_56A);
+  out.u16(d.kdfHash);
+  out.u16(TPM_ALG.NULL);
+  for (const v of [d.p, d.a, d.b, d.gX, d.gY, d.n, d.h]) out.tpm2b(v);
+}
+
+/**
+ * TPM2_EC_Ephemeral, Part 3 §19.3: Q = [r]G for the next commit count (r from the commit nonce
+ * and the count, Part 1 §C.2.2), which it commits and returns as `counter`; TPM2_ZGen_2Phase
+ * uses that count for the ephemeral private part.
+ */
+function ecEphemeral(t: Engine, _h: number[], inp: In, out: Out): void {
+  const curve = readCurve(inp, 1);
+  inp.done();
+  const r = commitR(t, curve, EMPTY);
+  writeEccPoint(out, eccPublic(curve, r));
+  out.u16(commitNext(t));
+}
+
+/**
+ * TPM2_Commit, Part 3 §19.2, the first phase of an ECDAA signature: for the key's next commit
+ * count r, K = [d]P2 and L = [r]P2 when s2 and y2 give P2 = (H_nameAlg(s2) mod p, y2), and
+ * E = [r]P1 (or [r]G when neither P1 nor P2 is given); points not computed are returned empty.
+ * Codes as swtpm 0.7.1 gives them (measured): a key that is not ECC TPM_RC_KEY + H1, one whose
+ * scheme is not ECDAA (the one anonymous scheme SoftTpm has) TPM_RC_SCHEME + H1, s2 without y2
+ * (or the reverse) TPM_RC_SIZE + P3, a P2 not on the curve TPM_RC_ECC_POINT + P2, a P1 not on it
+ * TPM_RC_ECC_POINT + P1. A P1 of size 0 is TPM_RC_SIZE + P1; an empty point is size 4.
+ */
+function commit(t: Engine, h: number[], inp: In, out: Out): void {
+  const p1 = readEccPoint(inp, 1);
+  inp.param = 2;
+  const s2 = inp.tpm2b(MAX_SYM_DATA).slice();
+  inp.param = 3;
+  const y2 = inp.tpm2b(MAX_ECC).slice();
+  inp.done();
+  const key = findObject(t, h[0]!)!;
+  if (key.pub.type !== TPM_ALG.ECC) throw new Rc(H(TPM_RC.KEY, 1));
+  if (key.pub.scheme.scheme !== TPM_ALG.ECDAA) throw new Rc(H(TPM_RC.SCHEME, 1));
+  if ((s2.length === 0) !== (y2.length === 0)) throw new Rc(P(TPM_RC.SIZE, 3));
+  const curve = CURVES.get(key.pub.curveId)!;
+  let p2: EccPoint | undefined;
+  if (s2.length > 0) {
+    const prime = curve.impl.Point.CURVE().p;
+    p2 = { x: fromBig(toBig(hashOf(key.pub.nameAlg).hash(s2)) % prime, curve.size), y: y2 };
+    if (!toPoint(curve, p2)) throw new Rc(P(TPM_RC.ECC_POINT, 2));
+    if (key.publicOnly) throw new Rc(H(TPM_RC.KEY, 1));
+  }
+  const m = p1.x.length + p1.y.length > 0 ? p1 : undefined;
+  if (m && !toPoint(curve, m)) throw new Rc(P(TPM_RC.ECC_POINT, 1));
+  const r = commitR(t, curve, key.name);
+  // the points are on the curve and the scalars in [1, n − 1]: no product is the point at infinity
+  writeEccPoint(out, p2 ? eccMultiply(curve, key.sensitive.sensitive, p2)! : NO_POINT);
+  writeEccPoint(out, p2 ? eccMultiply(curve, r, p2)! : NO_POINT);
+  writeEccPoint(out, m ? eccMultiply(curve, r, m)! : p2 ? NO_POINT : eccPublic(curve, r));
+  out.u16(commitNext(t));
+}
+
+/** TPMI_ECC_KEY_EXCHANGE (Part 2 §11.2.5.4): the two-phase schemes (NULL is not one). */
+const KEY_EXCHANGE: ReadonlySet<number> = new Set<number>([TPM_ALG.ECDH, TPM_ALG.ECMQV, TPM_ALG.SM2]);
+
+/**
+ * TPM2_ZGen_2Phase, Part 3 §14.8, the second phase of a two-phase key exchange (Part 1 §C.6.2)
+ * with the ephemeral key of a TPM2_EC_Ephemeral (its `counter`): for ECDH, Z1 = [dsA]QsB with
+ * the static key keyA and Z2 = [deA]QeB with the ephemeral scalar, whose commitment is then used
+ * up. Codes as swtpm 0.7.1 gives them (measured): keyA not ECC TPM_RC_KEY + H1, restricted or
+ * not a decryption key TPM_RC_ATTRIBUTES + H1, a scheme other than the key's (or none)
+ * TPM_RC_SCHEME + P3, a point not on the curve TPM_RC_ECC_POINT + P1 / P2, a counter that names
+ * no commitment TPM_RC_VALUE + P4. SoftTpm implements the ECDH scheme only: ECMQV and SM2 are
+ * TPM_RC_SCHEME + P3 (swtpm 0.7.1 accepts both names; its ECMQV put it into failure mode,
+ * TPM_RC_FAILURE for every command after, measured).
+ */
+function zGen2Phase(t: Engine, h: number[], inp: In, out: Out): void {
+  const qsB = readEccPoint(inp, 1);
+  const qeB = readEccPoint(inp, 2);
+  inp.param = 3;
+  const inScheme = inp.u16();
+  if (!KEY_EXCHANGE.has(inScheme)) throw new Rc(P(TPM_RC.SCHEME, 3));
+  inp.param = 4;
+  const counter = inp.u16();
+  inp.done();
+  const { key, pub, curve } = eccKey(t, h[0]!);
+  const a = pub.objectAttributes;
+  if (a & TPMA_OBJECT.RESTRICTED || !(a & TPMA_OBJECT.DECRYPT)) throw new Rc(H(TPM_RC.ATTRIBUTES, 1));
+  const own = pub.scheme.scheme;
+  if (own !== TPM_ALG.NULL && own !== inScheme) throw new Rc(P(TPM_RC.SCHEME, 3));
+  if (!toPoint(curve, qsB)) throw new Rc(P(TPM_RC.ECC_POINT, 1));
+  if (!toPoint(curve, qeB)) throw new Rc(P(TPM_RC.ECC_POINT, 2));
+  const r = committedR(t, curve, EMPTY, counter);
+  if (!r) throw new Rc(P(TPM_RC.VALUE, 4));
+  if (inScheme !== TPM_ALG.ECDH) throw new Rc(P(TPM_RC.SCHEME, 3));
+  const z1 = eccMultiply(curve, key.sensitive.sensitive, qsB)!;
+  const z2 = eccMultiply(curve, r, qeB)!;
+  commitEnd(t, counter);
+  writeEccPoint(out, z1);
+  writeEccPoint(out, z2);
+}
+
+/** Part 3 §14 (and §19) in the dispatch table. */
 export const asymmetricCommands: CommandEntries = [
   [TPM_CC.RSA_Encrypt, { decrypt: true, encrypt: true, handles: ["object"], auth: 0, run: (t, h, i, o) => rsaEncrypt(t, h, i, o) }],
   [TPM_CC.RSA_Decrypt, { decrypt: true, encrypt: true, handles: ["object"], auth: 1, run: (t, h, i, o) => rsaDecrypt(t, h, i, o) }],
   [TPM_CC.ECDH_KeyGen, { encrypt: true, handles: ["object"], auth: 0, run: (t, h, i, o) => ecdhKeyGen(t, h, i, o) }],
   [TPM_CC.ECDH_ZGen, { decrypt: true, encrypt: true, handles: ["object"], auth: 1, run: (t, h, i, o) => ecdhZGen(t, h, i, o) }],
+  [TPM_CC.ECC_Parameters, { handles: [], auth: 0, run: (t, h, i, o) => eccParameters(t, h, i, o) }],
+  [TPM_CC.ZGen_2Phase, { decrypt: true, encrypt: true, handles: ["object"], auth: 1, run: (t, h, i, o) => zGen2Phase(t, h, i, o) }],
+  [TPM_CC.Commit, { decrypt: true, encrypt: true, handles: ["object"], auth: 1, run: (t, h, i, o) => commit(t, h, i, o) }],
+  [TPM_CC.EC_Ephemeral, { encrypt: true, handles: [], auth: 0, run: (t, h, i, o) => ecEphemeral(t, h, i, o) }],
 ];

@@ -25,22 +25,21 @@ import type { CommandEntries } from "../engine/dispatch.js";
 import type { Engine } from "../engine/engine.js";
 import {
   CLOCK_UPDATE_MS,
-  LOCKOUT_INTERVAL_S,
-  LOCKOUT_RECOVERY_S,
-  MAX_AUTH_FAIL,
   MAX_SEQUENCES,
   MAX_SESSIONS,
   SOFTTPM_MAX_BUFFER,
   SOFTTPM_MAX_COMMAND_SIZE,
 } from "../engine/limits.js";
 import { type In, type Out, P, Rc } from "../engine/marshal.js";
-import { NV_DATA_MAX, NV_INDICES_MAX, PERSISTENT_OBJECTS_MAX, nvType } from "../state.js";
+import { NV_DATA_MAX, NV_INDICES_MAX, PERSISTENT_OBJECTS_MAX, daParameters, nvType } from "../state.js";
 import { objectSlotsUsed } from "../engine/objects.js";
 import { MAX_OBJECT_CONTEXT_BYTES, MAX_SESSION_CONTEXT_BYTES } from "../engine/contexts.js";
 import { COMMAND_ATTRIBUTES, HASH_IMPLS, PCR_COUNT, PCR_PROPERTIES, PCR_SELECT_SIZE, hashImpl } from "../tables.js";
 import { AES_KEY_SIZES, RSA_KEY_SIZES, SYM_MODES } from "../engine/objects.js";
 import { CURVES } from "../engine/ecc.js";
-import { hierarchyState } from "./hierarchy.js";
+import { auditState, auditedCommands } from "../engine/audit.js";
+import { hierarchyPolicy, hierarchyState } from "./hierarchy.js";
+import { allocatedPcrs } from "./pcr.js";
 
 /** The permanent handles TPM_CAP_HANDLES lists (TPM_HT_PERMANENT). */
 const PERMANENT_HANDLES = [TPM_RH.OWNER, TPM_RH.NULL, TPM_RS.PW, TPM_RH.LOCKOUT, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM, TPM_RH.PLATFORM_NV];
@@ -78,11 +77,11 @@ function getCapability(t: Engine, inp: In, out: Out): void {
   let more = false;
   switch (cap) {
     case TPM_CAP.ALGS: {
-      // TPML_ALG_PROPERTY: the hash algorithms
-      const list = HASH_IMPLS.filter((a) => a.alg >= (property & 0xffff)); // property is read as a TPM_ALG_ID
-      more = emit(out, list, count, MAX_CAP_ALGS, (a) => {
-        out.u16(a.alg);
-        out.u32(TPMA_ALGORITHM.HASH);
+      // TPML_ALG_PROPERTY: the algorithms SoftTpm implements, with swtpm 0.7.1's TPMA_ALGORITHM
+      const list = IMPLEMENTED_ALGS.filter(([a]) => a >= (property & 0xffff)); // property is read as a TPM_ALG_ID
+      more = emit(out, list, count, MAX_CAP_ALGS, ([a, attrs]) => {
+        out.u16(a);
+        out.u32(attrs);
       });
       break;
     }
@@ -93,8 +92,14 @@ function getCapability(t: Engine, inp: In, out: Out): void {
       else if (ht === TPM_HT.NV_INDEX) handles = t.ps.nv.map((x) => x.handle);
       else if (ht === TPM_HT.PERMANENT) handles = PERMANENT_HANDLES;
       else if (ht === TPM_HT.TRANSIENT) handles = [...t.sequences.keys(), ...t.objects.keys()].sort((x, y) => x - y);
-      else if (ht === TPM_HT.HMAC_SESSION) handles = [...t.hmacSessions.keys()].sort((x, y) => x - y);
-      else if (ht === TPM_HT.PERSISTENT) handles = t.ps.persistent.map((x) => x.handle);
+      else if (ht === TPM_HT.HMAC_SESSION) {
+        // TPM_HT_LOADED_SESSION (Part 2 §7.2): every loaded session from the asked slot on, each
+        // by its own handle, a policy or trial session as 0x03xxxxxx (swtpm 0.7.1, measured)
+        const from = property & TPM_HR.HANDLE_MASK;
+        handles = [...t.hmacSessions.entries()].filter(([x]) => (x & TPM_HR.HANDLE_MASK) >= from).sort(([x], [y]) => x - y).map(([x, s]) => (s.policy ? (TPM_HR.POLICY_SESSION | (x & TPM_HR.HANDLE_MASK)) >>> 0 : x));
+        more = emit(out, handles, count, MAX_CAP_HANDLES, (x) => out.u32(x));
+        break;
+      } else if (ht === TPM_HT.PERSISTENT) handles = t.ps.persistent.map((x) => x.handle);
       else if (ht === TPM_HT.POLICY_SESSION) {
         // TPM_HT_SAVED_SESSION: saved sessions, listed by their 0x02xxxxxx handles as libtpms
         // does (swtpm 0.7.1, measured), from the asked slot on
@@ -113,8 +118,9 @@ function getCapability(t: Engine, inp: In, out: Out): void {
       break;
     }
     case TPM_CAP.PCRS: {
-      // TPML_PCR_SELECTION, every bank fully allocated; property must be 0 and a count of 0
-      // returns nothing with moreData set (as libtpms)
+      // TPML_PCR_SELECTION, the active allocation (TPM2_PCR_Allocate, Part 3 §22.5), every bank
+      // listed, an unallocated one with an empty selection; property must be 0 and a count of 0
+      // returns nothing with moreData set (as libtpms; swtpm 0.7.1, measured)
       if (property !== 0) throw new Rc(P(TPM_RC.VALUE, 2));
       if (count === 0) {
         out.u32(0);
@@ -122,13 +128,14 @@ function getCapability(t: Engine, inp: In, out: Out): void {
         break;
       }
       out.u32(HASH_IMPLS.length);
-      for (const a of HASH_IMPLS) {
+      HASH_IMPLS.forEach((a, b) => {
+        const m = allocatedPcrs(t, b);
         out.u16(a.alg);
         out.u8(PCR_SELECT_SIZE);
-        out.u8(0xff);
-        out.u8(0xff);
-        out.u8(0xff);
-      }
+        out.u8(m & 0xff);
+        out.u8((m >>> 8) & 0xff);
+        out.u8((m >>> 16) & 0xff);
+      });
       break;
     }
     case TPM_CAP.TPM_PROPERTIES: {
@@ -158,10 +165,9 @@ function getCapability(t: Engine, inp: In, out: Out): void {
       // Buffer; the TPM2_SetPrimaryPolicy hash and digest otherwise; swtpm 0.7.1, measured)
       if (property >>> 24 !== TPM_HT.PERMANENT) throw new Rc(P(TPM_RC.VALUE, 2));
       const list = [TPM_RH.OWNER, TPM_RH.LOCKOUT, TPM_RH.ENDORSEMENT, TPM_RH.PLATFORM].filter((x) => x >= property);
-      const policies = hierarchyState(t).policies;
       more = emit(out, list, count, MAX_TAGGED_POLICIES, (x) => {
         out.u32(x);
-        const p = policies.get(x);
+        const p = hierarchyPolicy(t, x);
         out.u16(p ? p.alg : TPM_ALG.NULL);
         if (p) out.bytes(p.policy);
       });
@@ -171,8 +177,11 @@ function getCapability(t: Engine, inp: In, out: Out): void {
       if (property < TPM_RH.ACT_0 || property > TPM_RH.ACT_F) throw new Rc(P(TPM_RC.VALUE, 2));
       out.u32(0);
       break;
-    case TPM_CAP.PP_COMMANDS:
     case TPM_CAP.AUDIT_COMMANDS:
+      // TPML_CC: the audited command codes from `property` on (engine/audit.ts)
+      more = emit(out, auditedCommands(t, property), count, MAX_CAP_CC, (c) => out.u32(c));
+      break;
+    case TPM_CAP.PP_COMMANDS:
     case TPM_CAP.ECC_CURVES:
       // TPML_ECC_CURVE lists the curves the TPM implements (Part 3 §30.2): SoftTpm implements no
       // ECC (TPM_CAP_ALGS lists hashes only), so the list is empty with moreData NO, where
@@ -184,6 +193,19 @@ function getCapability(t: Engine, inp: In, out: Out): void {
   }
   out.buf[moreAt] = more ? 1 : 0;
 }
+
+/**
+ * The algorithms SoftTpm implements and their TPMA_ALGORITHM (Part 2 §8.2), as swtpm 0.7.1
+ * reports them (TPM2_GetCapability(TPM_CAP_ALGS), measured), in TPM_ALG_ID order: RSA, SHA-1,
+ * HMAC, AES, MGF1, KEYEDHASH, XOR, SHA-256/384/512, RSASSA, RSAES, RSAPSS, OAEP, ECDSA, ECDH,
+ * ECDAA, KDF1_SP800_56A, KDF1_SP800_108, ECC, SYMCIPHER, CTR, OFB, CBC, CFB, ECB.
+ */
+const IMPLEMENTED_ALGS: readonly (readonly [number, number])[] = [
+  [0x0001, 0x009], [0x0004, 0x004], [0x0005, 0x104], [0x0006, 0x002], [0x0007, 0x404], [0x0008, 0x30c], [0x000a, 0x006],
+  [0x000b, 0x004], [0x000c, 0x004], [0x000d, 0x004], [0x0014, 0x101], [0x0015, 0x201], [0x0016, 0x101], [0x0017, 0x201],
+  [0x0018, 0x101], [0x0019, 0x401], [0x001a, 0x101], [0x0020, 0x404], [0x0022, 0x404], [0x0023, 0x009], [0x0025, 0x008],
+  [0x0040, 0x202], [0x0041, 0x202], [0x0042, 0x202], [0x0043, 0x202], [0x0044, 0x202],
+];
 
 /** The fixed TPM properties (TPM_PT 0x100 group), Part 2 §6.13. */
 function fixedProperties(t: Engine): [number, number][] {
@@ -275,12 +297,13 @@ function variableProperties(t: Engine): [number, number][] {
     [TPM_PT.ALGORITHM_SET, 0],
     [TPM_PT.LOADED_CURVES, 0],
     [TPM_PT.LOCKOUT_COUNTER, ps.failedTries],
-    [TPM_PT.MAX_AUTH_FAIL, MAX_AUTH_FAIL],
-    [TPM_PT.LOCKOUT_INTERVAL, LOCKOUT_INTERVAL_S],
-    [TPM_PT.LOCKOUT_RECOVERY, LOCKOUT_RECOVERY_S],
+    // TPM2_DictionaryAttackParameters (Part 3 §25.3)
+    [TPM_PT.MAX_AUTH_FAIL, daParameters(ps).maxTries],
+    [TPM_PT.LOCKOUT_INTERVAL, daParameters(ps).recoveryTime],
+    [TPM_PT.LOCKOUT_RECOVERY, daParameters(ps).lockoutRecovery],
     [TPM_PT.NV_WRITE_RECOVERY, 0],
-    [TPM_PT.AUDIT_COUNTER_0, 0],
-    [TPM_PT.AUDIT_COUNTER_1, 0],
+    [TPM_PT.AUDIT_COUNTER_0, Number(auditState(t).counter >> 32n) >>> 0], // high 32 bits (Part 2 §6.13)
+    [TPM_PT.AUDIT_COUNTER_1, Number(auditState(t).counter & 0xffffffffn) >>> 0],
   ];
 }
 
@@ -312,6 +335,7 @@ function testScheme(inp: In, withHash: readonly number[], bare: readonly number[
   if (scheme === TPM_ALG.NULL || bare.includes(scheme)) return;
   if (!withHash.includes(scheme)) throw new Rc(P(TPM_RC.VALUE, 1));
   testHash(inp);
+  if (scheme === TPM_ALG.ECDAA) inp.u16(); // TPMS_SCHEME_ECDAA.count (Part 2 §11.2.1.3): any value unmarshals
 }
 
 /**
@@ -332,7 +356,7 @@ function testParms(inp: In): void {
       break;
     case TPM_ALG.ECC:
       testSymDef(inp, true);
-      testScheme(inp, [TPM_ALG.ECDSA, TPM_ALG.ECDH], []);
+      testScheme(inp, [TPM_ALG.ECDSA, TPM_ALG.ECDAA, TPM_ALG.ECDH], []); // the schemes SoftTpm's ECC objects take
       if (!CURVES.has(inp.u16())) throw new Rc(P(TPM_RC.CURVE, 1)); // TPMI_ECC_CURVE
       // the NIST curves need no KDF; SoftTpm's objects refuse one (Part 2 §12.2.3.6)
       if (inp.u16() !== TPM_ALG.NULL) throw new Rc(P(TPM_RC.KDF, 1));

@@ -14,6 +14,7 @@ import type { CommandEntries } from "../engine/dispatch.js";
 import type { Engine } from "../engine/engine.js";
 import { SOFTTPM_MAX_BUFFER } from "../engine/limits.js";
 import { allocTransient, findObject } from "../engine/objects.js";
+import { savableHmac } from "../engine/contexts.js";
 import { H, type In, type Out, P, Rc } from "../engine/marshal.js";
 import { AUTH_MAX } from "../state.js";
 import { HASH_IMPLS, type HashImpl, hashImpl } from "../tables.js";
@@ -88,28 +89,6 @@ function hashSequenceStart(t: Engine, inp: In): void {
 }
 
 /**
- * An incremental HMAC (RFC 2104) over one of the TPM's hashes: H((K ⊕ opad) ‖ H((K ⊕ ipad) ‖
- * data)), a key longer than the hash's block first hashed. The block is 64 bytes for SHA-1 and
- * SHA-256, 128 for SHA-384 and SHA-512 (FIPS 180-4 §1).
- */
-function hmacHasher(a: HashImpl, key: Uint8Array): { update(d: Uint8Array): unknown; digest(): Uint8Array } {
-  const block = a.size > 32 ? 128 : 64;
-  const k = new Uint8Array(block);
-  k.set(key.length > block ? a.hash(key) : key);
-  const inner = a.create();
-  inner.update(k.map((x) => x ^ 0x36));
-  return {
-    update: (d: Uint8Array) => inner.update(d),
-    digest: () => {
-      const outer = a.create();
-      outer.update(k.map((x) => x ^ 0x5c));
-      outer.update(inner.digest());
-      return outer.digest();
-    },
-  };
-}
-
-/**
  * TPM2_HMAC_Start, Part 3 §17.2: an HMAC sequence keyed by a loaded keyed-hash object that is
  * unrestricted and has `sign` (checked in the order of the reference code, HMAC_Start.c:
  * TPM_RC_TYPE, TPM_RC_ATTRIBUTES, TPM_RC_KEY on the handle), with the key's scheme hash, or
@@ -136,7 +115,7 @@ function hmacStart(t: Engine, h: number[], inp: In): void {
   t.sequences.set(handle, {
     handle,
     alg: a,
-    hashers: [hmacHasher(a, key.sensitive.sensitive)],
+    hashers: [savableHmac(a, key.sensitive.sensitive)], // savable: TPM2_ContextSave of an HMAC sequence
     authValue: trimZeros(auth).slice(),
     ticketSafe: false, // an HMAC is never given a ticket
   });

@@ -1,16 +1,17 @@
 /**
  * Hierarchy commands (TPM 2.0 Part 3 §24): TPM2_CreatePrimary, TPM2_HierarchyControl,
- * TPM2_SetPrimaryPolicy, TPM2_Clear, TPM2_ClearControl and TPM2_HierarchyChangeAuth.
- * (ChangePPS/EPS are not implemented.)
+ * TPM2_SetPrimaryPolicy, TPM2_Clear, TPM2_ClearControl, TPM2_HierarchyChangeAuth, TPM2_ChangePPS
+ * and TPM2_ChangeEPS.
  *
- * The hierarchy enables (phEnable, shEnable, ehEnable, phEnableNV) and the hierarchy policies are
- * kept in memory, per engine, outside the state blob: the policies of the owner, endorsement and
- * lockout hierarchies survive power cycles of the same SoftTpm but are not saved to its storage.
+ * The hierarchy enables (phEnable, shEnable, ehEnable, phEnableNV) and platformPolicy are
+ * volatile, kept per engine (`hierarchyState`, in the engine's authorization module); ownerPolicy, endorsementPolicy and
+ * lockoutPolicy are in the persistent state (state format 3), where a policy session's
+ * authorization of a hierarchy finds them (Part 1 §19.7).
  *
  * @packageDocumentation
  */
 import { TPM_ALG, TPM_CC, TPM_RC, TPM_RH, TPMA_NV } from "../../wire/constants.js";
-import { trimZeros } from "../engine/auth.js";
+import { checkHierarchyEnabled, epochOf, hierarchyState, trimZeros } from "../engine/auth.js";
 import type { CommandEntries } from "../engine/dispatch.js";
 import type { Engine } from "../engine/engine.js";
 import { EMPTY, H, type In, type Out, P, Rc } from "../engine/marshal.js";
@@ -18,76 +19,25 @@ import { hashImpl } from "../tables.js";
 import { allocTransient } from "../engine/objects.js";
 import { u32be } from "../../wire/bytes.js";
 import { createPrimaryObject, readCreateParams, writeCreation } from "./object.js";
-import { AUTH_MAX, deriveSeed } from "../state.js";
+import { AUTH_MAX, type HierarchyPolicyState, PRIMARY_SEED_SIZE, deriveSeed } from "../state.js";
 import { flushHierarchyObjects } from "../engine/objects.js";
 import { noteCounterGone } from "./nv.js";
+import { pcrAllocation } from "./pcr.js";
 
-/** The volatile hierarchy state and the hierarchy policies of one engine. */
-export interface HierarchyState {
-  /** TPMA_STARTUP_CLEAR phEnable, shEnable, ehEnable, phEnableNV (Part 2 §8.7). */
-  phEnable: boolean;
-  shEnable: boolean;
-  ehEnable: boolean;
-  phEnableNV: boolean;
-  /** authPolicy and its hash per hierarchy handle (TPM2_SetPrimaryPolicy); absent: the Empty Buffer. */
-  policies: Map<number, { policy: Uint8Array; alg: number }>;
-  /** resetCount and restartCount when the enables were last valid (any Startup changes one). */
-  epoch: string;
-}
+export { type HierarchyState, checkHierarchyEnabled, hierarchyEnabled, hierarchyPolicy, hierarchyState } from "../engine/auth.js";
 
-const HIERARCHY_STATE = new WeakMap<Engine, HierarchyState>();
 
-function epochOf(t: Engine): string {
-  return `${t.ps.resetCount}/${t.ps.restartCount}`;
-}
-
-/**
- * The hierarchy state of `t`. The enables are SET again and the platform policy is emptied by
- * every TPM2_Startup (Part 1 §13.3-§13.4: phEnable, shEnable and ehEnable are set by TPM Reset
- * and TPM Restart). SoftTpm notices a Startup by resetCount/restartCount changing, so it sets them
- * on a TPM Resume too (a TPM keeps them there).
- */
-export function hierarchyState(t: Engine): HierarchyState {
-  let s = HIERARCHY_STATE.get(t);
-  const epoch = epochOf(t);
-  if (!s) {
-    s = { phEnable: true, shEnable: true, ehEnable: true, phEnableNV: true, policies: new Map(), epoch };
-    HIERARCHY_STATE.set(t, s);
-  } else if (s.epoch !== epoch) {
-    s.phEnable = s.shEnable = s.ehEnable = s.phEnableNV = true;
-    s.policies.delete(TPM_RH.PLATFORM); // platformPolicy is volatile like platformAuth
-    s.epoch = epoch;
+/** Sets (or, with undefined, empties) the authPolicy of hierarchy `h`; the persistent ones are saved. */
+function setHierarchyPolicy(t: Engine, h: number, p: HierarchyPolicyState | undefined): void {
+  const ps = t.ps;
+  const key = h === TPM_RH.OWNER ? "ownerPolicy" : h === TPM_RH.ENDORSEMENT ? "endorsementPolicy" : h === TPM_RH.LOCKOUT ? "lockoutPolicy" : undefined;
+  if (!key) {
+    hierarchyState(t).platformPolicy = p;
+    return;
   }
-  return s;
-}
-
-/**
- * Is the hierarchy `h` enabled? TPM_RH_OWNER, _ENDORSEMENT, _PLATFORM and _PLATFORM_NV can be
- * disabled by TPM2_HierarchyControl; every other handle is "enabled".
- */
-export function hierarchyEnabled(t: Engine, h: number): boolean {
-  const s = hierarchyState(t);
-  if (h === TPM_RH.OWNER) return s.shEnable;
-  if (h === TPM_RH.ENDORSEMENT) return s.ehEnable;
-  if (h === TPM_RH.PLATFORM) return s.phEnable;
-  if (h === TPM_RH.PLATFORM_NV) return s.phEnable && s.phEnableNV;
-  return true;
-}
-
-/**
- * A disabled hierarchy in handle `n`: TPM_RC_HIERARCHY + H + n (swtpm 0.7.1, measured, for
- * CreatePrimary, HierarchyChangeAuth, SetPrimaryPolicy, HierarchyControl and ClockSet).
- */
-export function checkHierarchyEnabled(t: Engine, h: number, n: number): void {
-  if (!hierarchyEnabled(t, h)) throw new Rc(H(TPM_RC.HIERARCHY, n));
-}
-
-/**
- * The authPolicy of hierarchy `h` (TPM_RH_OWNER, _ENDORSEMENT, _PLATFORM, _LOCKOUT) set by
- * TPM2_SetPrimaryPolicy, with its hash; undefined while it is the Empty Buffer.
- */
-export function hierarchyPolicy(t: Engine, h: number): { policy: Uint8Array; alg: number } | undefined {
-  return hierarchyState(t).policies.get(h);
+  if (p) ps[key] = p;
+  else delete ps[key];
+  t.markDirty();
 }
 
 /**
@@ -114,6 +64,7 @@ function clear(t: Engine, h: number[], inp: In): void {
   const hs = hierarchyState(t); // before the counters change below
   const ps = t.ps;
   if (ps.disableClear) throw new Rc(TPM_RC.DISABLED);
+  pcrAllocation(t); // an allocation waiting since before the last TPM Reset applies now, before resetCount goes to 0
   ps.ownerAuth = EMPTY;
   ps.endorsementAuth = EMPTY;
   ps.lockoutAuth = EMPTY;
@@ -131,7 +82,8 @@ function clear(t: Engine, h: number[], inp: In): void {
   ps.failedTries = 0;
   t.lockoutUntil = 0;
   ps.lockoutAuthDisabled = false;
-  // Clear resets the PCR auth values and policies and bumps pcrUpdateCounter (libtpms does too)
+  // Clear bumps pcrUpdateCounter (libtpms does too) and empties the PCR authValue (below; the PCR
+  // policy stays: swtpm 0.7.1, measured)
   t.pcrUpdateCounter = (t.pcrUpdateCounter + 1) >>> 0;
   // ... and restarts Clock at 0 with resetCount and restartCount 0 and Clock safe (Part 3 §24.6;
   // swtpm 0.7.1, measured); `time` (since power-on) goes on
@@ -139,11 +91,17 @@ function clear(t: Engine, h: number[], inp: In): void {
   t.daAnchor = 0;
   ps.resetCount = 0;
   ps.restartCount = 0;
+  // a PCR allocation still waiting for the next TPM Reset keeps waiting (it applies when resetCount changes)
+  if (ps.pcrAllocationPending) ps.pcrAllocationPending.resetCount = 0;
   ps.clockSafe = true;
-  // ... and empties the owner, endorsement and lockout policies (Part 3 §24.6); the enables stay
-  hs.policies.delete(TPM_RH.OWNER);
-  hs.policies.delete(TPM_RH.ENDORSEMENT);
-  hs.policies.delete(TPM_RH.LOCKOUT);
+  // ... and empties the owner, endorsement and lockout policies and SETs shEnable and ehEnable
+  // (Part 3 §24.6; swtpm 0.7.1, measured: after HierarchyControl disabled them)
+  hs.shEnable = true;
+  hs.ehEnable = true;
+  delete ps.ownerPolicy;
+  delete ps.endorsementPolicy;
+  delete ps.lockoutPolicy;
+  hs.pcrAuth = EMPTY; // the PCR authValues too (reference code, PCRClearAuth), not the PCR policy
   hs.epoch = epochOf(t);
   t.markDirty();
 }
@@ -245,9 +203,54 @@ function setPrimaryPolicy(t: Engine, h: number[], inp: In): void {
   inp.done();
   const size = alg === TPM_ALG.NULL ? 0 : hashImpl(alg)!.size;
   if (policy.length !== size) throw new Rc(P(TPM_RC.SIZE, 1));
-  const s = hierarchyState(t);
-  if (policy.length === 0) s.policies.delete(h[0]!);
-  else s.policies.set(h[0]!, { policy: policy.slice(), alg });
+  setHierarchyPolicy(t, h[0]!, policy.length === 0 ? undefined : { policy: policy.slice(), alg });
+}
+
+/**
+ * A new primary seed for the platform or endorsement hierarchy, with what goes with it (Part 3
+ * §24.10, §24.11; reference code, ChangePPS / ChangeEPS): the hierarchy's loaded objects are
+ * flushed and its persistent objects deleted (its NV indices stay), and since state-clear data
+ * changed a preceding Shutdown no longer counts.
+ */
+function newHierarchySeed(t: Engine, hierarchy: number): Uint8Array {
+  const seed = new Uint8Array(PRIMARY_SEED_SIZE);
+  t.random.fill(seed, 0, PRIMARY_SEED_SIZE);
+  const ps = t.ps;
+  ps.persistent = ps.persistent.filter((o) => o.hierarchy !== hierarchy);
+  flushHierarchyObjects(t, (x) => x === hierarchy);
+  if (t.shutdownIssued) t.invalidateOrderly();
+  return seed;
+}
+
+/**
+ * TPM2_ChangePPS, Part 3 §24.10: a new platform primary seed (PPS) from the RNG, platformPolicy
+ * and the PCR policy back to the Empty Buffer, platform objects flushed. (SoftTpm derives every
+ * hierarchy proof from one secret, so phProof is not renewed: tickets and contexts of the
+ * platform hierarchy stay valid; libtpms renews phProof and refuses them.)
+ */
+function changePPS(t: Engine, h: number[], inp: In): void {
+  inp.done();
+  checkHierarchyEnabled(t, h[0]!, 1);
+  t.ps.platformSeed = newHierarchySeed(t, TPM_RH.PLATFORM);
+  hierarchyState(t).platformPolicy = undefined;
+  delete t.ps.pcrPolicy; // the PCR policies start over too (reference code, ChangePPS)
+  t.markDirty();
+}
+
+/**
+ * TPM2_ChangeEPS, Part 3 §24.11: a new endorsement primary seed (EPS) from the RNG; the
+ * endorsement hierarchy is enabled again, its authValue and authPolicy are emptied, its objects
+ * flushed. (ehProof is not renewed, as for ChangePPS.)
+ */
+function changeEPS(t: Engine, h: number[], inp: In): void {
+  inp.done();
+  checkHierarchyEnabled(t, h[0]!, 1);
+  const ps = t.ps;
+  ps.endorsementSeed = newHierarchySeed(t, TPM_RH.ENDORSEMENT);
+  ps.endorsementAuth = EMPTY;
+  delete ps.endorsementPolicy;
+  hierarchyState(t).ehEnable = true;
+  t.markDirty();
 }
 
 /** Part 3 §24 in the dispatch table. */
@@ -258,4 +261,6 @@ export const hierarchyCommands: CommandEntries = [
   [TPM_CC.Clear, { handles: ["clear"], auth: 1, changes: true, run: (t, h, i) => clear(t, h, i) }],
   [TPM_CC.ClearControl, { handles: ["clear"], auth: 1, run: (t, h, i) => clearControl(t, h, i) }],
   [TPM_CC.HierarchyChangeAuth, { decrypt: true, handles: ["hierarchyAuth"], auth: 1, run: (t, h, i) => hierarchyChangeAuth(t, h, i) }],
+  [TPM_CC.ChangePPS, { handles: ["platform"], auth: 1, run: (t, h, i) => changePPS(t, h, i) }],
+  [TPM_CC.ChangeEPS, { handles: ["platform"], auth: 1, run: (t, h, i) => changeEPS(t, h, i) }],
 ];

@@ -7,10 +7,13 @@
 import { type CommandTable, commandTable } from "../engine/dispatch.js";
 import { asymmetricCommands } from "./asymmetric.js";
 import { attestationCommands } from "./attestation.js";
+import { auditCommands } from "./audit.js";
 import { capabilityCommands } from "./capability.js";
 import { clockCommands } from "./clock.js";
 import { contextCommands } from "./context.js";
 import { credentialCommands } from "./credential.js";
+import { dictionaryCommands } from "./dictionary.js";
+import { duplicationCommands } from "./duplication.js";
 import { hashCommands } from "./hash.js";
 import { hierarchyCommands } from "./hierarchy.js";
 import { nvCommands } from "./nv.js";
@@ -31,15 +34,18 @@ export const COMMANDS: CommandTable = /* @__PURE__ */ commandTable(
   sessionCommands, // §11
   objectCommands, // §12
   credentialCommands, // §12.5, §12.6
+  duplicationCommands, // §13
   policyCommands, // §23
   asymmetricCommands, // §14
   symmetricCommands, // §15.2, §15.3, §15.5
   hashCommands, // §15.4, §17
   signatureCommands, // §20
   attestationCommands, // §18, §31.16
+  auditCommands, // §18.5, §18.6, §21.2
   randomCommands, // §16
   pcrCommands, // §22
   hierarchyCommands, // §24
+  dictionaryCommands, // §25
   contextCommands, // §28
   clockCommands, // §29
   capabilityCommands, // §30

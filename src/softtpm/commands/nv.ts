@@ -1,7 +1,8 @@
 /**
  * Non-volatile storage (TPM 2.0 Part 3 §31): defining and deleting indices, and reading, writing,
- * counting, extending, setting bits in and locking them. Ordinary, counter, bits and extend
- * indices (TPM_NT, Part 2 §13.4); every check in libtpms order (swtpm 0.7.1, measured).
+ * counting, extending, setting bits in and locking them. Ordinary, counter, bits, extend, PIN
+ * fail and PIN pass indices (TPM_NT, Part 2 §13.4); every check in libtpms order (swtpm 0.7.1,
+ * measured).
  *
  * @packageDocumentation
  */
@@ -21,6 +22,13 @@ const NV_ANY_READ = TPMA_NV.PPREAD | TPMA_NV.OWNERREAD | TPMA_NV.AUTHREAD | TPMA
 const NV_ANY_WRITE = TPMA_NV.PPWRITE | TPMA_NV.OWNERWRITE | TPMA_NV.AUTHWRITE | TPMA_NV.POLICYWRITE;
 /** State bits the TPM sets, never the caller of NV_DefineSpace. */
 const NV_STATE_BITS = TPMA_NV.WRITELOCKED | TPMA_NV.READLOCKED | TPMA_NV.WRITTEN;
+/** Attributes a PIN index may not have (Part 3 §31.3.1; swtpm 0.7.1, measured: TPM_RC_ATTRIBUTES + P2). */
+const NV_PIN_FORBIDDEN = TPMA_NV.AUTHWRITE | TPMA_NV.GLOBALLOCK | TPMA_NV.WRITEDEFINE;
+
+/** A PIN fail or PIN pass index (TPM_NT_PIN_FAIL, TPM_NT_PIN_PASS, Part 2 §13.4). */
+function isPin(nt: number): boolean {
+  return nt === TPM_NT.PIN_FAIL || nt === TPM_NT.PIN_PASS;
+}
 
 function readU64(b: Uint8Array): bigint {
   let v = 0n;
@@ -62,14 +70,21 @@ function nvDefineSpace(t: Engine, h: number[], inp: In): void {
   if (authPolicy.length !== 0 && authPolicy.length !== alg.size) throw new Rc(P(TPM_RC.SIZE, 2));
   if (trimZeros(auth).length > alg.size) throw new Rc(P(TPM_RC.SIZE, 1));
   const nt = nvType(attributes);
-  if (nt !== TPM_NT.ORDINARY && nt !== TPM_NT.COUNTER && nt !== TPM_NT.BITS && nt !== TPM_NT.EXTEND) throw new Rc(P(TPM_RC.ATTRIBUTES, 2));
-  if ((nt === TPM_NT.COUNTER || nt === TPM_NT.BITS) && dataSize !== 8) throw new Rc(P(TPM_RC.SIZE, 2));
+  if (nt !== TPM_NT.ORDINARY && nt !== TPM_NT.COUNTER && nt !== TPM_NT.BITS && nt !== TPM_NT.EXTEND && !isPin(nt)) throw new Rc(P(TPM_RC.ATTRIBUTES, 2));
+  // a counter, bits or PIN index holds 8 bytes (a UINT64, or TPMS_NV_PIN_COUNTER_PARAMETERS):
+  // the size is checked before any attribute (swtpm 0.7.1, measured)
+  if ((nt === TPM_NT.COUNTER || nt === TPM_NT.BITS || isPin(nt)) && dataSize !== 8) throw new Rc(P(TPM_RC.SIZE, 2));
   if (nt === TPM_NT.EXTEND && dataSize !== alg.size) throw new Rc(P(TPM_RC.SIZE, 2));
   if (!(attributes & NV_ANY_READ)) throw new Rc(P(TPM_RC.ATTRIBUTES, 2));
   if (!(attributes & NV_ANY_WRITE)) throw new Rc(P(TPM_RC.ATTRIBUTES, 2));
   if (attributes & NV_STATE_BITS) throw new Rc(P(TPM_RC.ATTRIBUTES, 2));
   if (nt === TPM_NT.COUNTER && attributes & TPMA_NV.CLEAR_STCLEAR) throw new Rc(P(TPM_RC.ATTRIBUTES, 2));
   if (attributes & TPMA_NV.CLEAR_STCLEAR && attributes & TPMA_NV.WRITEDEFINE) throw new Rc(P(TPM_RC.ATTRIBUTES, 2));
+  // a PIN index is not written with its own authValue (AUTHWRITE) nor locked by WRITEDEFINE or
+  // GLOBALLOCK (WRITE_STCLEAR is allowed); a PIN fail index is exempt from DA, its own counter
+  // counts failures: Part 3 §31.3.1, swtpm 0.7.1, measured
+  if (isPin(nt) && attributes & NV_PIN_FORBIDDEN) throw new Rc(P(TPM_RC.ATTRIBUTES, 2));
+  if (nt === TPM_NT.PIN_FAIL && !(attributes & TPMA_NV.NO_DA)) throw new Rc(P(TPM_RC.ATTRIBUTES, 2));
   const platform = h[0] === TPM_RH.PLATFORM;
   if (((attributes & TPMA_NV.PLATFORMCREATE) !== 0) !== platform) throw new Rc(H(TPM_RC.ATTRIBUTES, 1));
   if (attributes & TPMA_NV.POLICY_DELETE && !platform) throw new Rc(P(TPM_RC.ATTRIBUTES, 2)); // platform-only
@@ -85,9 +100,10 @@ function nvDefineSpace(t: Engine, h: number[], inp: In): void {
     authValue: trimZeros(auth).slice(),
     authPolicy: authPolicy.slice(),
     dataSize,
-    // unwritten bytes of an ordinary index read as 0xFF (erased NV), as on swtpm; the other
-    // types start from zero when first written
-    data: new Uint8Array(dataSize).fill(nt === TPM_NT.ORDINARY ? 0xff : 0),
+    // unwritten bytes of an ordinary or PIN index read as 0xFF (erased NV), as on swtpm (a PIN
+    // index written 4 bytes reads back ffffffff after them, measured); the other types start
+    // from zero when first written
+    data: new Uint8Array(dataSize).fill(nt === TPM_NT.ORDINARY || isPin(nt) ? 0xff : 0),
   };
   if (nvIndexProblem(entry)) throw new Rc(P(TPM_RC.VALUE, 2));
   t.ps.nv.push(entry);
@@ -103,6 +119,36 @@ function nvUndefineSpace(t: Engine, h: number[], inp: In): void {
   if (nv.attributes & TPMA_NV.PLATFORMCREATE && h[0] !== TPM_RH.PLATFORM) throw new Rc(TPM_RC.NV_AUTHORIZATION);
   noteCounterGone(t, nv);
   t.ps.nv = t.ps.nv.filter((x) => x !== nv);
+  t.markDirty();
+}
+
+/**
+ * TPM2_NV_UndefineSpaceSpecial, Part 3 §31.5: deletes an index with TPMA_NV_POLICY_DELETE. The
+ * nvIndex is authorized in the ADMIN role, which only a policy session holding
+ * TPM2_PolicyCommandCode(TPM_CC_NV_UndefineSpaceSpecial) can give (Part 1 §19.7.2; the engine's
+ * authorization checks it), the platform with platformAuth or platformPolicy. Both
+ * authorizations come first: an index without POLICY_DELETE is TPM_RC_ATTRIBUTES + H1 after them
+ * (swtpm 0.7.1, measured). The response HMAC of the index's session is keyed without the deleted
+ * index's authValue (swtpm 0.7.1, measured), as the engine does for an entity that no longer exists.
+ */
+function nvUndefineSpaceSpecial(t: Engine, h: number[], inp: In): void {
+  inp.done();
+  const nv = t.nv(h[0]!)!;
+  if (!(nv.attributes & TPMA_NV.POLICY_DELETE)) throw new Rc(H(TPM_RC.ATTRIBUTES, 1));
+  noteCounterGone(t, nv);
+  t.ps.nv = t.ps.nv.filter((x) => x !== nv);
+  t.markDirty();
+}
+
+/**
+ * TPM2_NV_GlobalWriteLock, Part 3 §31.12: every index with TPMA_NV_GLOBALLOCK becomes
+ * TPMA_NV_WRITELOCKED (the ones defined later do not); the lock lasts until the next
+ * Startup(CLEAR) clears it as that of NV_WriteLock (swtpm 0.7.1, measured: a WRITEDEFINE index
+ * that is written stays locked). Authorized by the owner or the platform.
+ */
+function nvGlobalWriteLock(t: Engine, inp: In): void {
+  inp.done();
+  for (const nv of t.ps.nv) if (nv.attributes & TPMA_NV.GLOBALLOCK) nv.attributes = (nv.attributes | TPMA_NV.WRITELOCKED) >>> 0;
   t.markDirty();
 }
 
@@ -135,7 +181,9 @@ function nvWrite(t: Engine, h: number[], inp: In): void {
   inp.done();
   const nv = t.nv(h[1]!)!;
   writeAccess(h[0]!, nv);
-  if (nvType(nv.attributes) !== TPM_NT.ORDINARY) throw new Rc(TPM_RC.ATTRIBUTES);
+  // NV_Write writes an ordinary or a PIN index (Part 3 §31.7.1; swtpm 0.7.1, measured)
+  const nt = nvType(nv.attributes);
+  if (nt !== TPM_NT.ORDINARY && !isPin(nt)) throw new Rc(TPM_RC.ATTRIBUTES);
   if (offset > nv.dataSize) throw new Rc(P(TPM_RC.VALUE, 2));
   if (data.length > nv.dataSize - offset) throw new Rc(TPM_RC.NV_RANGE);
   if (nv.attributes & TPMA_NV.WRITEALL && data.length !== nv.dataSize) throw new Rc(TPM_RC.NV_RANGE);
@@ -241,7 +289,7 @@ function nvReadPublic(t: Engine, h: number[], inp: In, out: Out): void {
 }
 
 /**
- * TPM2_NV_ChangeAuth, Part 3 §31.8: the index's authValue becomes newAuth (trailing zeros
+ * TPM2_NV_ChangeAuth, Part 3 §31.15: the index's authValue becomes newAuth (trailing zeros
  * dropped, Part 1 §19.8.4), at most the size of its nameAlg's digest (TPM_RC_SIZE + P1). The
  * nvIndex is authorized in the ADMIN role, which for an NV index only a policy session can give
  * (Part 1 §19.7.2; the engine's authorization checks it).
@@ -260,6 +308,8 @@ function nvChangeAuth(t: Engine, h: number[], inp: In): void {
 export const nvCommands: CommandEntries = [
   [TPM_CC.NV_DefineSpace, { decrypt: true, handles: ["provision"], auth: 1, run: (t, h, i) => nvDefineSpace(t, h, i) }],
   [TPM_CC.NV_UndefineSpace, { handles: ["provision", "nvIndex"], auth: 1, run: (t, h, i) => nvUndefineSpace(t, h, i) }],
+  [TPM_CC.NV_UndefineSpaceSpecial, { handles: ["nvIndex", "platform"], auth: 2, run: (t, h, i) => nvUndefineSpaceSpecial(t, h, i) }],
+  [TPM_CC.NV_GlobalWriteLock, { handles: ["provision"], auth: 1, run: (t, _h, i) => nvGlobalWriteLock(t, i) }],
   [TPM_CC.NV_Write, { decrypt: true, handles: ["nvAuth", "nvIndex"], auth: 1, run: (t, h, i) => nvWrite(t, h, i) }],
   [TPM_CC.NV_Read, { encrypt: true, handles: ["nvAuth", "nvIndex"], auth: 1, run: (t, h, i, o) => nvRead(t, h, i, o) }],
   [TPM_CC.NV_ChangeAuth, { decrypt: true, handles: ["nvIndex"], auth: 1, run: (t, h, i) => nvChangeAuth(t, h, i) }],

@@ -7,17 +7,19 @@
  * @packageDocumentation
  */
 import { concatBytes, u32be } from "../../wire/bytes.js";
-import { TPM_CC, TPM_HR, TPM_RC, TPM_RH, TPM_ST, TPMA_NV } from "../../wire/constants.js";
+import { TPM_CC, TPM_HR, TPM_NT, TPM_RC, TPM_RH, TPM_ST, TPMA_NV } from "../../wire/constants.js";
 import { hmac } from "@noble/hashes/hmac.js";
 import { sha512 } from "@noble/hashes/sha2.js";
 import { type PolicyState, nameOf, resetPolicy } from "../engine/auth.js";
-import { findObject } from "../engine/objects.js";
+import { findObject, hierarchySeed } from "../engine/objects.js";
 import { hierarchyProof, isSigningKey, verifiedTicket, verifyDigest } from "../engine/sign.js";
 import { readSignatureParam } from "./signature.js";
 import type { CommandEntries } from "../engine/dispatch.js";
 import type { Engine, HmacSession } from "../engine/engine.js";
-import { EMPTY, type In, type Out, P, Rc } from "../engine/marshal.js";
+import type { NvIndexState } from "../state.js";
+import { EMPTY, H, type In, type Out, P, Rc } from "../engine/marshal.js";
 import { HASH_IMPLS, PCR_COUNT, hashImpl, hashIndex } from "../tables.js";
+import { CLOCK_UPDATE_MS } from "../engine/limits.js";
 import { constantTimeEqual } from "../../wire/bytes.js";
 
 /** Largest TPM2B_DIGEST / TPM2B_NONCE: the largest digest (SHA-512). */
@@ -28,6 +30,22 @@ const MAX_NAME = 2 + MAX_DIGEST;
 const PCR_SELECT_SIZE = 3;
 /** TPML_DIGEST holds at most 8 digests (Part 2 §10.9.2). */
 const MAX_DIGESTS = 8;
+/**
+ * Largest TPM2B_NAME a policy command takes as a parameter: libtpms sizes it as its TPMU_NAME
+ * (a TPMT_HA or a handle), 68 bytes with padding; 69 is TPM_RC_SIZE (swtpm 0.7.1, measured with
+ * TPM2_PolicyTicket authName and TPM2_PolicyDuplicationSelect objectName).
+ */
+const MAX_NAME_PARAM = 68;
+/** TPM2B_TIMEOUT holds a UINT64 (Part 2 §10.4.10). */
+const TIMEOUT_SIZE = 8;
+/** Size of a marshalled TPMS_TIME_INFO: time, clock, resetCount, restartCount, safe (Part 2 §10.11.6). */
+const TIME_INFO_SIZE = 25;
+/**
+ * Bit 63 of a TPM2B_TIMEOUT SoftTpm hands out: the ticket came without nonceTPM and so also
+ * ends at the next TPM Reset (the timeout format is the TPM's own; libtpms uses the same flag).
+ */
+const EXPIRES_ON_RESET = 1n << 63n;
+
 /** Largest TPM2B_OPERAND (a digest's size, Part 2 §10.4.4... TPM2B_OPERAND is a TPM2B_DIGEST). */
 const MAX_OPERAND = MAX_DIGEST;
 
@@ -50,30 +68,72 @@ function policyUpdate(sess: HmacSession, p: PolicyState, cc: number, name: Uint8
   p.digest = sess.authHash.hash(concatBytes(p.digest, policyRef));
 }
 
-/** A TPMT_TK_AUTH's HMAC under proof(hierarchy) (Part 2 §10.7.5), as every ticket of this TPM (HMAC-SHA-512). */
-function ticketHmac(t: Engine, hierarchy: number, ...parts: Uint8Array[]): Uint8Array {
-  return hmac(sha512, hierarchyProof(t, hierarchy), concatBytes(...parts));
+/**
+ * proof(hierarchy) of a TPMT_TK_AUTH: the hierarchy's proof as for every ticket of this TPM; for
+ * TPM_RH_NULL one from the NULL seed, so NULL tickets end at the next TPM Reset (as libtpms'
+ * nullProof).
+ */
+function authTicketProof(t: Engine, hierarchy: number): Uint8Array {
+  if (hierarchy === TPM_RH.NULL) return sha512(concatBytes(hierarchySeed(t, TPM_RH.NULL), u32be(hierarchy)));
+  return hierarchyProof(t, hierarchy);
 }
 
 /**
- * Writes timeout and policyTicket of PolicySigned / PolicySecret (Part 3 §23.3, §23.4): a
- * TPMT_TK_AUTH HMAC(proof, tag ‖ timeout ‖ cpHashA ‖ policyRef ‖ authName) (Part 2 §10.7.5) for a
- * negative expiration with the session's nonce, else an empty timeout and a NULL ticket.
+ * The digest of a TPMT_TK_AUTH (Part 2 §10.7.5): HMAC(proof, ticketType ‖ timeout ‖ cpHashA ‖
+ * policyRef ‖ authName) with HMAC-SHA-512, as every ticket of this TPM. A ticket made without
+ * nonceTPM (`expiresOnReset`) also covers resetCount, so a TPM Reset voids it (libtpms binds its
+ * totalResetCount the same way).
  */
-function writeAuthTicket(t: Engine, out: Out, tag: number, ticketed: boolean, hierarchy: number, timeout: number, cpHashA: Uint8Array, policyRef: Uint8Array, name: Uint8Array): void {
+function authTicketDigest(t: Engine, tag: number, hierarchy: number, timeout: bigint, expiresOnReset: boolean, cpHashA: Uint8Array, policyRef: Uint8Array, name: Uint8Array): Uint8Array {
+  const to = new Uint8Array(8);
+  new DataView(to.buffer).setBigUint64(0, timeout);
+  const parts = [st(tag), to, cpHashA, policyRef, name];
+  if (expiresOnReset) parts.push(u32be(t.ps.resetCount));
+  return hmac(sha512, authTicketProof(t, hierarchy), concatBytes(...parts));
+}
+
+/**
+ * The hierarchy of an authorizing entity, for its ticket (Part 3 §23.3, §23.4; reference code
+ * EntityGetHierarchy): PLATFORM, ENDORSEMENT and NULL are their own, other permanent handles and
+ * PCRs belong to OWNER, an NV index to PLATFORM when TPMA_NV_PLATFORMCREATE, an object to its
+ * hierarchy.
+ */
+function entityHierarchy(t: Engine, h: number): number {
+  if (h === TPM_RH.PLATFORM || h === TPM_RH.ENDORSEMENT || h === TPM_RH.NULL) return h;
+  if (h >>> 24 === 0x01) return (t.nv(h)?.attributes ?? 0) & TPMA_NV.PLATFORMCREATE ? TPM_RH.PLATFORM : TPM_RH.OWNER;
+  if (h >>> 24 === 0x80 || h >>> 24 === 0x81) return findObject(t, h)?.hierarchy ?? TPM_RH.NULL;
+  return TPM_RH.OWNER;
+}
+
+/**
+ * Writes timeout and policyTicket of PolicySigned / PolicySecret (Part 3 §23.3, §23.4): for a
+ * negative expiration in a policy session, the timeout (bit 63 set when nonceTPM was empty) and a
+ * TPMT_TK_AUTH ({@link authTicketDigest}); else an empty timeout and a NULL ticket.
+ */
+function writeAuthTicket(t: Engine, out: Out, tag: number, ticketed: boolean, hierarchy: number, timeout: number, expiresOnReset: boolean, cpHashA: Uint8Array, policyRef: Uint8Array, name: Uint8Array): void {
   if (ticketed) {
     const to = new Uint8Array(8);
-    new DataView(to.buffer).setBigUint64(0, BigInt(timeout));
+    new DataView(to.buffer).setBigUint64(0, BigInt(timeout) | (expiresOnReset ? EXPIRES_ON_RESET : 0n));
     out.tpm2b(to);
     out.u16(tag);
     out.u32(hierarchy);
-    out.tpm2b(ticketHmac(t, hierarchy, st(tag), to, cpHashA, policyRef, name));
+    out.tpm2b(authTicketDigest(t, tag, hierarchy, BigInt(timeout), expiresOnReset, cpHashA, policyRef, name));
     return;
   }
   out.tpm2b(EMPTY);
   out.u16(tag);
   out.u32(TPM_RH.NULL);
   out.u16(0);
+}
+
+/**
+ * Records what PolicySigned, PolicySecret and PolicyTicket assert besides the digest (reference
+ * code, PolicyContextUpdate): a non-empty cpHashA becomes the session's cpHash, and a timeout
+ * shortens the session's.
+ */
+function contextUpdate(p: PolicyState, cpHashA: Uint8Array, timeout: number): void {
+  if (cpHashA.length !== 0) p.cpHash = { kind: "cpHash", digest: cpHashA.slice() };
+  if (timeout !== 0 && (p.timeout === 0 || timeout < p.timeout)) p.timeout = timeout;
 }
 
 /**
@@ -95,7 +155,8 @@ function policySigned(t: Engine, h: number[], inp: In, out: Out): void {
   const { sess, p } = policyOf(t, h[1]!);
   let timeout = 0;
   if (!p.trial) {
-    timeout = parameterChecks(t, sess, p, nonceTPM, cpHashA, expiration, 1, 2, 4);
+    timeout = authTimeout(t, p, expiration, nonceTPM);
+    parameterChecks(t, sess, p, nonceTPM, cpHashA, timeout, 1, 2, 4);
     const a = hashImpl(sig.hash);
     if (!a) throw new Rc(P(TPM_RC.SCHEME, 5)); // a NULL signature
     const aHash = a.hash(concatBytes(nonceTPM, u32be(expiration >>> 0), cpHashA, policyRef));
@@ -108,8 +169,8 @@ function policySigned(t: Engine, h: number[], inp: In, out: Out): void {
     }
   }
   policyUpdate(sess, p, TPM_CC.PolicySigned, key.name, policyRef);
-  if (!p.trial && timeout !== 0 && (p.timeout === 0 || timeout < p.timeout)) p.timeout = timeout;
-  writeAuthTicket(t, out, TPM_ST.AUTH_SIGNED, expiration < 0 && !p.trial, key.hierarchy, timeout, cpHashA, policyRef, key.name);
+  contextUpdate(p, cpHashA, timeout);
+  writeAuthTicket(t, out, TPM_ST.AUTH_SIGNED, expiration < 0 && !p.trial, key.hierarchy, timeout, nonceTPM.length === 0, cpHashA, policyRef, key.name);
 }
 
 const st = (tag: number): Uint8Array => Uint8Array.of(tag >>> 8, tag & 0xff);
@@ -181,22 +242,36 @@ function policyCommandCode(t: Engine, h: number[], inp: In): void {
 }
 
 /**
- * The nonce, expiration and cpHash checks of PolicySigned and PolicySecret (Part 3 §23.3, §23.4;
- * reference code, Policy_spt_hierarchy.c PolicyParameterChecks): a nonceTPM, when given, must be
- * the session's; a non-zero expiration counts seconds from the session's start (its sign only
- * says whether a ticket is wanted); a cpHashA has the session hash's size.
- *
- * @returns the timeout (TPM clock, ms), or 0
+ * The timeout an expiration asks for (Part 3 §23.3, §23.4; reference code ComputeAuthTimeout), on
+ * the TPM clock (ms) as every SoftTpm timeout: |expiration| seconds from the start of the policy
+ * with a nonceTPM; without one, |expiration| is an absolute time (TPMS_TIME_INFO.time, seconds
+ * since power-on) plus the current time's milliseconds. 0: no expiration.
  */
-function parameterChecks(t: Engine, sess: HmacSession, p: PolicyState, nonce: Uint8Array, cpHashA: Uint8Array, expiration: number, nonceParam: number, cpParam: number, expParam: number): number {
+function authTimeout(t: Engine, p: PolicyState, expiration: number, nonce: Uint8Array): number {
+  if (expiration === 0) return 0;
+  const secs = expiration === -0x80000000 ? 0x7fffffff : Math.abs(expiration);
+  if (nonce.length !== 0) return p.startTime + secs * 1000;
+  const time = t.clockNow() - t.clockAtPowerOn;
+  return t.clockAtPowerOn + secs * 1000 + (time % 1000);
+}
+
+/**
+ * The nonce, timeout and cpHash checks of PolicySigned, PolicySecret and PolicyTicket (reference
+ * code, Policy_spt.c PolicyParameterChecks): a nonceTPM, when given, must be the session's
+ * (TPM_RC_NONCE); a timeout must not have passed (TPM_RC_EXPIRED); a cpHashA has the session
+ * hash's size (TPM_RC_SIZE) and must equal a cpHash, nameHash or template hash set before
+ * (TPM_RC_CPHASH). Parameter numbers 0 are never blamed.
+ */
+function parameterChecks(t: Engine, sess: HmacSession, p: PolicyState, nonce: Uint8Array, cpHashA: Uint8Array, timeout: number, nonceParam: number, cpParam: number, expParam: number): void {
   if (nonce.length !== 0 && !constantTimeEqual(nonce, sess.nonceTPM)) throw new Rc(P(TPM_RC.NONCE, nonceParam));
-  let timeout = 0;
-  if (expiration !== 0) {
-    timeout = p.startTime + Math.abs(expiration) * 1000;
+  if (timeout !== 0) {
+    if (!t.persistence.available) throw new Rc(TPM_RC.NV_UNAVAILABLE); // Time needs a running clock
     if (timeout < t.clockNow()) throw new Rc(P(TPM_RC.EXPIRED, expParam));
   }
-  if (cpHashA.length !== 0 && cpHashA.length !== sess.authHash.size) throw new Rc(P(TPM_RC.SIZE, cpParam));
-  return timeout;
+  if (cpHashA.length !== 0) {
+    if (cpHashA.length !== sess.authHash.size) throw new Rc(P(TPM_RC.SIZE, cpParam));
+    if (p.cpHash && !constantTimeEqual(p.cpHash.digest, cpHashA)) throw new Rc(TPM_RC.CPHASH);
+  }
 }
 
 /** TPM2_PolicySecret, Part 3 §23.4: the authHandle was authorized by the dispatcher. */
@@ -210,13 +285,60 @@ function policySecret(t: Engine, h: number[], inp: In, out: Out): void {
   const expiration = inp.u32() | 0; // INT32
   inp.done();
   const { sess, p } = policyOf(t, h[1]!);
-  const timeout = parameterChecks(t, sess, p, nonceTPM, cpHashA, expiration, 1, 2, 4);
+  let timeout = 0;
+  if (!p.trial) {
+    timeout = authTimeout(t, p, expiration, nonceTPM);
+    parameterChecks(t, sess, p, nonceTPM, cpHashA, timeout, 1, 2, 4);
+  }
   const name = nameOf(t, h[0]!);
   policyUpdate(sess, p, TPM_CC.PolicySecret, name, policyRef);
-  if (!p.trial && timeout !== 0 && (p.timeout === 0 || timeout < p.timeout)) p.timeout = timeout;
-  // a ticket only for a negative expiration with the session's nonce (Part 3 §23.4); SoftTpm
-  // does not implement TPM2_PolicyTicket, so the ticket is written but not yet redeemable
-  writeAuthTicket(t, out, TPM_ST.AUTH_SECRET, expiration < 0 && nonceTPM.length !== 0 && !p.trial, TPM_RH.OWNER, timeout, cpHashA, policyRef, name);
+  contextUpdate(p, cpHashA, timeout);
+  // a ticket for a negative expiration, with or without nonceTPM, but never for a PIN pass index
+  // (its use is counted: a ticket would skip the count) (swtpm 0.7.1, measured)
+  const pinPass = h[0]! >>> 24 === 0x01 && (((t.nv(h[0]!)?.attributes ?? 0) >>> 4) & 0xf) === TPM_NT.PIN_PASS;
+  writeAuthTicket(t, out, TPM_ST.AUTH_SECRET, expiration < 0 && !p.trial && !pinPass, entityHierarchy(t, h[0]!), timeout, nonceTPM.length === 0, cpHashA, policyRef, name);
+}
+
+/**
+ * TPM2_PolicyTicket, Part 3 §23.5: a TPMT_TK_AUTH from PolicySigned or PolicySecret stands in for
+ * that assertion until its timeout. Not in a trial session (TPM_RC_ATTRIBUTES + handle 1); the
+ * timeout is the 8 bytes the ticket came with (TPM_RC_SIZE + P1), checked as PolicySigned's
+ * (TPM_RC_EXPIRED + P1; cpHashA: TPM_RC_SIZE + P2, TPM_RC_CPHASH), then the ticket
+ * (TPM_RC_TICKET + P5); the digest is PolicyUpdate of the command the ticket stands for.
+ */
+function policyTicket(t: Engine, h: number[], inp: In): void {
+  const timeoutBuf = inp.tpm2b(TIMEOUT_SIZE);
+  inp.param = 2;
+  const cpHashA = inp.tpm2b(MAX_DIGEST);
+  inp.param = 3;
+  const policyRef = inp.tpm2b(MAX_DIGEST);
+  inp.param = 4;
+  const authName = inp.tpm2b(MAX_NAME_PARAM);
+  inp.param = 5;
+  const tag = inp.u16();
+  if (tag !== TPM_ST.AUTH_SIGNED && tag !== TPM_ST.AUTH_SECRET) throw new Rc(P(TPM_RC.TAG, 5));
+  const hierarchy = inp.u32();
+  if (!isHierarchy(hierarchy)) throw new Rc(P(TPM_RC.VALUE, 5));
+  const ticket = inp.tpm2b(MAX_DIGEST);
+  inp.done();
+  const { sess, p } = policyOf(t, h[0]!);
+  if (p.trial) throw new Rc(H(TPM_RC.ATTRIBUTES, 1));
+  if (timeoutBuf.length !== TIMEOUT_SIZE) throw new Rc(P(TPM_RC.SIZE, 1));
+  const raw = new DataView(timeoutBuf.buffer, timeoutBuf.byteOffset, 8).getBigUint64(0);
+  const expiresOnReset = (raw & EXPIRES_ON_RESET) !== 0n;
+  const timeout64 = raw & ~EXPIRES_ON_RESET;
+  // a timeout beyond the clock's range can only be one this TPM never issued: it fails the HMAC
+  const timeout = timeout64 > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(timeout64);
+  parameterChecks(t, sess, p, EMPTY, cpHashA, timeout, 0, 2, 1);
+  const want = authTicketDigest(t, tag, hierarchy, timeout64, expiresOnReset, cpHashA, policyRef, authName);
+  if (!constantTimeEqual(ticket, want)) throw new Rc(P(TPM_RC.TICKET, 5));
+  policyUpdate(sess, p, tag === TPM_ST.AUTH_SIGNED ? TPM_CC.PolicySigned : TPM_CC.PolicySecret, authName, policyRef);
+  contextUpdate(p, cpHashA, timeout);
+}
+
+/** TPMI_RH_HIERARCHY with TPM_RH_NULL allowed (Part 2 §9.13). */
+function isHierarchy(h: number): boolean {
+  return h === TPM_RH.OWNER || h === TPM_RH.ENDORSEMENT || h === TPM_RH.PLATFORM || h === TPM_RH.NULL;
 }
 
 /** TPM2_PolicyOR, Part 3 §23.6. */
@@ -245,6 +367,7 @@ function compare(op: number, a: Uint8Array, b: Uint8Array): boolean {
   }
   signed = unsigned;
   if (a.length > 0 && (a[0]! & 0x80) !== (b[0]! & 0x80)) signed = a[0]! & 0x80 ? -1 : 1;
+  else if (a.length > 0 && a[0]! & 0x80) signed = -unsigned; // both negative: libtpms reverses the unsigned order (two's complement would keep it: 0x81 < 0x82 as -127 < -126); the peer wins (swtpm 0.7.1, measured over 280 cases)
   switch (op) {
     case 0x0: return unsigned === 0;
     case 0x1: return unsigned !== 0;
@@ -261,6 +384,19 @@ function compare(op: number, a: Uint8Array, b: Uint8Array): boolean {
   }
 }
 
+/**
+ * NvReadAccessChecks (Part 3 §31.2.2; reference code NV_spt.c): a read-locked index is
+ * TPM_RC_NV_LOCKED; an index authorizes only itself, OWNER needs TPMA_NV_OWNERREAD and PLATFORM
+ * TPMA_NV_PPREAD (TPM_RC_NV_AUTHORIZATION); an index never written is TPM_RC_NV_UNINITIALIZED.
+ */
+function nvReadAccessChecks(auth: number, nv: NvIndexState): void {
+  if (nv.attributes & TPMA_NV.READLOCKED) throw new Rc(TPM_RC.NV_LOCKED);
+  if (auth >>> 24 === 0x01 && auth !== nv.handle) throw new Rc(TPM_RC.NV_AUTHORIZATION);
+  if (auth === TPM_RH.OWNER && !(nv.attributes & TPMA_NV.OWNERREAD)) throw new Rc(TPM_RC.NV_AUTHORIZATION);
+  if (auth === TPM_RH.PLATFORM && !(nv.attributes & TPMA_NV.PPREAD)) throw new Rc(TPM_RC.NV_AUTHORIZATION);
+  if (!(nv.attributes & TPMA_NV.WRITTEN)) throw new Rc(TPM_RC.NV_UNINITIALIZED);
+}
+
 /** TPM2_PolicyNV, Part 3 §23.9. */
 function policyNv(t: Engine, h: number[], inp: In): void {
   const operandB = inp.tpm2b(MAX_OPERAND);
@@ -273,19 +409,108 @@ function policyNv(t: Engine, h: number[], inp: In): void {
   const { sess, p } = policyOf(t, h[2]!);
   const nv = t.nv(h[1]!)!;
   if (!p.trial) {
-    // NvReadAccessChecks (Part 3 §31.2.2), then the range and the comparison
-    const auth = h[0]!;
-    if (nv.attributes & TPMA_NV.READLOCKED) throw new Rc(TPM_RC.NV_LOCKED);
-    if (auth >>> 24 === 0x01 && auth !== nv.handle) throw new Rc(TPM_RC.NV_AUTHORIZATION);
-    if (auth === TPM_RH.OWNER && !(nv.attributes & TPMA_NV.OWNERREAD)) throw new Rc(TPM_RC.NV_AUTHORIZATION);
-    if (auth === TPM_RH.PLATFORM && !(nv.attributes & TPMA_NV.PPREAD)) throw new Rc(TPM_RC.NV_AUTHORIZATION);
-    if (!(nv.attributes & TPMA_NV.WRITTEN)) throw new Rc(TPM_RC.NV_UNINITIALIZED);
+    nvReadAccessChecks(h[0]!, nv);
     if (offset > nv.dataSize) throw new Rc(P(TPM_RC.VALUE, 2));
     if (nv.dataSize - offset < operandB.length) throw new Rc(P(TPM_RC.SIZE, 1));
     if (!compare(operation, nv.data.subarray(offset, offset + operandB.length), operandB)) throw new Rc(TPM_RC.POLICY);
   }
   const args = sess.authHash.hash(concatBytes(operandB, Uint8Array.of(offset >>> 8, offset & 0xff, operation >>> 8, operation & 0xff)));
   extend(sess, p, TPM_CC.PolicyNV, args, nameOf(t, nv.handle));
+}
+
+/**
+ * TPMS_TIME_INFO now, marshalled (Part 2 §10.11.6): time (ms since power-on), then TPMS_CLOCK_INFO
+ * (clock, resetCount, restartCount, safe) as TPM2_ReadClock reports them (Part 3 §29.1).
+ */
+function timeInfo(t: Engine): Uint8Array {
+  const clock = t.clockNow();
+  if (!t.ps.clockSafe && clock - t.clockAtPowerOn >= CLOCK_UPDATE_MS) t.ps.clockSafe = true;
+  const b = new Uint8Array(TIME_INFO_SIZE);
+  const v = new DataView(b.buffer);
+  v.setBigUint64(0, BigInt(Math.max(0, Math.floor(t.clock.now() - t.powerOnAt))));
+  v.setBigUint64(8, BigInt(clock));
+  v.setUint32(16, t.ps.resetCount >>> 0);
+  v.setUint32(20, t.ps.restartCount >>> 0);
+  b[24] = t.ps.clockSafe ? 1 : 0;
+  return b;
+}
+
+/**
+ * TPM2_PolicyCounterTimer, Part 3 §23.10: operandB compared (TPM_EO, as PolicyNV) with the bytes
+ * of TPMS_TIME_INFO at offset. An operation past TPM_EO_BITCLEAR is TPM_RC_VALUE + P3, an offset
+ * past the 25 bytes TPM_RC_VALUE + P2 and a range past them TPM_RC_RANGE (no parameter: libtpms,
+ * swtpm 0.7.1, measured), in a trial session too; a policy session fails the comparison with
+ * TPM_RC_POLICY. Digest: H(old ‖ TPM_CC ‖ H(operandB ‖ offset ‖ operation)).
+ */
+function policyCounterTimer(t: Engine, h: number[], inp: In): void {
+  const operandB = inp.tpm2b(MAX_OPERAND);
+  inp.param = 2;
+  const offset = inp.u16();
+  inp.param = 3;
+  const operation = inp.u16();
+  if (operation > 0x000b) throw new Rc(P(TPM_RC.VALUE, 3)); // TPM_EO
+  inp.done();
+  if (offset > TIME_INFO_SIZE) throw new Rc(P(TPM_RC.VALUE, 2));
+  if (offset + operandB.length > TIME_INFO_SIZE) throw new Rc(TPM_RC.RANGE);
+  const { sess, p } = policyOf(t, h[0]!);
+  if (!p.trial) {
+    // time and clock (the first 16 bytes) stop when NV is unavailable (reference code)
+    if (offset < 16 && !t.persistence.available) throw new Rc(TPM_RC.NV_UNAVAILABLE);
+    const info = timeInfo(t);
+    if (!compare(operation, info.subarray(offset, offset + operandB.length), operandB)) throw new Rc(TPM_RC.POLICY);
+  }
+  const args = sess.authHash.hash(concatBytes(operandB, Uint8Array.of(offset >>> 8, offset & 0xff, operation >>> 8, operation & 0xff)));
+  extend(sess, p, TPM_CC.PolicyCounterTimer, args);
+}
+
+/**
+ * TPM2_PolicyDuplicationSelect, Part 3 §23.15: TPM2_Duplicate only, of objectName to
+ * newParentName. includeObject is a TPMI_YES_NO (TPM_RC_VALUE + P3); a cpHash, nameHash or
+ * template hash already set is TPM_RC_CPHASH, a command code already set TPM_RC_COMMAND_CODE (in
+ * that order, swtpm 0.7.1, measured). The session's nameHash becomes H(objectName ‖
+ * newParentName) and its command code TPM_CC_Duplicate; the digest takes objectName only with
+ * includeObject YES: H(old ‖ TPM_CC ‖ [objectName] ‖ newParentName ‖ includeObject).
+ */
+function policyDuplicationSelect(t: Engine, h: number[], inp: In): void {
+  const objectName = inp.tpm2b(MAX_NAME_PARAM);
+  inp.param = 2;
+  const newParentName = inp.tpm2b(MAX_NAME_PARAM);
+  inp.param = 3;
+  const includeObject = inp.u8();
+  if (includeObject > 1) throw new Rc(P(TPM_RC.VALUE, 3));
+  inp.done();
+  const { sess, p } = policyOf(t, h[0]!);
+  if (p.cpHash) throw new Rc(TPM_RC.CPHASH);
+  if (p.commandCode !== undefined) throw new Rc(TPM_RC.COMMAND_CODE);
+  p.cpHash = { kind: "nameHash", digest: sess.authHash.hash(concatBytes(objectName, newParentName)) };
+  extend(sess, p, TPM_CC.PolicyDuplicationSelect, includeObject ? objectName : EMPTY, newParentName, Uint8Array.of(includeObject));
+  p.commandCode = TPM_CC.Duplicate;
+}
+
+/**
+ * TPM2_PolicyAuthorizeNV, Part 3 §23.22: the policy approved is the TPMT_HA at the start of the NV
+ * index (read as PolicyNV reads, authorized by the index or OWNER / PLATFORM: NvReadAccessChecks).
+ * Too few bytes for a TPMT_HA is TPM_RC_INSUFFICIENT, a hash that is not one of SoftTpm's or not
+ * the session's TPM_RC_HASH, another digest than the session's TPM_RC_VALUE (each without a
+ * parameter, swtpm 0.7.1, measured); a trial session checks nothing. Then the digest is reset and
+ * extended with the index's Name: H(0…0 ‖ TPM_CC ‖ nvIndexName).
+ */
+function policyAuthorizeNv(t: Engine, h: number[], inp: In): void {
+  inp.done();
+  const nv = t.nv(h[1]!)!;
+  const { sess, p } = policyOf(t, h[2]!);
+  if (!p.trial) {
+    nvReadAccessChecks(h[0]!, nv);
+    const data = nv.data.subarray(0, Math.min(nv.dataSize, 2 + MAX_DIGEST));
+    if (data.length < 2) throw new Rc(TPM_RC.INSUFFICIENT);
+    const alg = hashImpl((data[0]! << 8) | data[1]!);
+    if (!alg) throw new Rc(TPM_RC.HASH);
+    if (data.length < 2 + alg.size) throw new Rc(TPM_RC.INSUFFICIENT);
+    if (alg.alg !== sess.authHash.alg) throw new Rc(TPM_RC.HASH);
+    if (!constantTimeEqual(data.subarray(2, 2 + alg.size), p.digest)) throw new Rc(TPM_RC.VALUE);
+  }
+  p.digest = new Uint8Array(sess.authHash.size);
+  extend(sess, p, TPM_CC.PolicyAuthorizeNV, nameOf(t, nv.handle));
 }
 
 /**
@@ -386,7 +611,19 @@ function policyGetDigest(t: Engine, h: number[], inp: In, out: Out): void {
   out.tpm2b(policyOf(t, h[0]!).p.digest);
 }
 
-/** TPM2_PolicyRestart, Part 3 §23.12: the policy data starts over, the nonces stay. */
+/**
+ * TPM2_PolicyPhysicalPresence, Part 3 §23.12: authorization will need physical presence. The
+ * digest is H(old ‖ TPM_CC_PolicyPhysicalPresence); the authorization checks it (engine/auth.ts:
+ * without a physical-presence indication it is TPM_RC_PP, as swtpm answers).
+ */
+function policyPhysicalPresence(t: Engine, h: number[], inp: In): void {
+  inp.done();
+  const { sess, p } = policyOf(t, h[0]!);
+  extend(sess, p, TPM_CC.PolicyPhysicalPresence);
+  p.ppRequired = true;
+}
+
+/** TPM2_PolicyRestart, Part 3 §11.2: the policy data starts over, the nonces stay. */
 function policyRestart(t: Engine, h: number[], inp: In): void {
   inp.done();
   const { sess, p } = policyOf(t, h[0]!);
@@ -411,4 +648,9 @@ export const policyCommands: CommandEntries = [
   [TPM_CC.PolicyNameHash, { handles: ["policySession"], auth: 0, decrypt: true, run: (t, h, i) => setCpHash(t, h, i, TPM_CC.PolicyNameHash, "nameHash") }],
   [TPM_CC.PolicyTemplate, { handles: ["policySession"], auth: 0, decrypt: true, run: (t, h, i) => setCpHash(t, h, i, TPM_CC.PolicyTemplate, "template") }],
   [TPM_CC.PolicyNvWritten, { handles: ["policySession"], auth: 0, run: (t, h, i) => policyNvWritten(t, h, i) }],
+  [TPM_CC.PolicyTicket, { handles: ["policySession"], auth: 0, decrypt: true, run: (t, h, i) => policyTicket(t, h, i) }],
+  [TPM_CC.PolicyCounterTimer, { handles: ["policySession"], auth: 0, decrypt: true, run: (t, h, i) => policyCounterTimer(t, h, i) }],
+  [TPM_CC.PolicyDuplicationSelect, { handles: ["policySession"], auth: 0, decrypt: true, run: (t, h, i) => policyDuplicationSelect(t, h, i) }],
+  [TPM_CC.PolicyAuthorizeNV, { handles: ["nvAuth", "nvIndex", "policySession"], auth: 1, run: (t, h, i) => policyAuthorizeNv(t, h, i) }],
+  [TPM_CC.PolicyPhysicalPresence, { handles: ["policySession"], auth: 0, run: (t, h, i) => policyPhysicalPresence(t, h, i) }],
 ];

@@ -35,14 +35,36 @@ export function readSigScheme(inp: In, n: number): SigScheme {
   if (!SIG_SCHEMES.has(scheme)) throw new Rc(P(TPM_RC.SCHEME, n));
   const hashAlg = inp.u16();
   if (!hashImpl(hashAlg)) throw new Rc(P(TPM_RC.HASH, n));
-  if (scheme === TPM_ALG.ECDAA) inp.u16();
+  if (scheme === TPM_ALG.ECDAA) return { scheme, hashAlg, count: inp.u16() };
   return { scheme, hashAlg };
 }
 
-/** Reads a ticket of type `tag` as parameter `n` (Part 2 §10.7: a wrong tag is TPM_RC_TAG, a wrong hierarchy TPM_RC_VALUE). */
+/**
+ * Whether `v` is a TPM_ST value libtpms 0.9 unmarshals (Part 2 §6.9; the same set as the
+ * dispatcher's command-tag check, plus the two command tags): swtpm 0.7.1,
+ * measured over ticket tags 0x00c3–0x00c5 and 0x8000–0x8030. The reserved 0x8003, 0x8004,
+ * 0x801b–0x8020, 0x8026–0x8028 and FU_MANIFEST (0x8029) are not among them.
+ */
+export function isTpmSt(v: number): boolean {
+  return (
+    v === TPM_ST.RSP_COMMAND ||
+    v === TPM_ST.NULL ||
+    v === TPM_ST.NO_SESSIONS ||
+    v === TPM_ST.SESSIONS ||
+    (v >= TPM_ST.ATTEST_NV && v <= TPM_ST.ATTEST_CREATION) ||
+    (v >= TPM_ST.CREATION && v <= TPM_ST.AUTH_SIGNED)
+  );
+}
+
+/**
+ * Reads a ticket of type `tag` as parameter `n` (Part 2 §10.7): a tag that is no TPM_ST value is
+ * TPM_RC_VALUE (TPM_ST unmarshalling), another TPM_ST value TPM_RC_TAG, a wrong hierarchy
+ * TPM_RC_VALUE (swtpm 0.7.1, measured).
+ */
 export function readTicketParam(inp: In, n: number, tag: number): { hierarchy: number; digest: Uint8Array } {
   inp.param = n;
-  if (inp.u16() !== tag) throw new Rc(P(TPM_RC.TAG, n));
+  const got = inp.u16();
+  if (got !== tag) throw new Rc(P(isTpmSt(got) ? TPM_RC.TAG : TPM_RC.VALUE, n));
   const hierarchy = inp.u32();
   if (hierarchy !== TPM_RH.OWNER && hierarchy !== TPM_RH.ENDORSEMENT && hierarchy !== TPM_RH.PLATFORM && hierarchy !== TPM_RH.NULL) throw new Rc(P(TPM_RC.VALUE, n));
   return { hierarchy, digest: inp.tpm2b(MAX_DIGEST).slice() };

@@ -7,7 +7,7 @@
 import { TPM_CC, TPM_RC, TPM_SU, TPMA_NV } from "../../wire/constants.js";
 import type { CommandEntries } from "../engine/dispatch.js";
 import type { Engine } from "../engine/engine.js";
-import { MAX_AUTH_FAIL } from "../engine/limits.js";
+import { daParameters } from "../state.js";
 import { EMPTY, type In, P, Rc } from "../engine/marshal.js";
 import { HASH_IMPLS, PCR_COUNT, PCR_INIT_ONES, PCR_NO_INCREMENT, PCR_SAVE } from "../tables.js";
 
@@ -65,7 +65,8 @@ function startup(t: Engine, inp: In, locality: number): void {
   }
   t.startupLocality3 = locality === 3;
   t.startupOrderly = prev !== "none";
-  if (prev === "none" && ps.daUsed && ps.failedTries < MAX_AUTH_FAIL) {
+  const da = daParameters(ps);
+  if (prev === "none" && ps.daUsed && ps.failedTries < da.maxTries && da.recoveryTime > 0) {
     if (ps.failedTries === 0) t.daAnchor = t.clockNow();
     ps.failedTries++;
   }
@@ -96,6 +97,9 @@ function shutdown(t: Engine, inp: In): void {
   const su = startupType(inp);
   inp.done();
   const ps = t.ps;
+  // a PCR allocation waits for a TPM Reset: no Shutdown(STATE) meanwhile (libtpms g_pcrReConfig;
+  // swtpm 0.7.1, measured: TPM_RC_TYPE + P1)
+  if (su === TPM_SU.STATE && ps.pcrAllocationPending) throw new Rc(P(TPM_RC.TYPE, 1));
   if (su === TPM_SU.STATE) {
     ps.orderly = "state";
     ps.saved = { pcrUpdateCounter: t.pcrUpdateCounter, platformAuth: t.platformAuth.slice(), pcrs: t.pcrs.map((p) => p.slice()) };

@@ -29,9 +29,9 @@ function blockCipher(key: Uint8Array): (b: Uint8Array) => Uint8Array {
 /**
  * Runs AES in `mode` over `data` with `iv` and returns the output and the chaining value the
  * next call continues from (ivOut, Part 3 §15.3): CBC the last cipher block, CFB the last
- * cipher block (a partial one padded with zeros, as the TPM reference code's
- * CryptSymmetricEncrypt / CryptSymmetricDecrypt leave it), OFB the last key-stream block, CTR
- * the next counter, ECB nothing.
+ * cipher block (a partial one followed by the rest of its key-stream block, as the TPM reference
+ * code's CryptSymmetricEncrypt / CryptSymmetricDecrypt leave it; swtpm 0.7.1, measured), OFB the
+ * last key-stream block, CTR the next counter, ECB nothing.
  */
 export function aesMode(key: Uint8Array, mode: number, decrypt: boolean, iv: Uint8Array, data: Uint8Array): { out: Uint8Array; iv: Uint8Array } {
   const bits = key.length * 8;
@@ -53,9 +53,11 @@ export function aesMode(key: Uint8Array, mode: number, decrypt: boolean, iv: Uin
     for (let i = 0; i < n; i++) out[off + i] = data[off + i]! ^ ks[i]!;
     switch (mode) {
       case TPM_ALG.CFB: {
-        // the register takes the cipher text; after a partial block, zeros
+        // the register takes the cipher text; after a partial last block, the cipher text bytes
+        // followed by the rest of that block's key stream (libtpms 0.9 / swtpm 0.7.1, measured:
+        // the reference code XORs the data into the encrypted register in place)
         const ct = decrypt ? data : out;
-        reg.fill(0);
+        reg.set(ks);
         reg.set(ct.subarray(off, off + n), 0);
         break;
       }

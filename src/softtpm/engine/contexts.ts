@@ -19,10 +19,10 @@ import { TpmReader, TpmWriter } from "../../wire/buffer.js";
 import { u32be } from "../../wire/bytes.js";
 import { TPM_RC } from "../../wire/constants.js";
 import { readPublic, readSensitive, writeSensitive } from "../../wire/structures.js";
-import { HASH_IMPLS, hashImpl } from "../tables.js";
+import { HASH_IMPLS, type HashImpl, hashImpl } from "../tables.js";
 import { aesCfb } from "./crypto.js";
 import type { PolicyState } from "./auth.js";
-import type { Engine, HmacSession } from "./engine.js";
+import type { Engine, HmacSession, Sequence } from "./engine.js";
 import { type TpmObject, nameOf } from "./objects.js";
 import { P, Rc } from "./marshal.js";
 
@@ -102,6 +102,8 @@ export function objectContext(o: TpmObject): Uint8Array {
   const s = new TpmWriter(128);
   writeSensitive(s, o.sensitive);
   w.tpm2b(s.finish()).tpm2b(o.qualifiedName).tpm2b(o.parentName);
+  // how the object was loaded: bit 0 public only, bit 1 by TPM2_LoadExternal
+  w.u8((o.publicOnly ? 1 : 0) | (o.external ? 2 : 0));
   return w.finish();
 }
 
@@ -115,8 +117,154 @@ export function objectFromContext(plain: Uint8Array, handle: number): TpmObject 
   const sensitive = readSensitive(new TpmReader(r.tpm2b()));
   const qualifiedName = r.tpm2b().slice();
   const parentName = r.tpm2b().slice();
+  const flags = r.u8();
   r.expectEnd();
-  return { handle, pub, publicArea, name: nameOf(pub, publicArea), sensitive, hierarchy, qualifiedName, parentName };
+  const o: TpmObject = { handle, pub, publicArea, name: nameOf(pub, publicArea), sensitive, hierarchy, qualifiedName, parentName };
+  if (flags & 1) o.publicOnly = true;
+  if (flags & 2) o.external = true;
+  return o;
+}
+
+/** A hasher of a sequence object, as TPM2_HashSequenceStart, HMAC_Start and SequenceUpdate use it. */
+type Hasher = Sequence["hashers"][number];
+
+/**
+ * The state of a Merkle–Damgård hasher of @noble/hashes (SHA-1, SHA-2): the chaining words of
+ * get() / set(), the message length so far, and the bytes of the partial block.
+ */
+interface MdState {
+  get(): number[];
+  set(...words: number[]): void;
+  buffer: Uint8Array;
+  length: number;
+  pos: number;
+  finished: boolean;
+}
+
+function isMd(x: unknown): x is MdState {
+  const h = x as Partial<MdState>;
+  return typeof h.get === "function" && typeof h.set === "function" && h.buffer instanceof Uint8Array && typeof h.length === "number" && typeof h.pos === "number";
+}
+
+/**
+ * An HMAC (RFC 2104) whose state a context can hold: the inner hash over (K ⊕ ipad) ‖ data so
+ * far, and the padded key for the outer hash. TPM2_HMAC_Start's sequences need this shape for
+ * TPM2_ContextSave to save them.
+ */
+export interface SavableHmac {
+  update(d: Uint8Array): unknown;
+  digest(): Uint8Array;
+  readonly inner: Hasher;
+  /** The key padded to the hash's block (K, before the pads are applied). */
+  readonly key: Uint8Array;
+  readonly alg: HashImpl;
+}
+
+/** An HMAC hasher of `a` keyed by `key` (a key longer than the block is hashed first), savable in a context. */
+export function savableHmac(a: HashImpl, key: Uint8Array, inner?: Hasher): SavableHmac {
+  const block = a.size > 32 ? 128 : 64; // FIPS 180-4 §1: SHA-1 and SHA-256 64-byte blocks, SHA-384 / SHA-512 128
+  const k = new Uint8Array(block);
+  k.set(key.length > block ? a.hash(key) : key);
+  let h = inner;
+  if (!h) {
+    h = a.create();
+    h.update(k.map((x) => x ^ 0x36));
+  }
+  const ih = h;
+  return {
+    update: (d: Uint8Array) => ih.update(d),
+    digest: () => {
+      const outer = a.create();
+      outer.update(k.map((x) => x ^ 0x5c));
+      outer.update(ih.digest());
+      return outer.digest();
+    },
+    inner: ih,
+    key: k,
+    alg: a,
+  };
+}
+
+function isSavableHmac(x: unknown): x is SavableHmac {
+  const h = x as Partial<SavableHmac>;
+  return h.key instanceof Uint8Array && h.inner !== undefined && h.alg !== undefined;
+}
+
+function writeMd(w: TpmWriter, x: unknown): boolean {
+  if (!isMd(x) || x.finished) return false;
+  const words = x.get();
+  w.u8(words.length);
+  for (const v of words) w.u32(v >>> 0);
+  w.u64(BigInt(x.length)).tpm2b(x.buffer.subarray(0, x.pos));
+  return true;
+}
+
+function readMd(r: TpmReader, a: HashImpl): Hasher {
+  const h = a.create();
+  if (!isMd(h)) throw new Error("hash state");
+  const n = r.u8();
+  const words: number[] = [];
+  for (let i = 0; i < n; i++) words.push(r.u32() | 0);
+  if (words.length !== h.get().length) throw new Error("hash state");
+  h.set(...words);
+  h.length = Number(r.u64());
+  const partial = r.tpm2b();
+  if (partial.length >= h.buffer.length) throw new Error("hash state");
+  h.buffer.set(partial);
+  h.pos = partial.length;
+  return h;
+}
+
+/**
+ * A sequence object's saved state (Part 3 §28.2: sequence objects can be saved; Part 2 §14.5
+ * savedHandle 0x80000001): its hash (0 for an event sequence), authValue, ticket state, and the
+ * state of each hasher (an HMAC's inner hash and padded key). undefined when a hasher's state
+ * cannot be read (a hasher of another shape).
+ */
+export function sequenceContext(seq: Sequence): Uint8Array | undefined {
+  const w = new TpmWriter(512);
+  w.u8(3).u16(seq.alg?.alg ?? 0).tpm2b(seq.authValue).u8(seq.ticketSafe === undefined ? 0 : seq.ticketSafe ? 2 : 1).u8(seq.hashers.length);
+  for (const x of seq.hashers) {
+    if (isSavableHmac(x)) {
+      w.u8(2).u16(x.alg.alg).tpm2b(x.key);
+      if (!writeMd(w, x.inner)) return undefined;
+    } else {
+      w.u8(1);
+      if (!writeMd(w, x)) return undefined;
+    }
+  }
+  return w.finish();
+}
+
+/** The sequence object in an opened context (handle to be assigned by the caller). */
+export function sequenceFromContext(plain: Uint8Array, handle: number): Sequence {
+  const r = new TpmReader(plain);
+  if (r.u8() !== 3) throw new Error("not a sequence context");
+  const algId = r.u16();
+  const alg = algId === 0 ? undefined : hashImpl(algId);
+  if (algId !== 0 && !alg) throw new Error("sequence hash");
+  const authValue = r.tpm2b().slice();
+  const ts = r.u8();
+  const n = r.u8();
+  const hashers: Hasher[] = [];
+  for (let i = 0; i < n; i++) {
+    const kind = r.u8();
+    // an event sequence hashes into every bank, in HASH_IMPLS order
+    const a = alg ?? HASH_IMPLS[i];
+    if (!a) throw new Error("sequence hash");
+    if (kind === 2) {
+      const ha = hashImpl(r.u16());
+      if (!ha) throw new Error("sequence hash");
+      const key = r.tpm2b().slice();
+      hashers.push(savableHmac(ha, key, readMd(r, ha)));
+    } else {
+      hashers.push(readMd(r, a));
+    }
+  }
+  r.expectEnd();
+  const seq: Sequence = { handle, alg, hashers, authValue };
+  if (ts !== 0) seq.ticketSafe = ts === 2;
+  return seq;
 }
 
 // policy flags in a session context

@@ -8,6 +8,7 @@
 import { errorResponse, readU32be } from "../../wire/bytes.js";
 import { TPM_CC, TPM_RC, TPM_ST } from "../../wire/constants.js";
 import { authorize, checkExtraSession, decryptCommand, parseSessions, writeResponseSessions } from "./auth.js";
+import { auditCommandStart } from "./audit.js";
 import type { Engine } from "./engine.js";
 import { type HandleKind, checkHandleLoaded, checkHandleType } from "./handles.js";
 import { SOFTTPM_MAX_COMMAND_SIZE } from "./limits.js";
@@ -129,6 +130,8 @@ function run(t: Engine, table: CommandTable, cmd: Uint8Array, locality: number):
   // a session beyond the authorizations is checked only after those were (libtpms order: a
   // lockout on session 1 comes first; swtpm 0.7.1, measured): it must encrypt, decrypt or audit
   for (let i = spec.auth; i < nSessions; i++) checkExtraSession(t, code, handles, nh, i, cmd, paramAt);
+  // the audit cpHashes, over the parameters as sent (engine/audit.ts)
+  auditCommandStart(t, code, handles, nh, nSessions, cmd, paramAt);
   // the first parameter is decrypted last (Part 1 §21; reference code, ParseSessionBuffer)
   if (nSessions > 0) inp.buf = decryptCommand(t, spec, handles, nSessions, cmd, paramAt);
 

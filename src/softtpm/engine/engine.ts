@@ -9,9 +9,9 @@
 import type { Clock } from "../../core/clock.js";
 import type { Storage } from "../../core/storage.js";
 import type { RandomSource } from "../random.js";
-import { type NvIndexState, type PersistentState, deriveSeed, decodeState, encodeState } from "../state.js";
+import { type NvIndexState, type PersistentState, daParameters, deriveSeed, decodeState, encodeState } from "../state.js";
 import { HASH_IMPLS, type HashImpl, PCR_COUNT } from "../tables.js";
-import { LOCKOUT_INTERVAL_S, LOCKOUT_RECOVERY_S, MAX_AUTH_FAIL, MAX_SESSION_NUM } from "./limits.js";
+import { MAX_SESSION_NUM } from "./limits.js";
 import { EMPTY, In, Out } from "./marshal.js";
 import type { TpmObject } from "./objects.js";
 import type { PolicyState } from "./auth.js";
@@ -202,7 +202,7 @@ export class Engine {
     this.shutdownIssued = false;
     this.platformAuth = EMPTY;
     // a blocked lockoutAuth stays blocked across power cycles; its recovery time starts again
-    this.lockoutUntil = ps.lockoutAuthDisabled ? ps.clock + LOCKOUT_RECOVERY_S * 1000 : 0;
+    this.lockoutUntil = ps.lockoutAuthDisabled ? ps.clock + daParameters(ps).lockoutRecovery * 1000 : 0;
     this.daAnchor = ps.clock;
   }
 
@@ -251,15 +251,17 @@ export class Engine {
    */
   inLockout(): boolean {
     const ps = this.ps;
-    if (ps.failedTries > 0) {
+    const da = daParameters(ps); // TPM2_DictionaryAttackParameters (Part 3 §25.3)
+    // recoveryTime 0: no failure is counted, none is forgiven (reference code, DA.c)
+    if (ps.failedTries > 0 && da.recoveryTime > 0) {
       const now = this.clockNow();
-      const steps = Math.floor((now - this.daAnchor) / (LOCKOUT_INTERVAL_S * 1000));
+      const steps = Math.floor((now - this.daAnchor) / (da.recoveryTime * 1000));
       if (steps > 0) {
         ps.failedTries = Math.max(0, ps.failedTries - steps);
-        this.daAnchor += steps * LOCKOUT_INTERVAL_S * 1000;
+        this.daAnchor += steps * da.recoveryTime * 1000;
         this.markDirty();
       }
     }
-    return ps.failedTries >= MAX_AUTH_FAIL;
+    return ps.failedTries >= da.maxTries;
   }
 }

@@ -18,6 +18,8 @@ export type HandleKind =
   | "pcr+null" // TPMI_DH_PCR+
   | "provision" // TPMI_RH_PROVISION: owner, platform
   | "clear" // TPMI_RH_CLEAR: lockout, platform
+  | "lockout" // TPMI_RH_LOCKOUT
+  | "platform" // TPMI_RH_PLATFORM
   | "hierarchyAuth" // TPMI_RH_HIERARCHY_AUTH
   | "nvAuth" // TPMI_RH_NV_AUTH: owner, platform, NV index
   | "nvIndex" // TPMI_RH_NV_INDEX (must exist)
@@ -30,7 +32,8 @@ export type HandleKind =
   | "hierarchy" // TPMI_RH_HIERARCHY+: TPM_RH_OWNER / _ENDORSEMENT / _PLATFORM / _NULL
   | "endorsement" // TPMI_RH_ENDORSEMENT: TPM_RH_ENDORSEMENT (the privacy administrator of TPM2_GetTime)
   | "context" // TPMI_DH_CONTEXT: a session or a transient object
-  | "policySession"; // TPMI_SH_POLICY: a loaded policy or trial session
+  | "policySession" // TPMI_SH_POLICY: a loaded policy or trial session
+  | "hmacSession"; // TPMI_SH_HMAC: a loaded HMAC session
 
 /** A transient handle in the range of SoftTpm's object slots. */
 function isObjectSlot(h: number): boolean {
@@ -58,6 +61,12 @@ export function checkHandleType(kind: HandleKind, h: number, n: number): void {
       break;
     case "clear":
       ok = h === TPM_RH.LOCKOUT || h === TPM_RH.PLATFORM;
+      break;
+    case "lockout":
+      ok = h === TPM_RH.LOCKOUT;
+      break;
+    case "platform":
+      ok = h === TPM_RH.PLATFORM;
       break;
     case "hierarchyAuth":
       ok = h === TPM_RH.LOCKOUT || h === TPM_RH.OWNER || h === TPM_RH.ENDORSEMENT || h === TPM_RH.PLATFORM;
@@ -95,6 +104,11 @@ export function checkHandleType(kind: HandleKind, h: number, n: number): void {
     case "policySession":
       ok = ht === TPM_HT.POLICY_SESSION && (h & TPM_HR.HANDLE_MASK) < SESSION_HANDLE_RANGE;
       break;
+    case "hmacSession":
+      // TPMI_SH_HMAC: an HMAC session handle of the session range; a policy session, object or
+      // any other handle is TPM_RC_VALUE (swtpm 0.7.1, measured: an unloaded transient handle too)
+      ok = ht === TPM_HT.HMAC_SESSION && (h & TPM_HR.HANDLE_MASK) < SESSION_HANDLE_RANGE;
+      break;
     case "entity":
       ok =
         h === TPM_RH.NULL ||
@@ -128,6 +142,13 @@ export function checkHandleLoaded(t: Engine, kind: HandleKind, h: number, n: num
     const s = t.hmacSessions.get((TPM_HR.HMAC_SESSION | (h & TPM_HR.HANDLE_MASK)) >>> 0);
     if (!s) throw new Rc(TPM_RC.REFERENCE_H0 + n - 1);
     if (!s.policy) throw new Rc(H(TPM_RC.HANDLE, n));
+  }
+  // and an HMAC session likewise: not loaded is TPM_RC_REFERENCE_Hn, a policy session in that
+  // slot TPM_RC_HANDLE (swtpm 0.7.1, measured with TPM2_GetSessionAuditDigest)
+  if (kind === "hmacSession") {
+    const s = t.hmacSessions.get(h);
+    if (!s) throw new Rc(TPM_RC.REFERENCE_H0 + n - 1);
+    if (s.policy) throw new Rc(H(TPM_RC.HANDLE, n));
   }
   // a persistent object is used from an object slot: libtpms first needs a free one (else
   // TPM_RC_OBJECT_MEMORY), then looks the handle up (TPM_RC_HANDLE); swtpm 0.7.1, measured

@@ -9,12 +9,11 @@
  * @packageDocumentation
  */
 import { TpmReader, TpmWriter } from "../../wire/buffer.js";
-import { concatBytes, u32be } from "../../wire/bytes.js";
+import { concatBytes, constantTimeEqual, u32be } from "../../wire/bytes.js";
 import { TPM_ALG, TPM_HT, TPM_RC, TPM_RH, TPMA_OBJECT } from "../../wire/constants.js";
 import {
   type TpmtPublic,
   type TpmtSensitive,
-  MAX_SYM_DATA,
   marshalPublic,
   readPublic,
   readSensitive,
@@ -23,8 +22,9 @@ import {
 import type { PersistentObjectState } from "../state.js";
 import { type HashImpl, hashImpl } from "../tables.js";
 import { type ByteSource, KdfStream, type RsaKey, aesCfb, fromBig, generateRsa, rsaFromPrime, toBig } from "./crypto.js";
+import { mgf1, rsaBytes, rsaPrivate, rsaPublic } from "./sign.js";
 import type { Engine } from "./engine.js";
-import { CURVES, eccPublic, eccScalar, toPoint, validScalar } from "./ecc.js";
+import { CURVES, eccMultiply, eccPublic, eccScalar, toPoint, validScalar } from "./ecc.js";
 import { MAX_SEQUENCES } from "./limits.js";
 import { H, P, Rc } from "./marshal.js";
 
@@ -50,10 +50,14 @@ export interface TpmObject {
   rsa?: RsaKey;
   /** Loaded by TPM2_LoadExternal without a sensitive area: no authorization is possible. */
   publicOnly?: boolean;
+  /** Loaded by TPM2_LoadExternal (libtpms' temporary object: it cannot be made persistent). */
+  external?: boolean;
 }
 
 /** Supported RSA sizes (TPM_RC_KEY_SIZE otherwise); libtpms 0.9 implements the same three. */
 export const RSA_KEY_SIZES: readonly number[] = [1024, 2048, 3072];
+/** sizeof(TPMU_HA): the largest TPM2B_DIGEST (SHA-512, Part 2 §10.3.2). */
+const MAX_DIGEST_SIZE = 64;
 /** Supported AES key sizes. */
 export const AES_KEY_SIZES: readonly number[] = [128, 192, 256];
 
@@ -62,12 +66,34 @@ export function objectSlotsUsed(t: Engine): number {
   return t.sequences.size + t.objects.size;
 }
 
-/** The lowest free transient handle, or TPM_RC_OBJECT_MEMORY when every slot is taken. */
-export function allocTransient(t: Engine): number {
-  if (objectSlotsUsed(t) >= MAX_SEQUENCES) throw new Rc(TPM_RC.OBJECT_MEMORY);
+/**
+ * How many object slots the persistent handles among a command's `handles` take while it runs:
+ * libtpms copies each persistent object it uses into a free object slot for the duration of the
+ * command (HandleProcess → ObjectLoadEvict), lowest free slot first (swtpm 0.7.1, measured: Load
+ * under a persistent parent with no transient object loaded answers 0x80000001, and with two
+ * loaded TPM_RC_OBJECT_MEMORY).
+ */
+export function persistentCopies(handles: readonly number[]): number {
+  let n = 0;
+  for (const h of handles) if (h >>> 24 === TPM_HT.PERSISTENT) n++;
+  return n;
+}
+
+/**
+ * The lowest free transient handle, or TPM_RC_OBJECT_MEMORY when every slot is taken.
+ * `copies` slots are held by the command's persistent objects (see {@link persistentCopies}):
+ * they take the lowest free slots first, so the new object gets the next one, and they count
+ * against MAX_LOADED_OBJECTS. The copies are not kept: after the command the slots are free
+ * again and nothing else the caller sees changes.
+ */
+export function allocTransient(t: Engine, copies = 0): number {
+  if (objectSlotsUsed(t) + copies >= MAX_SEQUENCES) throw new Rc(TPM_RC.OBJECT_MEMORY);
   let h = 0x80000000;
-  while (t.sequences.has(h) || t.objects.has(h)) h++;
-  return h;
+  for (let skip = copies; ; h++) {
+    if (t.sequences.has(h) || t.objects.has(h)) continue;
+    if (skip === 0) return h;
+    skip--;
+  }
 }
 
 /** The hash of `alg` (which the caller knows is implemented). */
@@ -147,6 +173,7 @@ export interface CheckedTemplate {
 export function checkTemplate(pub: TpmtPublic, data: Uint8Array, param: number, dataParam: number, parent: TpmtPublic | undefined, creating: boolean): CheckedTemplate {
   const nameAlg = hashImpl(pub.nameAlg);
   if (!nameAlg) throw new Rc(P(TPM_RC.HASH, param));
+  checkUnmarshalled(pub, param);
   const a = pub.objectAttributes;
   if (a & TPMA_OBJECT.RESERVED_MASK) throw new Rc(P(TPM_RC.RESERVED_BITS, param));
   const fixedTpm = (a & TPMA_OBJECT.FIXEDTPM) !== 0;
@@ -155,19 +182,26 @@ export function checkTemplate(pub: TpmtPublic, data: Uint8Array, param: number, 
   const sign = (a & TPMA_OBJECT.SIGN_ENCRYPT) !== 0;
   const decrypt = (a & TPMA_OBJECT.DECRYPT) !== 0;
   const origin = (a & TPMA_OBJECT.SENSITIVEDATAORIGIN) !== 0;
-  // Part 1 §27.2: fixedTPM needs fixedParent; a child of a non-fixedTPM parent cannot be fixedTPM
+  // Part 1 §27.2: fixedTPM needs fixedParent; a child of a non-fixedTPM parent cannot be fixedTPM;
+  // under a fixedTPM parent (or none: a primary object) fixedParent and fixedTPM are equal (the
+  // reference code's PublicAttributesValidation; swtpm 0.7.1, measured: a fixedParent-only
+  // sealed object under a fixedTPM primary is TPM_RC_ATTRIBUTES + P2)
   if (fixedTpm && !fixedParent) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
   if (parent && fixedTpm && !(parent.objectAttributes & TPMA_OBJECT.FIXEDTPM)) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
+  if ((!parent || parent.objectAttributes & TPMA_OBJECT.FIXEDTPM) && fixedParent !== fixedTpm) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
   if (restricted && sign === decrypt) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
+  // a restricted fixedTPM key must be the TPM's own: sensitive data from the caller is
+  // TPM_RC_ATTRIBUTES (swtpm 0.7.1, measured with keyed-hash and AES keys: without fixedTPM it
+  // is taken)
+  if (creating && restricted && fixedTpm && !origin) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
   if (pub.authPolicy.length !== 0 && pub.authPolicy.length !== nameAlg.size) throw new Rc(P(TPM_RC.SIZE, param));
   switch (pub.type) {
     case TPM_ALG.RSA: {
       if (creating && data.length !== 0) throw new Rc(P(TPM_RC.SIZE, dataParam)); // asymmetric keys are generated, not given
       if (creating && !origin) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
       if (!sign && !decrypt) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
-      // TPMI_RSA_KEY_BITS is checked as it is unmarshalled: TPM_RC_VALUE; an exponent other
-      // than the default is TPM_RC_RANGE without a parameter number (swtpm 0.7.1, measured)
-      if (!RSA_KEY_SIZES.includes(pub.keyBits)) throw new Rc(P(TPM_RC.VALUE, param));
+      // TPMI_RSA_KEY_BITS is checked as it is unmarshalled (see checkUnmarshalled); an exponent
+      // other than the default is TPM_RC_RANGE without a parameter number (swtpm 0.7.1, measured)
       if (pub.exponent !== 0 && pub.exponent !== 65537) throw new Rc(TPM_RC.RANGE);
       checkAsymmetric(pub.symmetric, pub.scheme.scheme, restricted, sign, decrypt, param, [TPM_ALG.RSASSA, TPM_ALG.RSAPSS], [TPM_ALG.RSAES, TPM_ALG.OAEP]);
       break;
@@ -176,52 +210,81 @@ export function checkTemplate(pub: TpmtPublic, data: Uint8Array, param: number, 
       if (creating && data.length !== 0) throw new Rc(P(TPM_RC.SIZE, dataParam)); // generated, not given
       if (creating && !origin) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
       if (!sign && !decrypt) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
-      if (!CURVES.has(pub.curveId)) throw new Rc(P(TPM_RC.CURVE, param));
+      // (TPMI_ECC_CURVE is checked as it is unmarshalled: see checkUnmarshalled)
       // the NIST curves have no KDF of their own: a KDF in the template is refused (Part 2 §12.2.3.6)
       if (pub.kdf.scheme !== TPM_ALG.NULL) throw new Rc(P(TPM_RC.KDF, param));
-      checkAsymmetric(pub.symmetric, pub.scheme.scheme, restricted, sign, decrypt, param, [TPM_ALG.ECDSA], [TPM_ALG.ECDH]);
+      // ECDAA signs through the commit state (Part 1 §C.4.4, TPM2_Commit)
+      checkAsymmetric(pub.symmetric, pub.scheme.scheme, restricted, sign, decrypt, param, [TPM_ALG.ECDSA, TPM_ALG.ECDAA], [TPM_ALG.ECDH]);
       break;
     }
     case TPM_ALG.KEYEDHASH: {
       const s = pub.scheme.scheme;
-      if (sign && decrypt) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
-      if (!sign && !decrypt) {
-        // sealed data: its data comes from the caller (Part 1 §27.2.3)
-        if (s !== TPM_ALG.NULL) throw new Rc(P(TPM_RC.SCHEME, param));
-        if (creating && origin) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
-        if (restricted) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
-      } else {
-        // a keyed-hash signing key names its HMAC hash (swtpm 0.7.1, measured: NULL is TPM_RC_SCHEME)
-        if (sign && s !== TPM_ALG.HMAC) throw new Rc(P(TPM_RC.SCHEME, param));
-        if (decrypt && s !== TPM_ALG.XOR && s !== TPM_ALG.NULL) throw new Rc(P(TPM_RC.SCHEME, param));
-        if (restricted && s === TPM_ALG.NULL) throw new Rc(P(TPM_RC.SCHEME, param));
-        if (creating && origin === (data.length !== 0)) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
+      const sealed = !sign && !decrypt;
+      // the attribute checks come before the scheme checks (swtpm 0.7.1, measured: sealed data
+      // with sign SET and no data, or with an HMAC scheme and no data, is TPM_RC_ATTRIBUTES)
+      if (creating) {
+        // sealed data comes from the caller (Part 1 §27.2.3); a key's sensitive data either
+        // from the caller (sensitiveDataOrigin CLEAR, data given) or from the TPM (SET, none):
+        // sealed data with neither is TPM_RC_ATTRIBUTES too (swtpm 0.7.1, measured)
+        if (sealed && origin) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
+        if (origin === (data.length !== 0)) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
       }
-      if (data.length > MAX_SYM_DATA) throw new Rc(P(TPM_RC.SIZE, dataParam));
+      if (sealed) {
+        if (restricted) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
+        if (s !== TPM_ALG.NULL) throw new Rc(P(TPM_RC.SCHEME, param));
+      } else if (sign && decrypt) {
+        // both uses: no scheme (tpm2 create -G keyedhash's template; swtpm 0.7.1, measured)
+        if (s !== TPM_ALG.NULL) throw new Rc(P(TPM_RC.SCHEME, param));
+      } else {
+        // a keyed-hash signing key names its HMAC hash, a decryption key its XOR KDF (swtpm
+        // 0.7.1, measured: NULL is TPM_RC_SCHEME for either)
+        if (sign && s !== TPM_ALG.HMAC) throw new Rc(P(TPM_RC.SCHEME, param));
+        if (decrypt && s !== TPM_ALG.XOR) throw new Rc(P(TPM_RC.SCHEME, param));
+      }
       break;
     }
     case TPM_ALG.SYMCIPHER: {
       const sym = pub.symmetric;
       if (sym.algorithm !== TPM_ALG.AES) throw new Rc(P(TPM_RC.SYMMETRIC, param));
-      if (!AES_KEY_SIZES.includes(sym.keyBits)) throw new Rc(P(TPM_RC.KEY_SIZE, param));
-      // a restricted (storage) symmetric key uses CFB (Part 1 §27.2.2); an unrestricted one any
-      // block mode TPM2_EncryptDecrypt2 implements, or NULL (the caller picks one per command)
-      if (restricted ? sym.mode !== TPM_ALG.CFB : !SYM_MODES.includes(sym.mode)) throw new Rc(P(TPM_RC.SYMMETRIC, param));
+      // (TPMI_AES_KEY_BITS is checked as it is unmarshalled: see checkUnmarshalled)
+      // any block mode TPM2_EncryptDecrypt2 implements, or NULL (the caller picks one per
+      // command); a restricted (storage) symmetric key too: swtpm 0.7.1 takes NULL, CBC, ECB,
+      // CTR, OFB and CFB there (measured, tpm2 createprimary -G aes128<mode>), and its children
+      // are protected with CFB whatever the mode (Part 1 §23.4)
+      if (!SYM_MODES.includes(sym.mode)) throw new Rc(P(TPM_RC.SYMMETRIC, param));
       if (!sign && !decrypt) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
       if (creating && origin === (data.length !== 0)) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
-      if (data.length !== 0 && data.length !== sym.keyBits / 8) throw new Rc(P(TPM_RC.KEY_SIZE, dataParam));
+      // a key of the wrong length: TPM_RC_KEY_SIZE without a parameter number (swtpm 0.7.1, measured: 0x087)
+      if (data.length !== 0 && data.length !== sym.keyBits / 8) throw new Rc(TPM_RC.KEY_SIZE);
       break;
     }
   }
   return { pub, nameAlg };
 }
 
+/**
+ * The checks of a public area libtpms makes while it unmarshals one, before any attribute or
+ * scheme check: TPMI_AES_KEY_BITS of the symmetric definition and TPMI_RSA_KEY_BITS
+ * (TPM_RC_VALUE), TPMI_ECC_CURVE (TPM_RC_CURVE), in field order, on parameter `param` (TPM 2.0
+ * Part 2 §9.28, §11.2.4, §11.2.5.5; swtpm 0.7.1, measured: AES keyBits 0, 64, 100 or 512 in a
+ * symmetric or storage key, RSA 0, 512, 1000 or 4096 bits are TPM_RC_VALUE, an unknown curve
+ * TPM_RC_CURVE, also in templates whose attributes are wrong). AES-192 is taken although libtpms
+ * 0.9 leaves it out (a deliberate difference, see more-commands-a.test.ts).
+ */
+export function checkUnmarshalled(pub: TpmtPublic, param: number): void {
+  if (pub.type === TPM_ALG.KEYEDHASH) return;
+  if (pub.symmetric.algorithm === TPM_ALG.AES && !AES_KEY_SIZES.includes(pub.symmetric.keyBits)) throw new Rc(P(TPM_RC.VALUE, param));
+  if (pub.type === TPM_ALG.RSA && !RSA_KEY_SIZES.includes(pub.keyBits)) throw new Rc(P(TPM_RC.VALUE, param));
+  if (pub.type === TPM_ALG.ECC && !CURVES.has(pub.curveId)) throw new Rc(P(TPM_RC.CURVE, param));
+}
+
 function checkAsymmetric(sym: { algorithm: number; keyBits: number; mode: number }, scheme: number, restricted: boolean, sign: boolean, decrypt: boolean, param: number, signSchemes: number[], decryptSchemes: number[]): void {
   if (restricted && decrypt) {
-    // a storage key: AES-CFB for its children, no scheme (Part 1 §27.2.2)
-    if (sym.algorithm !== TPM_ALG.AES || sym.mode !== TPM_ALG.CFB) throw new Rc(P(TPM_RC.SYMMETRIC, param));
-    if (!AES_KEY_SIZES.includes(sym.keyBits)) throw new Rc(P(TPM_RC.KEY_SIZE, param));
+    // a storage key: no scheme, AES-CFB for its children (Part 1 §27.2.2); the scheme is checked
+    // first (swtpm 0.7.1, measured: ECDSA with symmetric NULL is TPM_RC_SCHEME; the key size
+    // was checked as it was unmarshalled)
     if (scheme !== TPM_ALG.NULL) throw new Rc(P(TPM_RC.SCHEME, param));
+    if (sym.algorithm !== TPM_ALG.AES || sym.mode !== TPM_ALG.CFB) throw new Rc(P(TPM_RC.SYMMETRIC, param));
     return;
   }
   if (sym.algorithm !== TPM_ALG.NULL) throw new Rc(P(TPM_RC.SYMMETRIC, param));
@@ -394,13 +457,14 @@ export function hierarchySeed(t: Engine, hierarchy: number): Uint8Array {
   }
 }
 
-/** The symmetric and HMAC keys a storage parent protects a child with (Part 1 §23.3.2 / §23.4). */
-function protectionKeys(parent: TpmObject, childName: Uint8Array): { symKey: Uint8Array; hmacKey: Uint8Array; a: HashImpl } {
-  const a = hashOf(parent.pub.nameAlg);
-  const seed = parent.sensitive.seedValue;
-  const keyBits = parent.pub.type === TPM_ALG.KEYEDHASH ? 128 : parent.pub.symmetric.keyBits;
-  // symKey = KDFa(pNameAlg, seedValue, "STORAGE", Name, NULL, keyBits); HMACkey = KDFa(pNameAlg, seedValue, "INTEGRITY", NULL, NULL, digest bits)
-  return { symKey: kdfaOnce(a, seed, "STORAGE", childName, keyBits), hmacKey: kdfaOnce(a, seed, "INTEGRITY", new Uint8Array(0), a.size * 8), a };
+/**
+ * The symmetric and HMAC keys of an outer wrapper (Part 1 §23.3.2 / §23.4), from a seed: the
+ * parent's seedValue for a child in protected storage, or the seed sent along with a duplicate
+ * (Part 1 §23.3.2.3): symKey = KDFa(a, seed, "STORAGE", Name, "", keyBits) and HMACkey =
+ * KDFa(a, seed, "INTEGRITY", "", "", digest bits), `a` the parent's nameAlg.
+ */
+function wrapperKeys(a: HashImpl, seed: Uint8Array, keyBits: number, childName: Uint8Array): { symKey: Uint8Array; hmacKey: Uint8Array } {
+  return { symKey: kdfaOnce(a, seed, "STORAGE", childName, keyBits), hmacKey: kdfaOnce(a, seed, "INTEGRITY", new Uint8Array(0), a.size * 8) };
 }
 
 /** KDFa(a, key, label, contextU, "", bits) in one call (Part 1 §11.4.10.2). */
@@ -414,22 +478,81 @@ function kdfaOnce(a: HashImpl, key: Uint8Array, label: string, contextU: Uint8Ar
   return out;
 }
 
+/** The key size of the AES-CFB a storage parent protects its children with. */
+function parentKeyBits(parent: TpmObject): number {
+  return parent.pub.type === TPM_ALG.KEYEDHASH ? 128 : parent.pub.symmetric.keyBits;
+}
+
 /**
- * The private blob of a child (TPM2B_PRIVATE contents, Part 1 §23.3 and §23.4): TPM2B_DIGEST of
- * HMAC(HMACkey, encSensitive ‖ Name) followed by encSensitive = AES-CFB(symKey, IV 0,
- * TPM2B_SENSITIVE).
+ * An outer wrapper (Part 1 §23.3.2, ProduceOuterWrap in the reference code) with the keys of
+ * `seed` under `parent`: TPM2B_DIGEST(HMAC(HMACkey, enc ‖ Name)) ‖ enc, enc = AES-CFB(symKey,
+ * IV 0, data).
  */
-export function wrapSensitive(parent: TpmObject, childName: Uint8Array, s: TpmtSensitive): Uint8Array {
-  const { symKey, hmacKey, a } = protectionKeys(parent, childName);
-  const w = new TpmWriter(128);
-  const inner = new TpmWriter(128);
-  writeSensitive(inner, s);
-  w.tpm2b(inner.finish());
-  const enc = aesCfb(symKey, w.finish(), true);
+export function outerWrap(parent: TpmObject, seed: Uint8Array, childName: Uint8Array, data: Uint8Array): Uint8Array {
+  const a = hashOf(parent.pub.nameAlg);
+  const { symKey, hmacKey } = wrapperKeys(a, seed, parentKeyBits(parent), childName);
+  const enc = aesCfb(symKey, data, true);
   const mac = a.mac(hmacKey, enc, childName);
   const out = new TpmWriter(2 + mac.length + enc.length);
   out.tpm2b(mac).bytes(enc);
   return out.finish();
+}
+
+/**
+ * Checks and removes an outer wrapper (UnwrapOuter in the reference code): an empty blob is
+ * TPM_RC_SIZE, a cut integrity TPM2B TPM_RC_INSUFFICIENT, a wrong HMAC TPM_RC_INTEGRITY, all on
+ * `param` (swtpm 0.7.1, measured with TPM2_Load). Returns the decrypted data.
+ */
+export function outerUnwrap(parent: TpmObject, seed: Uint8Array, childName: Uint8Array, blob: Uint8Array, param: number): Uint8Array {
+  const a = hashOf(parent.pub.nameAlg);
+  const { symKey, hmacKey } = wrapperKeys(a, seed, parentKeyBits(parent), childName);
+  if (blob.length === 0) throw new Rc(P(TPM_RC.SIZE, param));
+  if (blob.length < 2) throw new Rc(P(TPM_RC.INSUFFICIENT, param));
+  const n = (blob[0]! << 8) | blob[1]!;
+  // TPM2B_DIGEST: a size above sizeof(TPMU_HA) (64) is TPM_RC_SIZE before the bytes are looked
+  // for (TPM 2.0 Part 2 §10.4.2; swtpm 0.7.1, measured: integrity size 0x4716 in a 48-byte
+  // private is TPM_RC_SIZE + P1), a size that runs past the blob TPM_RC_INSUFFICIENT
+  if (n > MAX_DIGEST_SIZE) throw new Rc(P(TPM_RC.SIZE, param));
+  if (blob.length < 2 + n) throw new Rc(P(TPM_RC.INSUFFICIENT, param));
+  if (n !== a.size) throw new Rc(P(TPM_RC.INTEGRITY, param));
+  const enc = blob.subarray(2 + n);
+  if (!constantTimeEqual(a.mac(hmacKey, enc, childName), blob.subarray(2, 2 + n))) throw new Rc(P(TPM_RC.INTEGRITY, param));
+  return aesCfb(symKey, enc, false);
+}
+
+/** TPM2B_SENSITIVE as marshalled (the plaintext every wrapper starts from, Part 1 §23.3.2). */
+export function sensitive2b(s: TpmtSensitive): Uint8Array {
+  const inner = new TpmWriter(128);
+  writeSensitive(inner, s);
+  const w = new TpmWriter(256);
+  w.tpm2b(inner.finish());
+  return w.finish();
+}
+
+/**
+ * Reads a TPM2B_SENSITIVE that must fill `plain` exactly; the format codes (TPM_RC_SIZE,
+ * TPM_RC_INSUFFICIENT) go on `param`, or TPM_RC_SENSITIVE when `param` is 0 (TPM2_Load).
+ */
+export function readSensitive2b(plain: Uint8Array, param: number): TpmtSensitive {
+  if (plain.length < 2) throw new Rc(param ? P(TPM_RC.INSUFFICIENT, param) : TPM_RC.SENSITIVE);
+  const size = (plain[0]! << 8) | plain[1]!;
+  if (size + 2 !== plain.length) throw new Rc(param ? P(TPM_RC.SIZE, param) : TPM_RC.SENSITIVE);
+  try {
+    const inner = new TpmReader(plain.subarray(2));
+    const s = readSensitive(inner);
+    inner.expectEnd();
+    return s;
+  } catch {
+    throw new Rc(param ? P(TPM_RC.SIZE, param) : TPM_RC.SENSITIVE);
+  }
+}
+
+/**
+ * The private blob of a child (TPM2B_PRIVATE contents, Part 1 §23.3 and §23.4): the outer
+ * wrapper of TPM2B_SENSITIVE with the parent's seedValue as the seed.
+ */
+export function wrapSensitive(parent: TpmObject, childName: Uint8Array, s: TpmtSensitive): Uint8Array {
+  return outerWrap(parent, parent.sensitive.seedValue, childName, sensitive2b(s));
 }
 
 /**
@@ -438,32 +561,147 @@ export function wrapSensitive(parent: TpmObject, childName: Uint8Array, s: TpmtS
  * after a good HMAC is TPM_RC_SENSITIVE.
  */
 export function unwrapSensitive(parent: TpmObject, childName: Uint8Array, blob: Uint8Array, param: number): TpmtSensitive {
-  const { symKey, hmacKey, a } = protectionKeys(parent, childName);
   // the integrity TPM2B is unmarshalled first: an empty blob is TPM_RC_SIZE, a cut one
   // TPM_RC_INSUFFICIENT (swtpm 0.7.1, measured)
-  if (blob.length === 0) throw new Rc(P(TPM_RC.SIZE, param));
-  if (blob.length < 2) throw new Rc(P(TPM_RC.INSUFFICIENT, param));
-  const n = (blob[0]! << 8) | blob[1]!;
-  if (blob.length < 2 + n) throw new Rc(P(TPM_RC.INSUFFICIENT, param));
-  if (n !== a.size) throw new Rc(P(TPM_RC.INTEGRITY, param));
-  const mac = blob.subarray(2, 2 + n);
-  const enc = blob.subarray(2 + n);
-  const expect = a.mac(hmacKey, enc, childName);
-  let diff = 0;
-  for (let i = 0; i < n; i++) diff |= expect[i]! ^ mac[i]!;
-  if (diff !== 0) throw new Rc(P(TPM_RC.INTEGRITY, param));
-  const plain = aesCfb(symKey, enc, false);
-  try {
-    const r = new TpmReader(plain);
-    const size = r.u16();
-    const inner = new TpmReader(r.bytesN(size));
-    r.expectEnd();
-    const s = readSensitive(inner);
-    inner.expectEnd();
-    return s;
-  } catch {
-    throw new Rc(TPM_RC.SENSITIVE); // a format-zero code: it names no parameter
+  return readSensitive2b(outerUnwrap(parent, parent.sensitive.seedValue, childName, blob, param), 0); // TPM_RC_SENSITIVE names no parameter
+}
+
+/**
+ * An inner wrapper (Part 1 §23.3.2.2, the duplication's symmetric encryption): AES-CFB(key,
+ * IV 0, TPM2B_DIGEST(H_nameAlg(TPM2B_SENSITIVE ‖ Name)) ‖ TPM2B_SENSITIVE).
+ */
+export function innerWrap(nameAlg: HashImpl, key: Uint8Array, childName: Uint8Array, sens2b: Uint8Array): Uint8Array {
+  const w = new TpmWriter(2 + nameAlg.size + sens2b.length);
+  w.tpm2b(nameAlg.hash(concatBytes(sens2b, childName))).bytes(sens2b);
+  return aesCfb(key, w.finish(), true);
+}
+
+/**
+ * Removes an inner wrapper: the integrity digest is read as a TPM2B_DIGEST (TPM_RC_INSUFFICIENT /
+ * TPM_RC_SIZE) and must be H_nameAlg(rest ‖ Name) (TPM_RC_INTEGRITY), on `param`.
+ */
+export function innerUnwrap(nameAlg: HashImpl, key: Uint8Array, childName: Uint8Array, data: Uint8Array, param: number): Uint8Array {
+  const plain = aesCfb(key, data, false);
+  if (plain.length < 2) throw new Rc(P(TPM_RC.INSUFFICIENT, param));
+  const n = (plain[0]! << 8) | plain[1]!;
+  if (n > 64) throw new Rc(P(TPM_RC.SIZE, param));
+  if (plain.length < 2 + n) throw new Rc(P(TPM_RC.INSUFFICIENT, param));
+  const rest = plain.subarray(2 + n);
+  if (!constantTimeEqual(nameAlg.hash(concatBytes(rest, childName)), plain.subarray(2, 2 + n))) throw new Rc(P(TPM_RC.INTEGRITY, param));
+  return rest;
+}
+
+/** The OAEP hash of an RSA key in secret sharing: its scheme's hash if OAEP, else its nameAlg (CryptSecretEncrypt in the reference code). */
+function secretOaepHash(key: TpmObject): HashImpl {
+  const s = key.pub.type === TPM_ALG.RSA ? key.pub.scheme : { scheme: TPM_ALG.NULL, hashAlg: 0 };
+  const a = s.scheme === TPM_ALG.NULL ? hashImpl(key.pub.nameAlg) : s.scheme === TPM_ALG.OAEP ? hashImpl(s.hashAlg) : undefined;
+  if (!a) throw new Rc(TPM_RC.SCHEME);
+  return a;
+}
+
+/**
+ * A fresh seed shared with an asymmetric key (CryptSecretEncrypt, Part 1 Annex B.10.3 and
+ * C.6.1), and the TPM2B_ENCRYPTED_SECRET contents: for RSA, digest-size random bits of the key's
+ * nameAlg, EME-OAEP with `label` (NUL included); for ECC, an ephemeral key's point, the seed
+ * KDFe(nameAlg, Z, label, ephemeral x, key x). `label` is "DUPLICATE\0" for duplication (Part 1
+ * §23.3.2.3) and "IDENTITY\0" for credentials.
+ */
+export function secretEncrypt(t: Engine, key: TpmObject, label: Uint8Array): { seed: Uint8Array; secret: Uint8Array } {
+  const na = hashOf(key.pub.nameAlg);
+  const rand = (n: number): Uint8Array => {
+    const b = new Uint8Array(n);
+    t.random.fill(b, 0, n);
+    return b;
+  };
+  if (key.pub.type === TPM_ALG.RSA) {
+    const a = secretOaepHash(key);
+    const seed = rand(na.size);
+    const k = rsaBytes(key);
+    if (seed.length > k - 2 * a.size - 2) throw new Rc(TPM_RC.VALUE);
+    // EME-OAEP encoding (RFC 8017 §7.1.1)
+    const db = new Uint8Array(k - a.size - 1);
+    db.set(a.hash(label), 0);
+    db[db.length - seed.length - 1] = 1;
+    db.set(seed, db.length - seed.length);
+    const os = rand(a.size);
+    const dbMask = mgf1(a, os, db.length);
+    for (let i = 0; i < db.length; i++) db[i]! ^= dbMask[i]!;
+    const osMask = mgf1(a, db, a.size);
+    for (let i = 0; i < os.length; i++) os[i]! ^= osMask[i]!;
+    return { seed, secret: rsaPublic(key, concatBytes(Uint8Array.of(0), os, db)) };
   }
+  if (key.pub.type !== TPM_ALG.ECC) throw new Rc(TPM_RC.TYPE);
+  const c = CURVES.get(key.pub.curveId);
+  if (!c) throw new Rc(TPM_RC.CURVE);
+  const d = eccScalar(c, rand);
+  const qe = eccPublic(c, d);
+  const z = eccMultiply(c, d, key.pub.unique);
+  if (!z) throw new Rc(TPM_RC.KEY);
+  const secret = new TpmWriter(4 + qe.x.length + qe.y.length).tpm2b(qe.x).tpm2b(qe.y).finish();
+  return { seed: kdfe(na, z.x, label, qe.x, key.pub.unique.x, na.size * 8), secret };
+}
+
+/**
+ * The seed in a TPM2B_ENCRYPTED_SECRET for `key` (CryptSecretDecrypt in the reference code). An
+ * RSA secret not of the modulus size is TPM_RC_SIZE, one that does not decode TPM_RC_FAILURE
+ * (swtpm 0.7.1 on OpenSSL, measured with ActivateCredential); an ECC point that does not
+ * unmarshal TPM_RC_INSUFFICIENT / TPM_RC_SIZE, one off the curve TPM_RC_ECC_POINT. Format-one
+ * codes go on `param`.
+ */
+export function secretDecrypt(key: TpmObject, label: Uint8Array, secret: Uint8Array, param: number): Uint8Array {
+  const na = hashOf(key.pub.nameAlg);
+  try {
+    if (key.pub.type === TPM_ALG.RSA) {
+      const a = secretOaepHash(key);
+      const k = rsaBytes(key);
+      if (secret.length !== k) throw new Rc(TPM_RC.SIZE);
+      if (toBig(secret) >= toBig(key.pub.unique)) throw new Rc(TPM_RC.FAILURE);
+      // EME-OAEP decoding (RFC 8017 §7.1.2)
+      const em = rsaPrivate(key, secret);
+      const seed = em.slice(1, 1 + a.size);
+      const db = em.slice(1 + a.size);
+      const sm = mgf1(a, db, a.size);
+      for (let i = 0; i < seed.length; i++) seed[i]! ^= sm[i]!;
+      const dm = mgf1(a, seed, db.length);
+      for (let i = 0; i < db.length; i++) db[i]! ^= dm[i]!;
+      let i = a.size;
+      while (i < db.length && db[i] === 0) i++;
+      if (em[0] !== 0 || !constantTimeEqual(db.subarray(0, a.size), a.hash(label)) || i >= db.length || db[i] !== 1) throw new Rc(TPM_RC.FAILURE);
+      const m = db.slice(i + 1);
+      if (m.length > a.size) throw new Rc(TPM_RC.VALUE);
+      return m;
+    }
+    if (key.pub.type !== TPM_ALG.ECC) throw new Rc(TPM_RC.TYPE);
+    const c = CURVES.get(key.pub.curveId);
+    if (!c) throw new Rc(TPM_RC.CURVE);
+    let at = 0;
+    const coord = (): Uint8Array => {
+      if (secret.length - at < 2) throw new Rc(TPM_RC.INSUFFICIENT);
+      const n = (secret[at]! << 8) | secret[at + 1]!;
+      if (n > 66) throw new Rc(TPM_RC.SIZE);
+      if (secret.length - at - 2 < n) throw new Rc(TPM_RC.INSUFFICIENT);
+      const v = secret.slice(at + 2, at + 2 + n);
+      at += 2 + n;
+      return v;
+    };
+    const qe = { x: coord(), y: coord() };
+    const z = eccMultiply(c, fromBig(toBig(key.sensitive.sensitive), c.size), qe);
+    if (!z) throw new Rc(TPM_RC.ECC_POINT);
+    return kdfe(na, z.x, label, qe.x, key.pub.unique.x, na.size * 8);
+  } catch (e) {
+    if (e instanceof Rc && e.rc < 0x100 && (e.rc & 0x80) !== 0) throw new Rc(P(e.rc, param));
+    throw e;
+  }
+}
+
+/** KDFe(a, Z, label, partyU, partyV, bits) (Part 1 §11.4.10.3, SP 800-56A §5.8.1 one-step KDF). */
+function kdfe(a: HashImpl, z: Uint8Array, label: Uint8Array, partyU: Uint8Array, partyV: Uint8Array, bits: number): Uint8Array {
+  const out = new Uint8Array(bits / 8);
+  for (let i = 1, off = 0; off < out.length; i++, off += a.size) {
+    const block = a.hash(concatBytes(u32be(i), z, label, partyU, partyV));
+    out.set(block.subarray(0, Math.min(a.size, out.length - off)), off);
+  }
+  return out;
 }
 
 /** An object handle that must name a storage parent: TPM_RC_TYPE + H(n) otherwise (Part 3 §12.1). */

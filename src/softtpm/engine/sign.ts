@@ -1,10 +1,11 @@
 /**
  * The one signing primitive of the SoftTpm engine, used by every command that signs (TPM2_Sign,
  * TPM2_Quote, TPM2_Certify, ...): scheme selection (Part 3 §20.2, the key's scheme or the
- * caller's), RSASSA-PKCS1-v1_5 and RSASSA-PSS (Part 1 §C.5, RFC 8017 §8), ECDSA (Part 1 §C.4)
- * and HMAC for keyed-hash keys (Part 1 §11.4.3), each returning a marshalled TPMT_SIGNATURE
- * (Part 2 §11.3.4); the matching verification; the tickets signing needs (TPMT_TK_HASHCHECK,
- * TPMT_TK_VERIFIED, Part 2 §10.7); and raw RSA on node:crypto key objects.
+ * caller's), RSASSA-PKCS1-v1_5 and RSASSA-PSS (Part 1 §C.5, RFC 8017 §8), ECDSA (Part 1 §C.4),
+ * ECDAA (Part 1 §C.4.4, with a commitment of TPM2_Commit) and HMAC for keyed-hash keys (Part 1
+ * §11.4.3), each returning a marshalled TPMT_SIGNATURE (Part 2 §11.3.4); the matching
+ * verification; the tickets signing needs (TPMT_TK_HASHCHECK, TPMT_TK_VERIFIED, Part 2 §10.7); and
+ * raw RSA on node:crypto key objects.
  *
  * @packageDocumentation
  */
@@ -17,7 +18,7 @@ import { TPM_ALG, TPM_RC, TPM_RH, TPM_ST, TPMA_OBJECT } from "../../wire/constan
 import { type TpmtSignature, writeSignature } from "../../wire/structures.js";
 import { type HashImpl, hashImpl } from "../tables.js";
 import { type RsaKey, fromBig, modPow, rsaFromPrime, toBig } from "./crypto.js";
-import { CURVES, ecdsaSign, ecdsaVerify } from "./ecc.js";
+import { CURVES, commitEnd, committedR, ecdaaSign, ecdsaSign, ecdsaVerify, eccScalar } from "./ecc.js";
 import type { Engine } from "./engine.js";
 import { P, Rc } from "./marshal.js";
 import type { TpmObject } from "./objects.js";
@@ -27,10 +28,19 @@ import { constantTimeEqual } from "../../wire/bytes.js";
 export interface SigScheme {
   scheme: number;
   hashAlg: number;
+  /** ECDAA's commit count (TPMS_SCHEME_ECDAA.count, Part 2 §11.2.1.3). */
+  count?: number;
 }
 
+/**
+ * An ECDAA signature whose count names no usable commitment (never committed, already used, or
+ * too old): TPM_RC_VALUE, with no parameter number (libtpms CryptGenerateR failing in the ECDAA
+ * sign; swtpm 0.7.1, measured).
+ */
+const ECDAA_NO_COMMIT = TPM_RC.VALUE;
+
 /** The signature schemes SoftTpm signs with. */
-const SIGN_SCHEMES: ReadonlySet<number> = new Set<number>([TPM_ALG.RSASSA, TPM_ALG.RSAPSS, TPM_ALG.ECDSA, TPM_ALG.HMAC]);
+const SIGN_SCHEMES: ReadonlySet<number> = new Set<number>([TPM_ALG.RSASSA, TPM_ALG.RSAPSS, TPM_ALG.ECDSA, TPM_ALG.ECDAA, TPM_ALG.HMAC]);
 
 /**
  * The scheme a signature by `key` uses (Part 3 §20.2 and §18, "scheme selection"): the key's
@@ -43,22 +53,31 @@ export function selectSignScheme(key: TpmObject, scheme: SigScheme | undefined, 
   const given = scheme && scheme.scheme !== TPM_ALG.NULL ? scheme : undefined;
   const own = key.pub.type === TPM_ALG.SYMCIPHER ? undefined : key.pub.scheme.scheme !== TPM_ALG.NULL ? key.pub.scheme : undefined;
   if (!own) {
-    // a scheme the key's type cannot sign with (ECDSA for an RSA key, ECDAA, SM2, EC-Schnorr) is
-    // refused here too (swtpm 0.7.1, measured: TPM_RC_SCHEME + P2)
-    if (!given || !schemeFits(key, given.scheme)) throw new Rc(P(TPM_RC.SCHEME, param));
-    return { scheme: given.scheme, hashAlg: given.hashAlg };
+    // a scheme the key's type cannot sign with (ECDSA for an RSA key, SM2, EC-Schnorr) is
+    // refused here too (swtpm 0.7.1, measured: TPM_RC_SCHEME + P2); an ECC key without a scheme
+    // may sign with ECDAA (swtpm 0.7.1, measured)
+    if (!given || !schemeFits(key, given.scheme, true)) throw new Rc(P(TPM_RC.SCHEME, param));
+    return given.scheme === TPM_ALG.ECDAA ? { scheme: given.scheme, hashAlg: given.hashAlg, count: given.count ?? 0 } : { scheme: given.scheme, hashAlg: given.hashAlg };
   }
+  // ECDAA is a split scheme: the caller must give it, with the commit count (libtpms
+  // CryptSelectSignScheme / CryptIsSplitSign; swtpm 0.7.1, measured: TPM_RC_SCHEME + P2)
+  if (!given && own.scheme === TPM_ALG.ECDAA) throw new Rc(P(TPM_RC.SCHEME, param));
   if (given && (given.scheme !== own.scheme || given.hashAlg !== own.hashAlg)) throw new Rc(P(TPM_RC.SCHEME, param));
+  if (own.scheme === TPM_ALG.ECDAA) return { scheme: own.scheme, hashAlg: own.hashAlg, count: given!.count ?? 0 };
   return { scheme: own.scheme, hashAlg: own.hashAlg };
 }
 
-/** Is `scheme` one `key`'s type can sign with (RSASSA/RSAPSS for RSA, ECDSA for ECC, HMAC for keyed-hash)? */
-function schemeFits(key: TpmObject, scheme: number): boolean {
+/**
+ * Is `scheme` one `key`'s type can sign with (RSASSA/RSAPSS for RSA, ECDSA for ECC, HMAC for
+ * keyed-hash)? `signing`: ECDAA too for ECC (a signature scheme, never a verifiable one: Part 1
+ * §C.4.4 leaves its verification to the caller).
+ */
+function schemeFits(key: TpmObject, scheme: number, signing = false): boolean {
   switch (key.pub.type) {
     case TPM_ALG.RSA:
       return scheme === TPM_ALG.RSASSA || scheme === TPM_ALG.RSAPSS;
     case TPM_ALG.ECC:
-      return scheme === TPM_ALG.ECDSA;
+      return scheme === TPM_ALG.ECDSA || (signing && scheme === TPM_ALG.ECDAA);
     case TPM_ALG.KEYEDHASH:
       return scheme === TPM_ALG.HMAC;
     default:
@@ -69,7 +88,8 @@ function schemeFits(key: TpmObject, scheme: number): boolean {
 /**
  * Signs `digest` with `key` and returns the marshalled TPMT_SIGNATURE. The scheme is chosen by
  * {@link selectSignScheme} (TPM_RC_SCHEME + P`param` when none fits); a scheme the key type
- * cannot sign with (RSASSA for an ECC key, ECDAA, SM2, EC-Schnorr) is TPM_RC_SCHEME. The caller
+ * cannot sign with (RSASSA for an ECC key, SM2, EC-Schnorr) is TPM_RC_SCHEME. ECDAA (Part 1
+ * §C.4.4) uses up the commitment its count names (TPM_RC_VALUE when there is none). The caller
  * has checked that `key` may sign (TPMA_OBJECT sign) and, for a restricted key, the ticket.
  */
 export function signDigest(t: Engine, key: TpmObject, scheme: SigScheme | undefined, digest: Uint8Array, param = 2): Uint8Array {
@@ -81,7 +101,7 @@ export function signDigest(t: Engine, key: TpmObject, scheme: SigScheme | undefi
 
 /** Signs with a selected scheme (see {@link signDigest}). */
 export function signWith(t: Engine, key: TpmObject, s: SigScheme, digest: Uint8Array): TpmtSignature {
-  if (!SIGN_SCHEMES.has(s.scheme) || !schemeFits(key, s.scheme)) throw new Rc(TPM_RC.SCHEME);
+  if (!SIGN_SCHEMES.has(s.scheme) || !schemeFits(key, s.scheme, true)) throw new Rc(TPM_RC.SCHEME);
   const a = hashImpl(s.hashAlg);
   if (!a) throw new Rc(TPM_RC.HASH);
   switch (s.scheme) {
@@ -102,6 +122,20 @@ export function signWith(t: Engine, key: TpmObject, s: SigScheme, digest: Uint8A
       t.random.fill(entropy, 0, 32);
       const { r, s: sv } = ecdsaSign(curve, key.sensitive.sensitive, digest, entropy);
       return { sigAlg: s.scheme, hash: s.hashAlg, r, s: sv };
+    }
+    case TPM_ALG.ECDAA: {
+      // Part 1 §C.4.4: the scalar r of commitment `count` (TPM2_Commit), used once
+      if (key.pub.type !== TPM_ALG.ECC) throw new Rc(TPM_RC.SCHEME);
+      const curve = CURVES.get(key.pub.curveId)!;
+      const count = s.count ?? 0;
+      const r = committedR(t, curve, key.name, count);
+      if (!r) throw new Rc(ECDAA_NO_COMMIT);
+      for (;;) {
+        const sig = ecdaaSign(curve, key.sensitive.sensitive, r, a, digest, eccScalar(curve, (n) => randomBytes(t, n)));
+        if (!sig) continue;
+        commitEnd(t, count);
+        return { sigAlg: s.scheme, hash: s.hashAlg, r: sig.r, s: sig.s };
+      }
     }
     default:
       // HMAC: the digest of the keyed-hash key over the data (Part 3 §20.2 with a keyed-hash key)
@@ -143,6 +177,13 @@ export function verifyDigest(key: TpmObject, digest: Uint8Array, sig: TpmtSignat
       ok = !key.publicOnly && equal(a.mac(key.sensitive.sensitive, digest), sig.sig!);
   }
   if (!ok) throw new Rc(TPM_RC.SIGNATURE);
+}
+
+/** `n` bytes of the TPM's random source. */
+function randomBytes(t: Engine, n: number): Uint8Array {
+  const b = new Uint8Array(n);
+  t.random.fill(b, 0, n);
+  return b;
 }
 
 /** Constant-time equality of two byte strings (the wire layer's `constantTimeEqual`). */
