@@ -23,7 +23,7 @@ const TEMPLATE = [...u16(0x0008), ...u16(0x000b), ...u32(0x00000052), ...u16(0),
 
 /** CreatePrimary in hierarchy `h`: the new handle and outPublic (hex). */
 function primary(t: SoftTpm, h: number, auth: number[] = []): { handle: number; pub: string } {
-  const r = t.executeSync(authCmd(TPM_CC.CreatePrimary, [h], [auth], [...u16(4), ...u16(0), ...u16(0), ...t2b(TEMPLATE), ...u16(0), ...u32(0)]), 0);
+  const r = t.executeSync(authCmd(TPM_CC.CreatePrimary, [h], [auth], [...u16(5), ...u16(0), ...u16(1), 0x01, ...t2b(TEMPLATE), ...u16(0), ...u32(0)]), 0);
   expect(rcOf(r)).toBe(0);
   const size = (r[18]! << 8) | r[19]!;
   return { handle: u32At(r, 10), pub: hex(r.subarray(20, 20 + size)) };

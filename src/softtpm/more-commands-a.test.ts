@@ -32,7 +32,7 @@ const u64 = (hi: number, lo: number): number[] => [...u32(hi), ...u32(lo)];
 /** A sealed-data template (keyed-hash, SHA-256, fixedTPM|fixedParent|userWithAuth). */
 const SEALED = [...u16(0x0008), ...u16(0x000b), ...u32(0x00000052), ...u16(0), ...u16(0x0010), ...u16(0)];
 const createPrimary = (h: number): Uint8Array =>
-  authCmd(CreatePrimary, [h], [[]], [...u16(4), ...u16(0), ...u16(0), ...u16(SEALED.length), ...SEALED, ...u16(0), ...u32(0)]);
+  authCmd(CreatePrimary, [h], [[]], [...u16(5), ...u16(0), ...u16(1), 0x01, ...u16(SEALED.length), ...SEALED, ...u16(0), ...u32(0)]);
 
 function readClock(t: SoftTpm): number {
   const r = t.executeSync(cmd(0x8001, 0x181), 0);

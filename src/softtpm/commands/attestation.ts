@@ -21,6 +21,7 @@ import { H, type In, type Out, P, Rc, nvPublicBytes } from "../engine/marshal.js
 import { type TpmObject, findObject } from "../engine/objects.js";
 import { equal, hierarchyProof, signDigest } from "../engine/sign.js";
 import { readAccess } from "./nv.js";
+import { allocatedPcrs } from "./pcr.js";
 import { HASH_IMPLS, PCR_COUNT, hashImpl, hashIndex } from "../tables.js";
 
 /** Largest TPM2B_DATA: sizeof(TPMT_HA) (Part 2 §10.4.3). */
@@ -210,13 +211,17 @@ function quote(t: Engine, h: number[], inp: In, out: Out): void {
   // the PCR digest uses the scheme's hash: without one, no digest (TPM_RC_SCHEME)
   const a = hashImpl(scheme.hashAlg);
   if (!a) throw new Rc(P(TPM_RC.SCHEME, 2));
-  // digest of the selected PCRs, bank by bank as listed, PCR 0 first (Part 3 §18.4, PCRComputeCurrentDigest)
+  // digest of the selected PCRs, bank by bank as listed, PCR 0 first (Part 3 §18.4, PCRComputeCurrentDigest);
+  // only allocated PCRs count: the others are cleared from the selection, which the quote reports
+  // so filtered (reference code FilterPcr; swtpm 0.7.1, measured with an unallocated SHA-1 bank:
+  // pcrSelect 0004 03 000000 and the digest of nothing)
   const hs = a.create();
-  for (const s of pcrs.sel) {
+  const sel = pcrs.sel.map((s) => ({ ...s, bits: s.bits & allocatedPcrs(t, s.bank) }));
+  for (const s of sel) {
     const size = HASH_IMPLS[s.bank]!.size;
     for (let i = 0; i < PCR_COUNT; i++) if ((s.bits >>> i) & 1) hs.update(t.pcrs[s.bank]!.subarray(i * size, (i + 1) * size));
   }
-  const pcrSelect = pcrs.sel.map((s) => ({ hash: s.alg, pcrs: Array.from({ length: PCR_COUNT }, (_, i) => i).filter((i) => (s.bits >>> i) & 1) }));
+  const pcrSelect = sel.map((s) => ({ hash: s.alg, pcrs: Array.from({ length: PCR_COUNT }, (_, i) => i).filter((i) => (s.bits >>> i) & 1) }));
   signAttest(t, out, key, scheme, common, { type: TPM_ST.ATTEST_QUOTE, attested: { pcrSelect, pcrDigest: hs.digest() } });
 }
 

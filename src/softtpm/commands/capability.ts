@@ -34,7 +34,7 @@ import { type In, type Out, P, Rc } from "../engine/marshal.js";
 import { NV_DATA_MAX, NV_INDICES_MAX, PERSISTENT_OBJECTS_MAX, daParameters, nvType } from "../state.js";
 import { objectSlotsUsed } from "../engine/objects.js";
 import { MAX_OBJECT_CONTEXT_BYTES, MAX_SESSION_CONTEXT_BYTES } from "../engine/contexts.js";
-import { COMMAND_ATTRIBUTES, HASH_IMPLS, PCR_COUNT, PCR_PROPERTIES, PCR_SELECT_SIZE, hashImpl } from "../tables.js";
+import { COMMAND_ATTRIBUTES, HASH_IMPLS, IMPLEMENTED_ALGS, PCR_COUNT, PCR_PROPERTIES, PCR_SELECT_SIZE, hashImpl } from "../tables.js";
 import { AES_KEY_SIZES, RSA_KEY_SIZES, SYM_MODES } from "../engine/objects.js";
 import { CURVES } from "../engine/ecc.js";
 import { auditState, auditedCommands } from "../engine/audit.js";
@@ -193,19 +193,6 @@ function getCapability(t: Engine, inp: In, out: Out): void {
   }
   out.buf[moreAt] = more ? 1 : 0;
 }
-
-/**
- * The algorithms SoftTpm implements and their TPMA_ALGORITHM (Part 2 §8.2), as swtpm 0.7.1
- * reports them (TPM2_GetCapability(TPM_CAP_ALGS), measured), in TPM_ALG_ID order: RSA, SHA-1,
- * HMAC, AES, MGF1, KEYEDHASH, XOR, SHA-256/384/512, RSASSA, RSAES, RSAPSS, OAEP, ECDSA, ECDH,
- * ECDAA, KDF1_SP800_56A, KDF1_SP800_108, ECC, SYMCIPHER, CTR, OFB, CBC, CFB, ECB.
- */
-const IMPLEMENTED_ALGS: readonly (readonly [number, number])[] = [
-  [0x0001, 0x009], [0x0004, 0x004], [0x0005, 0x104], [0x0006, 0x002], [0x0007, 0x404], [0x0008, 0x30c], [0x000a, 0x006],
-  [0x000b, 0x004], [0x000c, 0x004], [0x000d, 0x004], [0x0014, 0x101], [0x0015, 0x201], [0x0016, 0x101], [0x0017, 0x201],
-  [0x0018, 0x101], [0x0019, 0x401], [0x001a, 0x101], [0x0020, 0x404], [0x0022, 0x404], [0x0023, 0x009], [0x0025, 0x008],
-  [0x0040, 0x202], [0x0041, 0x202], [0x0042, 0x202], [0x0043, 0x202], [0x0044, 0x202],
-];
 
 /** The fixed TPM properties (TPM_PT 0x100 group), Part 2 §6.13. */
 function fixedProperties(t: Engine): [number, number][] {

@@ -11,21 +11,21 @@
  * digest bits) gives outerHMAC = HMAC(HMACkey, encIdentity ‖ Name) (Part 1 §24.4, §24.5). The
  * credentialBlob is TPM2B_DIGEST(outerHMAC) ‖ encIdentity. Name is that of the object the
  * credential is for: ActivateCredential recomputes the HMAC with the Name of activateHandle, so
- * any other object gets TPM_RC_INTEGRITY.
+ * any other object gets TPM_RC_INTEGRITY. The seed is shared with the protector by the
+ * engine's secret sharing, as duplication shares its seed.
  *
  * @packageDocumentation
  */
 import { TpmWriter } from "../../wire/buffer.js";
-import { concatBytes, u32be } from "../../wire/bytes.js";
+import { u32be } from "../../wire/bytes.js";
 import { TPM_ALG, TPM_CC, TPM_RC, TPMA_OBJECT } from "../../wire/constants.js";
 import type { CommandEntries } from "../engine/dispatch.js";
 import type { Engine } from "../engine/engine.js";
-import { CURVES, type Curve, type EccPoint, eccMultiply, eccPublic, eccScalar } from "../engine/ecc.js";
-import { aesCfb, fromBig, toBig } from "../engine/crypto.js";
+import { aesCfb } from "../engine/crypto.js";
 import { MAX_ENCRYPTED_SECRET } from "../engine/limits.js";
 import { H, type In, type Out, P, Rc } from "../engine/marshal.js";
-import { type TpmObject, findObject } from "../engine/objects.js";
-import { equal, mgf1, rsaBytes, rsaPrivate, rsaPublic } from "../engine/sign.js";
+import { type TpmObject, findObject, secretDecrypt, secretEncrypt } from "../engine/objects.js";
+import { equal } from "../engine/sign.js";
 import { type HashImpl, hashImpl } from "../tables.js";
 
 /** Largest TPM2B_DIGEST (sizeof(TPMU_HA)). */
@@ -63,144 +63,6 @@ function kdfa(a: HashImpl, key: Uint8Array, label: string, contextU: Uint8Array,
   return out;
 }
 
-/** KDFe(a, Z, label, partyU, partyV, bits) (Part 1 §11.4.10.3, SP 800-56A §5.8.1 one-step KDF). */
-function kdfe(a: HashImpl, z: Uint8Array, label: Uint8Array, partyU: Uint8Array, partyV: Uint8Array, bits: number): Uint8Array {
-  const out = new Uint8Array(bits / 8);
-  for (let i = 1, off = 0; off < out.length; i++, off += a.size) {
-    const block = a.hash(concatBytes(u32be(i), z, label, partyU, partyV));
-    out.set(block.subarray(0, Math.min(a.size, out.length - off)), off);
-  }
-  return out;
-}
-
-/** The OAEP hash of an RSA protector: its scheme's hash if the scheme is OAEP, else its nameAlg (CryptSecretEncrypt / CryptSecretDecrypt in the reference code). */
-function oaepHash(key: TpmObject): HashImpl {
-  const s = key.pub.type === TPM_ALG.RSA ? key.pub.scheme : { scheme: TPM_ALG.NULL, hashAlg: 0 };
-  const alg = s.scheme === TPM_ALG.NULL ? key.pub.nameAlg : s.hashAlg;
-  const a = s.scheme === TPM_ALG.NULL || s.scheme === TPM_ALG.OAEP ? hashImpl(alg) : undefined;
-  if (!a) throw new Rc(TPM_RC.SCHEME);
-  return a;
-}
-
-/** EME-OAEP encoding then RSAEP (RFC 8017 §7.1.1), the seed from the TPM's random source. */
-function oaepEncrypt(t: Engine, key: TpmObject, a: HashImpl, label: Uint8Array, m: Uint8Array): Uint8Array {
-  const k = rsaBytes(key);
-  const hLen = a.size;
-  if (m.length > k - 2 * hLen - 2) throw new Rc(TPM_RC.VALUE);
-  const db = new Uint8Array(k - hLen - 1);
-  db.set(a.hash(label), 0);
-  db[k - m.length - hLen - 2] = 1;
-  db.set(m, k - m.length - hLen - 1);
-  const seed = new Uint8Array(hLen);
-  t.random.fill(seed, 0, hLen);
-  const dbMask = mgf1(a, seed, db.length);
-  for (let i = 0; i < db.length; i++) db[i]! ^= dbMask[i]!;
-  const seedMask = mgf1(a, db, hLen);
-  for (let i = 0; i < hLen; i++) seed[i]! ^= seedMask[i]!;
-  const em = new Uint8Array(k);
-  em.set(seed, 1);
-  em.set(db, 1 + hLen);
-  return rsaPublic(key, em);
-}
-
-/**
- * RSADP then EME-OAEP decoding (RFC 8017 §7.1.2). A ciphertext of the wrong size is TPM_RC_SIZE;
- * one that does not decode (or is not below the modulus) is TPM_RC_FAILURE without a parameter
- * number: the reference code says TPM_RC_VALUE, but swtpm 0.7.1 (libtpms on OpenSSL) answers
- * TPM_RC_FAILURE for every corrupted secret, measured, and that is what a caller meets.
- */
-function oaepDecrypt(key: TpmObject, a: HashImpl, label: Uint8Array, c: Uint8Array): Uint8Array {
-  const k = rsaBytes(key);
-  const hLen = a.size;
-  if (c.length !== k) throw new Rc(TPM_RC.SIZE);
-  if (toBig(c) >= toBig(key.pub.unique as Uint8Array)) throw new Rc(TPM_RC.FAILURE);
-  const em = rsaPrivate(key, c);
-  const maskedSeed = em.subarray(1, 1 + hLen);
-  const db = em.slice(1 + hLen);
-  const seed = maskedSeed.slice();
-  const seedMask = mgf1(a, db, hLen);
-  for (let i = 0; i < hLen; i++) seed[i]! ^= seedMask[i]!;
-  const dbMask = mgf1(a, seed, db.length);
-  for (let i = 0; i < db.length; i++) db[i]! ^= dbMask[i]!;
-  let bad = em[0]! !== 0 || !equal(db.subarray(0, hLen), a.hash(label));
-  let i = hLen;
-  while (i < db.length && db[i] === 0) i++;
-  if (i >= db.length || db[i] !== 1) bad = true;
-  if (bad) throw new Rc(TPM_RC.FAILURE);
-  return db.slice(i + 1);
-}
-
-/** The curve of an ECC protector. */
-function curveOf(key: TpmObject): Curve {
-  const c = key.pub.type === TPM_ALG.ECC ? CURVES.get(key.pub.curveId) : undefined;
-  if (!c) throw new Rc(TPM_RC.CURVE);
-  return c;
-}
-
-/** TPMS_ECC_POINT marshalled (two TPM2B). */
-function pointBytes(q: EccPoint): Uint8Array {
-  return new TpmWriter(4 + q.x.length + q.y.length).tpm2b(q.x).tpm2b(q.y).finish();
-}
-
-/**
- * A fresh seed and its TPM2B_ENCRYPTED_SECRET contents for `key` (CryptSecretEncrypt in the
- * reference code): digest-size random bits, OAEP-encrypted; or, for ECC, the ephemeral point
- * with the seed from KDFe over the shared x coordinate.
- */
-function secretEncrypt(t: Engine, key: TpmObject): { seed: Uint8Array; secret: Uint8Array } {
-  const na = hashImpl(key.pub.nameAlg)!;
-  if (key.pub.type === TPM_ALG.RSA) {
-    const a = oaepHash(key);
-    const seed = new Uint8Array(na.size);
-    t.random.fill(seed, 0, seed.length);
-    return { seed, secret: oaepEncrypt(t, key, a, IDENTITY, seed) };
-  }
-  if (key.pub.type !== TPM_ALG.ECC) throw new Rc(TPM_RC.TYPE);
-  const c = curveOf(key);
-  const d = eccScalar(c, (n) => {
-    const b = new Uint8Array(n);
-    t.random.fill(b, 0, n);
-    return b;
-  });
-  const qe = eccPublic(c, d);
-  const z = eccMultiply(c, d, key.pub.unique);
-  if (!z) throw new Rc(TPM_RC.KEY);
-  return { seed: kdfe(na, z.x, IDENTITY, qe.x, key.pub.unique.x, na.size * 8), secret: pointBytes(qe) };
-}
-
-/** The seed in a TPM2B_ENCRYPTED_SECRET for `key` (CryptSecretDecrypt in the reference code); errors are about parameter 2. */
-function secretDecrypt(key: TpmObject, secret: Uint8Array): Uint8Array {
-  const na = hashImpl(key.pub.nameAlg)!;
-  try {
-    if (key.pub.type === TPM_ALG.RSA) {
-      const a = oaepHash(key);
-      const seed = oaepDecrypt(key, a, IDENTITY, secret);
-      if (seed.length > a.size) throw new Rc(TPM_RC.VALUE);
-      return seed;
-    }
-    const c = curveOf(key);
-    // TPMS_ECC_POINT: two TPM2B coordinates
-    let at = 0;
-    const coord = (): Uint8Array => {
-      if (secret.length - at < 2) throw new Rc(TPM_RC.INSUFFICIENT);
-      const n = (secret[at]! << 8) | secret[at + 1]!;
-      if (n > 66) throw new Rc(TPM_RC.SIZE);
-      if (secret.length - at - 2 < n) throw new Rc(TPM_RC.INSUFFICIENT);
-      const v = secret.slice(at + 2, at + 2 + n);
-      at += 2 + n;
-      return v;
-    };
-    const qe = { x: coord(), y: coord() };
-    const d = key.sensitive.sensitive;
-    const z = eccMultiply(c, fromBig(toBig(d), c.size), qe);
-    if (!z) throw new Rc(TPM_RC.ECC_POINT);
-    return kdfe(na, z.x, IDENTITY, qe.x, key.pub.type === TPM_ALG.ECC ? key.pub.unique.x : new Uint8Array(0), na.size * 8);
-  } catch (e) {
-    if (e instanceof Rc && e.rc < 0x100 && (e.rc & 0x80) !== 0) throw new Rc(P(e.rc, 2));
-    throw e;
-  }
-}
-
 /** symKey and HMACkey of credential protection (Part 1 §24.4, §24.5), with the protector's nameAlg and symmetric key size. */
 function credentialKeys(key: TpmObject, seed: Uint8Array, name: Uint8Array): { symKey: Uint8Array; hmacKey: Uint8Array; a: HashImpl } {
   const a = hashImpl(key.pub.nameAlg)!;
@@ -218,7 +80,7 @@ function makeCredential(t: Engine, h: number[], inp: In, out: Out): void {
   const key = protector(findObject(t, h[0]!), 1);
   // the credential may be no larger than a digest of the key's nameAlg
   if (credential.length > hashImpl(key.pub.nameAlg)!.size) throw new Rc(P(TPM_RC.SIZE, 1));
-  const { seed, secret } = secretEncrypt(t, key);
+  const { seed, secret } = secretEncrypt(t, key, IDENTITY);
   const { symKey, hmacKey, a } = credentialKeys(key, seed, objectName);
   const encIdentity = aesCfb(symKey, new TpmWriter(2 + credential.length).tpm2b(credential).finish(), true);
   const integrity = a.mac(hmacKey, encIdentity, objectName);
@@ -243,7 +105,7 @@ function activateCredential(t: Engine, h: number[], inp: In, out: Out): void {
   inp.done();
   const activate = findObject(t, h[0]!)!;
   const key = protector(findObject(t, h[1]!), 2);
-  const seed = secretDecrypt(key, secret);
+  const seed = secretDecrypt(key, IDENTITY, secret, 2);
   const { symKey, hmacKey, a } = credentialKeys(key, seed, activate.name);
   // integrityHMAC: a TPM2B_DIGEST first
   if (blob.length < 2) throw new Rc(P(TPM_RC.INSUFFICIENT, 1));

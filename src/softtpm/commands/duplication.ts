@@ -257,7 +257,7 @@ function importCmd(t: Engine, h: number[], inp: In, out: Out): void {
  * of the public and sensitive areas.
  */
 function validateImported(pub: TpmtPublic, sensitive: TpmtSensitive, parent: TpmtPublic): void {
-  checkTemplate(pub, EMPTY, 2, 0, parent, false);
+  checkTemplate(pub, EMPTY, 2, parent, false);
   checkBinding(pub, sensitive, 2);
 }
 

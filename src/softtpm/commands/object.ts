@@ -32,10 +32,12 @@ import {
   primaryMaterial,
   randomMaterial,
   storageParent,
+  ticketProof,
   unwrapSensitive,
   wrapSensitive,
 } from "../engine/objects.js";
 import { HASH_IMPLS, PCR_COUNT, hashImpl, hashIndex } from "../tables.js";
+import { allocatedPcrs } from "./pcr.js";
 
 /** Largest TPM2B_PRIVATE SoftTpm takes (an RSA-3072 sensitive area with its integrity HMAC fits). */
 export const MAX_PRIVATE = 1024;
@@ -143,29 +145,33 @@ export function readCreateParams(inp: In): CreateParams {
 export function writeCreation(t: Engine, out: Out, o: TpmObject, parentNameAlg: number, parentName: Uint8Array, parentQn: Uint8Array, p: CreateParams, locality: number): void {
   const a = hashImpl(o.pub.nameAlg)!;
   const pcrData: Uint8Array[] = [];
-  for (const s of p.pcrs.sel) {
+  // only allocated PCRs: the others are left out of the digest and cleared from the creation
+  // data's selection (reference code FilterPcr; swtpm 0.7.1, measured); each entry of the raw
+  // selection is alg (2), sizeofSelect 3 (1), 3 select bytes, after the count (4)
+  const rawSel = p.pcrs.raw.slice();
+  p.pcrs.sel.forEach((s, j) => {
+    const bits = s.bits & allocatedPcrs(t, s.bank);
+    for (let k = 0; k < 3; k++) rawSel[4 + j * 6 + 3 + k] = (bits >>> (8 * k)) & 0xff;
     const size = HASH_IMPLS[s.bank]!.size;
-    for (let i = 0; i < PCR_COUNT; i++) if ((s.bits >>> i) & 1) pcrData.push(t.pcrs[s.bank]!.subarray(i * size, (i + 1) * size));
-  }
+    for (let i = 0; i < PCR_COUNT; i++) if ((bits >>> i) & 1) pcrData.push(t.pcrs[s.bank]!.subarray(i * size, (i + 1) * size));
+  });
   const w = new TpmWriter(256);
-  w.bytes(p.pcrs.raw).tpm2b(a.hash(concatBytes(...pcrData))).u8(1 << locality).u16(parentNameAlg).tpm2b(parentName).tpm2b(parentQn).tpm2b(p.outsideInfo);
+  w.bytes(rawSel).tpm2b(a.hash(concatBytes(...pcrData))).u8(1 << locality).u16(parentNameAlg).tpm2b(parentName).tpm2b(parentQn).tpm2b(p.outsideInfo);
   const creationData = w.finish();
   const creationHash = a.hash(creationData);
   out.tpm2b(creationData);
   out.tpm2b(creationHash);
   out.u16(TPM_ST.CREATION);
   // the NULL hierarchy's tickets are real ones too, keyed with a proof that lasts until the next
-  // TPM Reset (libtpms nullProof; swtpm 0.7.1, measured: 8021 40000007 0040 + 64 bytes), as
-  // PolicySecret's NULL tickets are (commands/policy.ts)
-  const proofSeed = o.hierarchy === TPM_RH.NULL ? hierarchySeed(t, TPM_RH.NULL) : t.ps.proofSeed;
-  const proof = sha512(concatBytes(proofSeed, u32be(o.hierarchy)));
+  // TPM Reset (libtpms nullProof; swtpm 0.7.1, measured: 8021 40000007 0040 + 64 bytes)
+  const proof = ticketProof(t, o.hierarchy);
   out.u32(o.hierarchy);
   out.tpm2b(hmac(sha512, proof, concatBytes(Uint8Array.of(TPM_ST.CREATION >>> 8, TPM_ST.CREATION & 0xff), o.name, creationHash)));
 }
 
 /** Creates a primary object of `hierarchy` from its seed (Part 3 §24.1; Part 1 §27.3). */
 export function createPrimaryObject(t: Engine, hierarchy: number, p: CreateParams, handle: number): TpmObject {
-  const c = checkTemplate(p.pub, p.data, 2, 1, undefined, true);
+  const c = checkTemplate(p.pub, p.data, 2, undefined, true);
   if (p.userAuth.length > c.nameAlg.size) throw new Rc(P(TPM_RC.SIZE, 1));
   const g = generateObject(c, p.userAuth, p.data, primaryMaterial(hierarchySeed(t, hierarchy), c.nameAlg, p.template, p.data));
   return makeObject(handle, g.pub, g.sensitive, hierarchy, u32be(hierarchy), EMPTY, g.rsa);
@@ -173,7 +179,7 @@ export function createPrimaryObject(t: Engine, hierarchy: number, p: CreateParam
 
 /** Creates an ordinary object under `parent` from random bits (Part 3 §12.1). */
 function createOrdinary(t: Engine, parent: TpmObject, p: CreateParams, handle: number): TpmObject {
-  const c = checkTemplate(p.pub, p.data, 2, 1, parent.pub, true);
+  const c = checkTemplate(p.pub, p.data, 2, parent.pub, true);
   if (p.userAuth.length > c.nameAlg.size) throw new Rc(P(TPM_RC.SIZE, 1));
   const g = generateObject(c, p.userAuth, p.data, randomMaterial(t));
   return makeObject(handle, g.pub, g.sensitive, parent.hierarchy, parent.qualifiedName, parent.name, g.rsa);
@@ -186,7 +192,7 @@ function create(t: Engine, h: number[], inp: In, out: Out, locality: number): vo
   // the object is built in a free object slot: TPM_RC_OBJECT_MEMORY when the three are taken
   // (a persistent parent's copy holds one of them), before the template checks (reference code,
   // Create.c; swtpm 0.7.1, measured)
-  allocTransient(t, persistentCopies(h));
+  allocTransient(t, persistentCopies(h[0]!));
   const o = createOrdinary(t, parent, p, 0);
   out.tpm2b(wrapSensitive(parent, o.name, o.sensitive));
   out.tpm2b(o.publicArea);
@@ -199,10 +205,10 @@ function load(t: Engine, h: number[], inp: In, out: Out): void {
   const { pub, bytes } = readPublicParam(inp, 2);
   inp.done();
   const parent = storageParent(t, h[0]!, 1);
-  checkTemplate(pub, EMPTY, 2, 0, parent.pub, false);
+  checkTemplate(pub, EMPTY, 2, parent.pub, false);
   // a persistent parent is copied into the lowest free slot while the command runs: the object
   // gets the next one (swtpm 0.7.1, measured: 0x80000001 with no other object loaded)
-  const handle = allocTransient(t, persistentCopies(h));
+  const handle = allocTransient(t, persistentCopies(h[0]!));
   const probe = makeObject(handle, pub, emptySensitive(pub), parent.hierarchy, parent.qualifiedName, parent.name);
   if (probe.publicArea.length !== bytes.length) throw new Rc(P(TPM_RC.SIZE, 2));
   const sensitive = unwrapSensitive(parent, probe.name, priv, 1);
@@ -231,7 +237,7 @@ function createLoaded(t: Engine, h: number[], inp: In, out: Out): void {
     o = createPrimaryObject(t, ph, p, handle);
   } else {
     const parent = storageParent(t, ph, 1);
-    const handle = allocTransient(t, persistentCopies(h)); // as TPM2_Load: after a persistent parent's copy
+    const handle = allocTransient(t, persistentCopies(h[0]!)); // as TPM2_Load: after a persistent parent's copy
     o = createOrdinary(t, parent, p, handle);
     priv = wrapSensitive(parent, o.name, o.sensitive);
   }

@@ -8,7 +8,7 @@
  * @packageDocumentation
  */
 import { TPM_ALG, TPM_CC, TPM_HR, TPM_HT, TPM_RC, TPM_RH, TPM_SE, TPMA_NV, TPMA_OBJECT } from "../../wire/constants.js";
-import { type PolicyState, bindAuthValue, kdfa, kdfe, resetPolicy, trimZeros } from "../engine/auth.js";
+import { type PolicyState, bindAuthValue, kdfa, kdfe, recordBindEntity, resetPolicy, trimZeros } from "../engine/auth.js";
 import type { CommandEntries } from "../engine/dispatch.js";
 import type { Engine } from "../engine/engine.js";
 import { MAX_ENCRYPTED_SECRET, MAX_SESSIONS, SESSION_HANDLE_RANGE } from "../engine/limits.js";
@@ -173,6 +173,7 @@ function startAuthSession(t: Engine, h: number[], inp: In, out: Out): void {
     const policy: PolicyState = { trial: type === TPM_SE.TRIAL, digest: EMPTY, startTime: 0, timeout: 0, pcrCounter: undefined, commandCode: undefined, authValueNeeded: false, passwordNeeded: false };
     resetPolicy(policy, authHash.size, t.clockNow());
     t.hmacSessions.set(handle, { handle, authHash, nonceTPM, sessionKey, bind: undefined, daBound: false, policy, ...(symmetric ? { symmetric } : {}) });
+    recordBindEntity(t, handle, undefined);
     // slots are shared: a policy session's handle is TPM_HT_POLICY_SESSION with the same slot
     t.rHandle = (TPM_HR.POLICY_SESSION | (handle & TPM_HR.HANDLE_MASK)) >>> 0;
     out.tpm2b(nonceTPM);
@@ -181,6 +182,8 @@ function startAuthSession(t: Engine, h: number[], inp: In, out: Out): void {
   const bindNv = bind >>> 24 === TPM_HT.NV_INDEX ? t.nv(bind) : undefined;
   const daBound = bindNv !== undefined && (bindNv.attributes & TPMA_NV.NO_DA) === 0;
   t.hmacSessions.set(handle, { handle, authHash, nonceTPM, sessionKey, bind: bind === TPM_RH.NULL ? undefined : bind, daBound, ...(symmetric ? { symmetric } : {}) });
+  // the bind entity's Name and authValue now: the session stays bound while they are the same (Part 1 §19.6.11)
+  recordBindEntity(t, handle, bind === TPM_RH.NULL ? undefined : bind);
   t.rHandle = handle;
   out.tpm2b(nonceTPM);
 }

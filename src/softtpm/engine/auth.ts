@@ -252,6 +252,10 @@ function entityAuth(t: Engine, code: number, h: number): { value: Uint8Array; da
     // (ObjectChangeAuth, Part 3 §12.8) needs adminWithPolicy clear; else only a policy session
     // could authorize (TPM_RC_AUTH_UNAVAILABLE)
     const a = obj.pub.objectAttributes;
+    // the DUP role (objectHandle of Duplicate, Part 1 §19.7.2 / Part 3 §13.1) takes a policy
+    // session only: a password or HMAC session is TPM_RC_AUTH_TYPE, whatever userWithAuth and
+    // the password (swtpm 0.7.1, measured: before the authValue is looked at)
+    if (code === TPM_CC.Duplicate && h === t.handles[0]) throw new Rc(TPM_RC.AUTH_TYPE);
     // the first handle of Certify (Part 3 §18.2) and ActivateCredential (§12.5) is in the ADMIN role too
     const admin = code === TPM_CC.ObjectChangeAuth || ((code === TPM_CC.Certify || code === TPM_CC.ActivateCredential) && h === t.handles[0]);
     if (obj.publicOnly && code !== 0) throw new Rc(TPM_RC.AUTH_UNAVAILABLE);
@@ -266,26 +270,88 @@ function entityAuth(t: Engine, code: number, h: number): { value: Uint8Array; da
   return { value: seq ? seq.authValue : EMPTY, daProtected: false, isLockout: false };
 }
 
-/** The authValue of the entity a new session binds to (empty when it has none or is unavailable). */
+/**
+ * The authValue of the entity a new session binds to (empty when it has none or is unavailable):
+ * without the role checks of an authorization, so an NV index without TPMA_NV_AUTHWRITE binds
+ * with its authValue too (reference code EntityGetAuthValue; swtpm 0.7.1, measured with an
+ * AUTHREAD-only index).
+ */
 export function bindAuthValue(t: Engine, h: number): Uint8Array {
   try {
-    return entityAuth(t, 0, h).value;
+    return entityAuthValue(t, h).value;
+  } catch {
+    return EMPTY;
+  }
+}
+
+/** The entity a bound session was bound to: its Name and (trimmed) authValue at TPM2_StartAuthSession. */
+interface BindEntity {
+  name: Uint8Array;
+  auth: Uint8Array;
+}
+
+/** Per engine, by session handle: the bind entity of each bound HMAC session (kept across ContextSave / ContextLoad, which keep the handle). */
+const BIND_ENTITIES = new WeakMap<Engine, Map<number, BindEntity>>();
+
+/**
+ * Per engine, the state of the command being run, by session index: whether the HMAC session was
+ * bound to the entity it authorized (decided before the command ran), and the authValue the
+ * authorization used.
+ */
+const COMMAND_AUTH = new WeakMap<Engine, { bound: boolean[]; value: Uint8Array[] }>();
+
+function commandAuth(t: Engine): { bound: boolean[]; value: Uint8Array[] } {
+  let c = COMMAND_AUTH.get(t);
+  if (!c) COMMAND_AUTH.set(t, (c = { bound: [], value: [] }));
+  return c;
+}
+
+/**
+ * Records the entity a new HMAC session `handle` is bound to (TPM2_StartAuthSession, Part 3
+ * §11.1): its Name and authValue then. `bind` undefined: not bound (a previous session's record
+ * under the same handle is dropped).
+ */
+export function recordBindEntity(t: Engine, handle: number, bind: number | undefined): void {
+  let m = BIND_ENTITIES.get(t);
+  if (!m) BIND_ENTITIES.set(t, (m = new Map()));
+  if (bind === undefined) m.delete(handle);
+  else m.set(handle, { name: nameOf(t, bind).slice(), auth: trimZeros(bindAuthValue(t, bind)).slice() });
+}
+
+/**
+ * Whether HMAC session `sess` is bound to entity `h` now (Part 1 §19.6.11; reference code,
+ * SessionProcess.c IsSessionBindEntity): the same handle, and the same Name and authValue as at
+ * TPM2_StartAuthSession. An NV index's Name changes with its attributes (TPMA_NV_WRITTEN after the
+ * first write), an authValue with a ChangeAuth: the session is then no longer bound and its HMAC
+ * key takes the authValue (swtpm 0.7.1, measured: bind to an NV index, write twice).
+ */
+function isBindEntity(t: Engine, sess: HmacSession, h: number): boolean {
+  if (sess.bind === undefined || sess.bind !== h) return false;
+  const b = BIND_ENTITIES.get(t)?.get(sess.handle);
+  if (!b) return true; // no record (never expected): by the handle alone
+  return constantTimeEqual(nameOf(t, h), b.name) && constantTimeEqual(trimZeros(bindAuthValue(t, h)), b.auth);
+}
+
+/**
+ * The authValue of entity `h` for the response HMAC of session i: the entity's value now (after
+ * TPM2_HierarchyChangeAuth the new one), or, when the command flushed the entity (a sequence
+ * object after TPM2_SequenceComplete / TPM2_EventSequenceComplete), the value its authorization
+ * used (reference code: the sequence object is flushed only after the response is built;
+ * swtpm 0.7.1, measured).
+ */
+function responseAuthValue(t: Engine, h: number, i: number, current: () => Uint8Array): Uint8Array {
+  if (h >>> 24 === TPM_HT.TRANSIENT && !t.sequences.has(h) && !findObject(t, h)) return commandAuth(t).value[i] ?? EMPTY;
+  try {
+    return current();
   } catch {
     return EMPTY;
   }
 }
 
 /** sessionKey ‖ authValue (authValue left out when the session is bound to this entity). */
-function sessionHmacKey(t: Engine, sess: HmacSession, code: number, h: number | undefined, forResponse: boolean): Uint8Array {
-  if (h === undefined || sess.bind === h) return sess.sessionKey;
-  let value: Uint8Array;
-  try {
-    value = entityAuth(t, code, h).value;
-  } catch (e) {
-    if (!forResponse) throw e;
-    value = EMPTY;
-  }
-  return concatBytes(sess.sessionKey, trimZeros(value));
+function sessionHmacKey(t: Engine, sess: HmacSession, code: number, h: number | undefined, bound: boolean): Uint8Array {
+  if (h === undefined || bound) return sess.sessionKey;
+  return concatBytes(sess.sessionKey, trimZeros(entityAuth(t, code, h).value));
 }
 
 /**
@@ -302,6 +368,9 @@ export function authorize(t: Engine, code: number, handles: number[], nh: number
     return;
   }
   const ent = entityAuth(t, code, h);
+  const ca = commandAuth(t);
+  ca.value[i] = ent.value;
+  ca.bound[i] = sess !== undefined && isBindEntity(t, sess, h);
   const da = ent.daProtected || sess?.daBound === true;
   // NV that cannot be written refuses a DA-protected authorization before its value is checked:
   // a failure could not be counted, and answering "wrong" vs "right" would let guesses through
@@ -321,7 +390,7 @@ export function authorize(t: Engine, code: number, handles: number[], nh: number
   if (!sess) {
     ok = authEqual(t.sessionAuths[i]!, ent.value);
   } else {
-    const key = sessionHmacKey(t, sess, code, h, false);
+    const key = sessionHmacKey(t, sess, code, h, ca.bound[i]!);
     ok = checkHmac(t, sess, code, handles, nh, i, cmd, paramAt, key);
   }
   if (pin) pinCounted(t, pin, ok);
@@ -479,16 +548,12 @@ export function writeResponseSessions(t: Engine, spec: CommandSpec, code: number
     if (p) {
       // a policy session: sessionKey, ‖ the entity's authValue after PolicyAuthValue
       let value: Uint8Array = EMPTY;
-      if (p.authValueNeeded && i < spec.auth) {
-        try {
-          value = entityAuthValue(t, handles[i]!).value;
-        } catch {
-          value = EMPTY;
-        }
-      }
+      if (p.authValueNeeded && i < spec.auth) value = responseAuthValue(t, handles[i]!, i, () => entityAuthValue(t, handles[i]!).value);
       key = policyHmacKey(sess, p, value);
+    } else if (i >= spec.auth || commandAuth(t).bound[i]) {
+      key = sess.sessionKey; // bound: decided when the command was authorized (reference code, includeAuth)
     } else {
-      key = sessionHmacKey(t, sess, code, i < spec.auth ? handles[i]! : undefined, true);
+      key = concatBytes(sess.sessionKey, trimZeros(responseAuthValue(t, handles[i]!, i, () => entityAuth(t, code, handles[i]!).value)));
     }
     out.tpm2b(nonce);
     out.u8(attrs);
@@ -623,6 +688,7 @@ function authorizePolicy(t: Engine, code: number, handles: number[], nh: number,
     if (ent.daProtected && !t.persistence.available) throw new Rc(TPM_RC.NV_UNAVAILABLE);
     if (ent.daProtected && t.inLockout()) throw new Rc(TPM_RC.LOCKOUT);
   }
+  commandAuth(t).value[i] = ent.value; // for the response HMAC when the command flushes the entity
   const { policy, alg } = entityPolicy(t, code, h);
   if (code === TPM_CC.PolicySecret && !includeAuth) throw new Rc(S(TPM_RC.MODE, n));
   if (p.pcrCounter !== undefined && p.pcrCounter !== t.pcrUpdateCounter) throw new Rc(TPM_RC.PCR_CHANGED);
@@ -631,7 +697,9 @@ function authorizePolicy(t: Engine, code: number, handles: number[], nh: number,
   if (p.commandCode !== undefined) {
     if (p.commandCode !== code) throw new Rc(S(TPM_RC.POLICY_CC, n));
   } else if (
-    (code === TPM_CC.ObjectChangeAuth && h >>> 24 !== TPM_HT.NV_INDEX) ||
+    // the ADMIN role of ObjectChangeAuth and the DUP role of Duplicate (Part 1 §19.7.3; swtpm 0.7.1,
+    // measured: a policy without PolicyCommandCode / PolicyDuplicationSelect is TPM_RC_POLICY_FAIL + S1)
+    ((code === TPM_CC.ObjectChangeAuth || code === TPM_CC.Duplicate) && h >>> 24 !== TPM_HT.NV_INDEX) ||
     // an NV index's ADMIN role too (swtpm 0.7.1, measured: NV_ChangeAuth, NV_UndefineSpaceSpecial)
     (h >>> 24 === TPM_HT.NV_INDEX && (code === TPM_CC.NV_ChangeAuth || code === TPM_CC.NV_UndefineSpaceSpecial))
   ) {

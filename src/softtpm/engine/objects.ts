@@ -8,6 +8,7 @@
  *
  * @packageDocumentation
  */
+import { sha512 } from "@noble/hashes/sha2.js";
 import { TpmReader, TpmWriter } from "../../wire/buffer.js";
 import { concatBytes, constantTimeEqual, u32be } from "../../wire/bytes.js";
 import { TPM_ALG, TPM_HT, TPM_RC, TPM_RH, TPMA_OBJECT } from "../../wire/constants.js";
@@ -67,13 +68,14 @@ export function objectSlotsUsed(t: Engine): number {
 }
 
 /**
- * How many object slots the persistent handles among a command's `handles` take while it runs:
+ * How many object slots the persistent handles among a command's `handles` take while it runs
+ * (pass the command's own handles: the dispatcher's handle array is reused between commands):
  * libtpms copies each persistent object it uses into a free object slot for the duration of the
  * command (HandleProcess → ObjectLoadEvict), lowest free slot first (swtpm 0.7.1, measured: Load
  * under a persistent parent with no transient object loaded answers 0x80000001, and with two
  * loaded TPM_RC_OBJECT_MEMORY).
  */
-export function persistentCopies(handles: readonly number[]): number {
+export function persistentCopies(...handles: number[]): number {
   let n = 0;
   for (const h of handles) if (h >>> 24 === TPM_HT.PERSISTENT) n++;
   return n;
@@ -167,10 +169,12 @@ export interface CheckedTemplate {
 /**
  * The template checks of TPM2_Create / CreatePrimary (Part 3 §12.1: attribute consistency
  * TPM_RC_ATTRIBUTES, key sizes TPM_RC_KEY_SIZE, schemes TPM_RC_SCHEME, symmetric definitions
- * TPM_RC_SYMMETRIC) with `param` the number of inPublic, `dataParam` that of inSensitive.
- * `creating` false (TPM2_Load) skips the checks of the caller's sensitive data.
+ * TPM_RC_SYMMETRIC) with `param` the number of inPublic, in libtpms' order: the attribute checks
+ * (including whether the sensitive data `data` is the caller's or the TPM's) before the scheme
+ * and symmetric checks (swtpm 0.7.1, measured). `creating` false (TPM2_Load) skips the checks of
+ * the caller's sensitive data.
  */
-export function checkTemplate(pub: TpmtPublic, data: Uint8Array, param: number, dataParam: number, parent: TpmtPublic | undefined, creating: boolean): CheckedTemplate {
+export function checkTemplate(pub: TpmtPublic, data: Uint8Array, param: number, parent: TpmtPublic | undefined, creating: boolean): CheckedTemplate {
   const nameAlg = hashImpl(pub.nameAlg);
   if (!nameAlg) throw new Rc(P(TPM_RC.HASH, param));
   checkUnmarshalled(pub, param);
@@ -197,8 +201,9 @@ export function checkTemplate(pub: TpmtPublic, data: Uint8Array, param: number, 
   if (pub.authPolicy.length !== 0 && pub.authPolicy.length !== nameAlg.size) throw new Rc(P(TPM_RC.SIZE, param));
   switch (pub.type) {
     case TPM_ALG.RSA: {
-      if (creating && data.length !== 0) throw new Rc(P(TPM_RC.SIZE, dataParam)); // asymmetric keys are generated, not given
-      if (creating && !origin) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
+      // asymmetric keys are generated, not given: sensitiveDataOrigin SET and no data, else
+      // TPM_RC_ATTRIBUTES + P2 (swtpm 0.7.1, measured: data with sensitiveDataOrigin SET too)
+      if (creating && (!origin || data.length !== 0)) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
       if (!sign && !decrypt) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
       // TPMI_RSA_KEY_BITS is checked as it is unmarshalled (see checkUnmarshalled); an exponent
       // other than the default is TPM_RC_RANGE without a parameter number (swtpm 0.7.1, measured)
@@ -207,8 +212,7 @@ export function checkTemplate(pub: TpmtPublic, data: Uint8Array, param: number, 
       break;
     }
     case TPM_ALG.ECC: {
-      if (creating && data.length !== 0) throw new Rc(P(TPM_RC.SIZE, dataParam)); // generated, not given
-      if (creating && !origin) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
+      if (creating && (!origin || data.length !== 0)) throw new Rc(P(TPM_RC.ATTRIBUTES, param)); // generated, not given (as RSA)
       if (!sign && !decrypt) throw new Rc(P(TPM_RC.ATTRIBUTES, param));
       // (TPMI_ECC_CURVE is checked as it is unmarshalled: see checkUnmarshalled)
       // the NIST curves have no KDF of their own: a KDF in the template is refused (Part 2 §12.2.3.6)
@@ -269,7 +273,7 @@ export function checkTemplate(pub: TpmtPublic, data: Uint8Array, param: number, 
  * Part 2 §9.28, §11.2.4, §11.2.5.5; swtpm 0.7.1, measured: AES keyBits 0, 64, 100 or 512 in a
  * symmetric or storage key, RSA 0, 512, 1000 or 4096 bits are TPM_RC_VALUE, an unknown curve
  * TPM_RC_CURVE, also in templates whose attributes are wrong). AES-192 is taken although libtpms
- * 0.9 leaves it out (a deliberate difference, see more-commands-a.test.ts).
+ * 0.9 leaves it out (a deliberate difference, pinned by the TestParms tests).
  */
 export function checkUnmarshalled(pub: TpmtPublic, param: number): void {
   if (pub.type === TPM_ALG.KEYEDHASH) return;
@@ -437,6 +441,18 @@ export function makeObject(handle: number, pub: TpmtPublic, sensitive: TpmtSensi
 export function parentQnOf(t: Engine, parent: number): Uint8Array {
   const o = findObject(t, parent);
   return o ? o.qualifiedName : u32be(parent);
+}
+
+/**
+ * proof(hierarchy) of the tickets SoftTpm issues for objects (TPMT_TK_CREATION, Part 2 §10.7.3):
+ * SHA-512 of the proof seed and the hierarchy handle; for TPM_RH_NULL of the NULL seed instead,
+ * so a NULL-hierarchy ticket lasts until the next TPM Reset (libtpms nullProof; swtpm 0.7.1
+ * issues 64-byte creation tickets in the NULL hierarchy, measured). PolicySecret's NULL tickets
+ * are keyed the same way.
+ */
+export function ticketProof(t: Engine, hierarchy: number): Uint8Array {
+  const seed = hierarchy === TPM_RH.NULL ? hierarchySeed(t, TPM_RH.NULL) : t.ps.proofSeed;
+  return sha512(concatBytes(seed, u32be(hierarchy)));
 }
 
 /** The primary seed of a hierarchy (TPM_RH_NULL: a seed that lasts until the next TPM Reset). */
