@@ -401,3 +401,17 @@ describe("11. ContextSave, ContextLoad and FlushContext take no sessions: TPM_RC
     expect(hex(run(t, cmd(0x8001, CC.ContextLoad, Array.from(s.subarray(10)))))).toBe("80010000000e0000000080000001");
   });
 });
+
+describe("TPM2_HMAC_Start with a persistent key (Part 3 §17.2)", () => {
+  it("the key's copy takes the lowest slot while the command runs: the sequence gets 0x80000001 (swtpm 0.7.1, measured)", () => {
+    const t = startedTpm();
+    // an HMAC key (sign, userWithAuth, sensitiveDataOrigin, SHA-256 scheme) made persistent at 0x81000002
+    const r = run(t, createPrimary(OWNER, keyedHash(FIXED | A.SDO | A.UWA | A.SIGN, [...u16(0x0005), ...u16(0x000b)])));
+    expect(rcOf(r)).toBe(0);
+    expect(rc(t, authCmd(CC.EvictControl, [OWNER, u32At(r, 10)], [[]], u32(0x81000002)))).toBe(0);
+    expect(rc(t, flush(u32At(r, 10)))).toBe(0);
+    const s = run(t, authCmd(0x15b, [0x81000002], [[]], [...t2b([]), ...u16(0x000b)])); // TPM2_HMAC_Start
+    expect(rcOf(s)).toBe(0);
+    expect(u32At(s, 10)).toBe(0x80000001);
+  });
+});

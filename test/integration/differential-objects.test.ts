@@ -40,8 +40,8 @@ const KNOWN_DIFFERENCES: KnownDifference[] = [
     maskedBy: "privateBlank() in differential-objects.ts (Create, CreateLoaded, ObjectChangeAuth outPrivate, size field included)",
   },
   {
-    name: "session context sequence and blobs",
-    why: "TPMS_CONTEXT.sequence of a session is libtpms' contextCounter, which also counts every StartAuthSession; the context blob is each TPM's own encrypted structure. savedHandle and hierarchy are compared (and, for objects, the sequence).",
+    name: "context blobs",
+    why: "the context blob is each TPM's own encrypted structure (libtpms serializes its OBJECT/SESSION). savedHandle, hierarchy and the sequence are compared, for objects and sessions (SoftTpm counts session contexts from 4 as libtpms' contextCounter does).",
     maskedBy: "contextSaveShape / objectContextShape in differential-objects.ts",
   },
   {

@@ -318,13 +318,13 @@ const MASK = {
 };
 
 /**
- * ContextSave: compared as tag, response code, savedHandle and hierarchy. The sequence number is
- * each TPM's own counter and the blob (integrity HMAC + encrypted object or session) is
+ * ContextSave: compared as tag, response code, savedHandle and hierarchy (objectContextShape adds
+ * the sequence number, for objects and sessions). The blob (integrity HMAC + encrypted object or session) is
  * implementation-specific in both contents and size (libtpms serializes its OBJECT/SESSION
  * structures). TPM 2.0 Part 2 §14.5.
  */
 const contextSaveShape = (r: Uint8Array): string => `${u16at(r, 0).toString(16)} rc ${rcOf(r).toString(16)} savedHandle ${u32at(r, 18).toString(16)} hierarchy ${u32at(r, 22).toString(16)}`;
-/** ContextSave of an object: the object context sequence number is compared too (libtpms objectContextID counts object contexts from 1). */
+/** ContextSave of an object or a session: the sequence number is compared too (libtpms counts object contexts from 1 and session contexts from 4). */
 const objectContextShape = (r: Uint8Array): string => `${contextSaveShape(r)} sequence ${toHexLocal(r.subarray(10, 18))}`;
 const toHexLocal = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 

@@ -92,19 +92,6 @@ function newParentOf(t: Engine, h: number, n: number): TpmObject | undefined {
   return o;
 }
 
-/**
- * The DUP role (Part 1 §19.7.2): only a policy session authorizes it, a password or HMAC session
- * is TPM_RC_AUTH_TYPE (reference code, IsPolicySessionRequired); and the policy must have
- * named the command (PolicyCommandCode or PolicyDuplicationSelect, Part 1 §19.7.3): a policy
- * without a command code is TPM_RC_POLICY_FAIL + S1. The session layer has checked the policy
- * digest (and a command code that is not Duplicate) before this.
- */
-function checkDupRole(t: Engine): void {
-  const s = t.sessionObjs[0];
-  if (!s?.policy) throw new Rc(TPM_RC.AUTH_TYPE);
-  if (s.policy.commandCode !== TPM_CC.Duplicate) throw new Rc(S(TPM_RC.POLICY_FAIL, 1));
-}
-
 /** Random bytes from the TPM's source. */
 function randomBytes(t: Engine, n: number): Uint8Array {
   const b = new Uint8Array(n);
@@ -123,8 +110,7 @@ function duplicate(t: Engine, h: number[], inp: In, out: Out): void {
   inp.param = 1;
   const keyIn = inp.tpm2b(MAX_DATA).slice();
   const sym = readSymDef(inp, 2);
-  inp.done();
-  checkDupRole(t);
+  inp.done(); // the DUP role (a policy session naming Duplicate, Part 1 §19.7.2) was checked at authorization
   const o = findObject(t, h[0]!)!;
   const a = o.pub.objectAttributes;
   if (a & TPMA_OBJECT.FIXEDPARENT) throw new Rc(H(TPM_RC.ATTRIBUTES, 1));

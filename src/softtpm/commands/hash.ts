@@ -13,7 +13,7 @@ import { trimZeros } from "../engine/auth.js";
 import type { CommandEntries } from "../engine/dispatch.js";
 import type { Engine } from "../engine/engine.js";
 import { SOFTTPM_MAX_BUFFER } from "../engine/limits.js";
-import { allocTransient, findObject } from "../engine/objects.js";
+import { allocTransient, findObject, persistentCopies } from "../engine/objects.js";
 import { savableHmac } from "../engine/contexts.js";
 import { H, type In, type Out, P, Rc } from "../engine/marshal.js";
 import { AUTH_MAX } from "../state.js";
@@ -111,7 +111,9 @@ function hmacStart(t: Engine, h: number[], inp: In): void {
   const alg = own === TPM_ALG.NULL ? inHash : inHash === TPM_ALG.NULL || inHash === own ? own : TPM_ALG.NULL;
   const a = hashImpl(alg); // CMAC with a keyed-hash key: TPM_RC_VALUE + P2 (swtpm 0.7.1, measured)
   if (!a) throw new Rc(P(TPM_RC.VALUE, 2));
-  const handle = allocTransient(t); // TPM_RC_OBJECT_MEMORY when the object slots are full
+  // TPM_RC_OBJECT_MEMORY when the slots are full; a persistent key's copy takes one while the
+  // command runs (swtpm 0.7.1, measured: 0x80000001 for a persistent key with nothing loaded)
+  const handle = allocTransient(t, persistentCopies(h[0]!));
   t.sequences.set(handle, {
     handle,
     alg: a,

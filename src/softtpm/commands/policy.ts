@@ -18,7 +18,7 @@ import type { CommandEntries } from "../engine/dispatch.js";
 import type { Engine, HmacSession } from "../engine/engine.js";
 import type { NvIndexState } from "../state.js";
 import { EMPTY, H, type In, type Out, P, Rc } from "../engine/marshal.js";
-import { HASH_IMPLS, PCR_COUNT, hashImpl, hashIndex } from "../tables.js";
+import { HASH_IMPLS, type HashImpl, PCR_COUNT, hashImpl, hashIndex } from "../tables.js";
 import { CLOCK_UPDATE_MS } from "../engine/limits.js";
 import { constantTimeEqual } from "../../wire/bytes.js";
 import { allocatedPcrs } from "./pcr.js";
@@ -404,8 +404,11 @@ function nvReadAccessChecks(auth: number, nv: NvIndexState): void {
   if (!(nv.attributes & TPMA_NV.WRITTEN)) throw new Rc(TPM_RC.NV_UNINITIALIZED);
 }
 
-/** TPM2_PolicyNV, Part 3 §23.9. */
-function policyNv(t: Engine, h: number[], inp: In): void {
+/**
+ * The parameters PolicyNV and PolicyCounterTimer share: operandB, offset and a TPM_EO operation
+ * (an operation past TPM_EO_BITCLEAR is TPM_RC_VALUE + P3), read to the end of the command.
+ */
+function readComparison(inp: In): { operandB: Uint8Array; offset: number; operation: number } {
   const operandB = inp.tpm2b(MAX_OPERAND);
   inp.param = 2;
   const offset = inp.u16();
@@ -413,6 +416,17 @@ function policyNv(t: Engine, h: number[], inp: In): void {
   const operation = inp.u16();
   if (operation > 0x000b) throw new Rc(P(TPM_RC.VALUE, 3)); // TPM_EO
   inp.done();
+  return { operandB, offset, operation };
+}
+
+/** args of PolicyNV and PolicyCounterTimer: H(operandB ‖ offset ‖ operation) (Part 3 §23.9, §23.10). */
+function comparisonArgs(h: HashImpl, operandB: Uint8Array, offset: number, operation: number): Uint8Array {
+  return h.hash(concatBytes(operandB, Uint8Array.of(offset >>> 8, offset & 0xff, operation >>> 8, operation & 0xff)));
+}
+
+/** TPM2_PolicyNV, Part 3 §23.9. */
+function policyNv(t: Engine, h: number[], inp: In): void {
+  const { operandB, offset, operation } = readComparison(inp);
   const { sess, p } = policyOf(t, h[2]!);
   const nv = t.nv(h[1]!)!;
   if (!p.trial) {
@@ -421,7 +435,7 @@ function policyNv(t: Engine, h: number[], inp: In): void {
     if (nv.dataSize - offset < operandB.length) throw new Rc(P(TPM_RC.SIZE, 1));
     if (!compare(operation, nv.data.subarray(offset, offset + operandB.length), operandB)) throw new Rc(TPM_RC.POLICY);
   }
-  const args = sess.authHash.hash(concatBytes(operandB, Uint8Array.of(offset >>> 8, offset & 0xff, operation >>> 8, operation & 0xff)));
+  const args = comparisonArgs(sess.authHash, operandB, offset, operation);
   extend(sess, p, TPM_CC.PolicyNV, args, nameOf(t, nv.handle));
 }
 
@@ -450,13 +464,7 @@ function timeInfo(t: Engine): Uint8Array {
  * TPM_RC_POLICY. Digest: H(old ‖ TPM_CC ‖ H(operandB ‖ offset ‖ operation)).
  */
 function policyCounterTimer(t: Engine, h: number[], inp: In): void {
-  const operandB = inp.tpm2b(MAX_OPERAND);
-  inp.param = 2;
-  const offset = inp.u16();
-  inp.param = 3;
-  const operation = inp.u16();
-  if (operation > 0x000b) throw new Rc(P(TPM_RC.VALUE, 3)); // TPM_EO
-  inp.done();
+  const { operandB, offset, operation } = readComparison(inp);
   if (offset > TIME_INFO_SIZE) throw new Rc(P(TPM_RC.VALUE, 2));
   if (offset + operandB.length > TIME_INFO_SIZE) throw new Rc(TPM_RC.RANGE);
   const { sess, p } = policyOf(t, h[0]!);
@@ -466,7 +474,7 @@ function policyCounterTimer(t: Engine, h: number[], inp: In): void {
     const info = timeInfo(t);
     if (!compare(operation, info.subarray(offset, offset + operandB.length), operandB)) throw new Rc(TPM_RC.POLICY);
   }
-  const args = sess.authHash.hash(concatBytes(operandB, Uint8Array.of(offset >>> 8, offset & 0xff, operation >>> 8, operation & 0xff)));
+  const args = comparisonArgs(sess.authHash, operandB, offset, operation);
   extend(sess, p, TPM_CC.PolicyCounterTimer, args);
 }
 
@@ -620,7 +628,7 @@ function policyGetDigest(t: Engine, h: number[], inp: In, out: Out): void {
 
 /**
  * TPM2_PolicyPhysicalPresence, Part 3 §23.12: authorization will need physical presence. The
- * digest is H(old ‖ TPM_CC_PolicyPhysicalPresence); the authorization checks it (engine/auth.ts:
+ * digest is H(old ‖ TPM_CC_PolicyPhysicalPresence); the authorization checks it (`checkPolicyRestrictions`:
  * without a physical-presence indication it is TPM_RC_PP, as swtpm answers).
  */
 function policyPhysicalPresence(t: Engine, h: number[], inp: In): void {
