@@ -9,6 +9,8 @@
  *
  * @packageDocumentation
  */
+import { readSigScheme } from "./signature.js";
+import type { SigScheme } from "../engine/sign.js";
 import { hmac } from "@noble/hashes/hmac.js";
 import { sha512 } from "@noble/hashes/sha2.js";
 import { concatBytes, u32be } from "../../wire/bytes.js";
@@ -29,30 +31,11 @@ const MAX_DATA = 66;
 /** Largest TPM2B_DIGEST: sizeof(TPMU_HA) (Part 2 §10.4.2). */
 const MAX_DIGEST = 64;
 
-/** TPMT_SIG_SCHEME as chosen for signing. ECDAA's commit count is carried but unused. */
-export interface AttestScheme {
-  scheme: number;
-  hashAlg: number;
-  count?: number;
-}
+/** TPMT_SIG_SCHEME as chosen for signing (the signing commands' `SigScheme`). */
+export type AttestScheme = SigScheme;
 
-/** Signature schemes of TPMI_ALG_SIG_SCHEME (Part 2 §11.2.1.5) this TPM knows. */
-const SIG_SCHEMES = new Set<number>([TPM_ALG.RSASSA, TPM_ALG.RSAPSS, TPM_ALG.ECDSA, TPM_ALG.ECDAA, TPM_ALG.ECSCHNORR, TPM_ALG.HMAC]);
-
-/**
- * Reads TPMT_SIG_SCHEME+ as parameter `n` (Part 2 §11.2.1.5): an unknown scheme is
- * TPM_RC_SCHEME, a hash this TPM lacks TPM_RC_HASH (both + P + n, as unmarshalled).
- */
-export function readSigScheme(inp: In, n: number): AttestScheme {
-  inp.param = n;
-  const scheme = inp.u16();
-  if (scheme === TPM_ALG.NULL) return { scheme, hashAlg: TPM_ALG.NULL };
-  if (!SIG_SCHEMES.has(scheme)) throw new Rc(P(TPM_RC.SCHEME, n));
-  const hashAlg = inp.u16();
-  if (!hashImpl(hashAlg)) throw new Rc(P(TPM_RC.HASH, n));
-  if (scheme === TPM_ALG.ECDAA) return { scheme, hashAlg, count: inp.u16() };
-  return { scheme, hashAlg };
-}
+/** TPMT_SIG_SCHEME+ is read as TPM2_Sign reads it (one unmarshaller, Part 2 §11.2.1.5). */
+export { readSigScheme };
 
 /**
  * The signing key at handle `n` (TPMI_DH_OBJECT+), or undefined for TPM_RH_NULL. A key that may
