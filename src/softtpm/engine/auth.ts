@@ -10,7 +10,9 @@ import { concatBytes, u32be } from "../../wire/bytes.js";
 import { TPM_ALG, TPM_CC, TPM_HR, TPM_HT, TPM_NT, TPM_PT, TPM_RC, TPM_RH, TPM_RS, TPMA_NV, TPMA_OBJECT, TPMA_SESSION } from "../../wire/constants.js";
 import { AUTH_MAX, type HierarchyPolicyState, type NvIndexState, daParameters } from "../state.js";
 import { type HashImpl, PCR_COUNT, PCR_PROPERTIES, hashImpl } from "../tables.js";
-import { aesCfb } from "./crypto.js";
+import { aesCfb, kdfa, kdfe } from "./crypto.js";
+
+export { kdfa, kdfe };
 import { auditResponse, checkAuditSession } from "./audit.js";
 import { nameOf } from "./names.js";
 
@@ -92,33 +94,6 @@ function authEqual(given: Uint8Array, expected: Uint8Array): boolean {
   const n = Math.max(a.length, b.length);
   for (let i = 0; i < n; i++) diff |= (a[i] ?? 0) ^ (b[i] ?? 0);
   return diff === 0;
-}
-
-/** KDFa, SP 800-108 counter mode with HMAC (TPM 2.0 Part 1 §11.4.10.2). */
-export function kdfa(a: HashImpl, key: Uint8Array, label: string, contextU: Uint8Array, contextV: Uint8Array, bits: number): Uint8Array {
-  const labelBytes = new TextEncoder().encode(label + "\0");
-  const out = new Uint8Array(Math.ceil(bits / 8));
-  for (let i = 1, off = 0; off < out.length; i++, off += a.size) {
-    const block = a.mac(key, u32be(i), labelBytes, contextU, contextV, u32be(bits));
-    out.set(block.subarray(0, Math.min(a.size, out.length - off)), off);
-  }
-  return out;
-}
-
-/**
- * KDFe (Part 1 §11.4.10.3; NIST SP 800-56A §5.8.1 one-step KDF):
- * H(counter ‖ Z ‖ label ‖ partyUInfo ‖ partyVInfo) for counter = 1, 2, … truncated to `bits`.
- * `label` is a string and gets its terminating zero, as in KDFa (Part 1 §11.4.10.3: a label
- * that does not end in 0 has one appended).
- */
-export function kdfe(a: HashImpl, z: Uint8Array, label: string, partyU: Uint8Array, partyV: Uint8Array, bits: number): Uint8Array {
-  const labelBytes = new TextEncoder().encode(label + "\0");
-  const out = new Uint8Array(Math.ceil(bits / 8));
-  for (let i = 1, off = 0; off < out.length; i++, off += a.size) {
-    const block = a.hash(concatBytes(u32be(i), z, labelBytes, partyU, partyV));
-    out.set(block.subarray(0, Math.min(a.size, out.length - off)), off);
-  }
-  return out;
 }
 
 /**

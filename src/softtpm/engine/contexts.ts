@@ -20,7 +20,7 @@ import { u32be } from "../../wire/bytes.js";
 import { TPM_RC } from "../../wire/constants.js";
 import { readPublic, readSensitive, writeSensitive } from "../../wire/structures.js";
 import { HASH_IMPLS, type HashImpl, hashImpl } from "../tables.js";
-import { aesCfb } from "./crypto.js";
+import { aesCfb, kdfa } from "./crypto.js";
 import type { PolicyState } from "./auth.js";
 import type { Engine, HmacSession, Sequence } from "./engine.js";
 import { type TpmObject, nameOf } from "./objects.js";
@@ -43,16 +43,6 @@ function u64be(v: bigint): Uint8Array {
   const w = new TpmWriter(8);
   w.u64(v);
   return w.finish();
-}
-
-function kdfa(a: typeof SHA256, key: Uint8Array, label: string, u: Uint8Array, v: Uint8Array, bits: number): Uint8Array {
-  const lb = new TextEncoder().encode(label + "\0");
-  const out = new Uint8Array(bits / 8);
-  for (let i = 1, off = 0; off < out.length; i++, off += a.size) {
-    const block = a.mac(key, u32be(i), lb, u, v, u32be(bits));
-    out.set(block.subarray(0, Math.min(a.size, out.length - off)), off);
-  }
-  return out;
 }
 
 function secret(t: Engine): Uint8Array {

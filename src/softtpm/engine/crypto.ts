@@ -9,7 +9,7 @@
  * @packageDocumentation
  */
 import { checkPrimeSync, createCipheriv, createDecipheriv } from "node:crypto";
-import { u32be } from "../../wire/bytes.js";
+import { concatBytes, u32be } from "../../wire/bytes.js";
 import type { HashImpl } from "../tables.js";
 
 /**
@@ -51,6 +51,33 @@ export class KdfStream {
     }
     return out;
   }
+}
+
+/** KDFa, SP 800-108 counter mode with HMAC (TPM 2.0 Part 1 §11.4.10.2); `label` gets its terminating zero. */
+export function kdfa(a: HashImpl, key: Uint8Array, label: string, contextU: Uint8Array, contextV: Uint8Array, bits: number): Uint8Array {
+  const labelBytes = new TextEncoder().encode(label + "\0");
+  const out = new Uint8Array(Math.ceil(bits / 8));
+  for (let i = 1, off = 0; off < out.length; i++, off += a.size) {
+    const block = a.mac(key, u32be(i), labelBytes, contextU, contextV, u32be(bits));
+    out.set(block.subarray(0, Math.min(a.size, out.length - off)), off);
+  }
+  return out;
+}
+
+/**
+ * KDFe (Part 1 §11.4.10.3; NIST SP 800-56A §5.8.1 one-step KDF):
+ * H(counter ‖ Z ‖ label ‖ partyUInfo ‖ partyVInfo) for counter = 1, 2, … truncated to `bits`. A
+ * string `label` gets its terminating zero, as in KDFa (a label that does not end in 0 has one
+ * appended); bytes are taken as they are.
+ */
+export function kdfe(a: HashImpl, z: Uint8Array, label: string | Uint8Array, partyU: Uint8Array, partyV: Uint8Array, bits: number): Uint8Array {
+  const labelBytes = typeof label === "string" ? new TextEncoder().encode(label + "\0") : label;
+  const out = new Uint8Array(Math.ceil(bits / 8));
+  for (let i = 1, off = 0; off < out.length; i++, off += a.size) {
+    const block = a.hash(concatBytes(u32be(i), z, labelBytes, partyU, partyV));
+    out.set(block.subarray(0, Math.min(a.size, out.length - off)), off);
+  }
+  return out;
 }
 
 /** Anything that fills bytes: a {@link KdfStream} or the TPM's random source. */

@@ -22,12 +22,12 @@ import {
 } from "../../wire/structures.js";
 import type { PersistentObjectState } from "../state.js";
 import { type HashImpl, hashImpl } from "../tables.js";
-import { type ByteSource, KdfStream, type RsaKey, aesCfb, fromBig, generateRsa, rsaFromPrime, toBig } from "./crypto.js";
+import { type ByteSource, KdfStream, type RsaKey, aesCfb, fromBig, generateRsa, kdfa, kdfe, rsaFromPrime, toBig } from "./crypto.js";
 import { mgf1, rsaBytes, rsaPrivate, rsaPublic } from "./sign.js";
 import type { Engine } from "./engine.js";
 import { CURVES, eccMultiply, eccPublic, eccScalar, toPoint, validScalar } from "./ecc.js";
 import { MAX_SEQUENCES } from "./limits.js";
-import { H, P, Rc } from "./marshal.js";
+import { EMPTY, H, P, Rc } from "./marshal.js";
 
 /** A loaded object (Part 1 §23): its public and sensitive areas and what the TPM derives from them. */
 export interface TpmObject {
@@ -480,18 +480,7 @@ export function hierarchySeed(t: Engine, hierarchy: number): Uint8Array {
  * KDFa(a, seed, "INTEGRITY", "", "", digest bits), `a` the parent's nameAlg.
  */
 function wrapperKeys(a: HashImpl, seed: Uint8Array, keyBits: number, childName: Uint8Array): { symKey: Uint8Array; hmacKey: Uint8Array } {
-  return { symKey: kdfaOnce(a, seed, "STORAGE", childName, keyBits), hmacKey: kdfaOnce(a, seed, "INTEGRITY", new Uint8Array(0), a.size * 8) };
-}
-
-/** KDFa(a, key, label, contextU, "", bits) in one call (Part 1 §11.4.10.2). */
-function kdfaOnce(a: HashImpl, key: Uint8Array, label: string, contextU: Uint8Array, bits: number): Uint8Array {
-  const lb = new TextEncoder().encode(label + "\0");
-  const out = new Uint8Array(bits / 8);
-  for (let i = 1, off = 0; off < out.length; i++, off += a.size) {
-    const block = a.mac(key, u32be(i), lb, contextU, u32be(bits));
-    out.set(block.subarray(0, Math.min(a.size, out.length - off)), off);
-  }
-  return out;
+  return { symKey: kdfa(a, seed, "STORAGE", childName, EMPTY, keyBits), hmacKey: kdfa(a, seed, "INTEGRITY", EMPTY, EMPTY, a.size * 8) };
 }
 
 /** The key size of the AES-CFB a storage parent protects its children with. */
@@ -708,16 +697,6 @@ export function secretDecrypt(key: TpmObject, label: Uint8Array, secret: Uint8Ar
     if (e instanceof Rc && e.rc < 0x100 && (e.rc & 0x80) !== 0) throw new Rc(P(e.rc, param));
     throw e;
   }
-}
-
-/** KDFe(a, Z, label, partyU, partyV, bits) (Part 1 §11.4.10.3, SP 800-56A §5.8.1 one-step KDF). */
-function kdfe(a: HashImpl, z: Uint8Array, label: Uint8Array, partyU: Uint8Array, partyV: Uint8Array, bits: number): Uint8Array {
-  const out = new Uint8Array(bits / 8);
-  for (let i = 1, off = 0; off < out.length; i++, off += a.size) {
-    const block = a.hash(concatBytes(u32be(i), z, label, partyU, partyV));
-    out.set(block.subarray(0, Math.min(a.size, out.length - off)), off);
-  }
-  return out;
 }
 
 /** An object handle that must name a storage parent: TPM_RC_TYPE + H(n) otherwise (Part 3 §12.1). */
